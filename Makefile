@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` runs the default job, `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The virtualenv is rebuilt only when the dependencies change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+DEMO ?= demo
+DEMO_SAMPLES ?= 4000
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: venv
+	$(BIN)/curate synth --out $(DEMO) --samples $(DEMO_SAMPLES) > /dev/null
+	$(BIN)/curate ingest $(DEMO)/pool --run $(DEMO)/run --runner ray
+	@echo "== accounting (read = kept + quarantined)"
+	@$(BIN)/curate sql $(DEMO)/run --saved accounting
+	@echo "== quarantine reasons"
+	@$(BIN)/curate sql $(DEMO)/run --saved quarantine_reasons
+	@echo "Query it:  $(BIN)/curate sql $(DEMO)/run \"SELECT * FROM samples LIMIT 5\""
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache

@@ -1,0 +1,115 @@
+"""Builds catalog.duckdb: views over the run's Parquet files, with paths relative to the run folder.
+
+The views hold no data, only relative globs, so the run folder can be moved; a connection resolves them
+through DuckDB's file_search_path set to the run folder.
+"""
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from curate.rundir import RunDir
+
+CATALOG = "catalog.duckdb"
+DUPLICATES = "quarantine/_duplicate_uids.parquet"
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Returns a connection to the run's catalog with its relative paths resolving into the run folder."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    path = run.path / CATALOG
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return duckdb.connect(str(path), read_only=read_only, config={"file_search_path": str(run.path)})
+
+
+def build_catalog(run: RunDir) -> Path:
+    """(Re)creates catalog.duckdb from the files the run holds now; returns its path."""
+    temp = run.path / f"{CATALOG}.tmp-{uuid.uuid4().hex}"
+    con = duckdb.connect(str(temp), config={"file_search_path": str(run.path)})
+    try:
+        for statement in catalog_statements(run):
+            con.execute(statement)
+    finally:
+        con.close()
+    final = run.path / CATALOG
+    os.replace(temp, final)
+    return final
+
+
+def catalog_statements(run: RunDir) -> list[str]:
+    """Returns the CREATE VIEW statements for the run's current files, in dependency order."""
+    stages = score_stages(run)
+    statements = [
+        "CREATE VIEW ingested AS SELECT * FROM read_parquet('samples/*.parquet', union_by_name = true)",
+        "CREATE VIEW quarantine AS SELECT * FROM read_parquet('quarantine/*.parquet', union_by_name = true)",
+        "CREATE VIEW shards AS SELECT * FROM read_json_auto('_done/ingest/*.json')",
+    ]
+    statements += [
+        f"CREATE VIEW scores_{s} AS SELECT * FROM read_parquet('scores/{s}/*.parquet', union_by_name = true)"
+        for s in stages
+    ]
+    statements.append(_samples_view(run, stages))
+    statements.append(_stage_counts_view(run, stages))
+    statements.append(
+        "CREATE VIEW accounting AS SELECT"
+        " (SELECT coalesce(sum(read), 0) FROM shards)::BIGINT AS read,"
+        " (SELECT count(*) FROM samples) AS kept,"
+        " (SELECT count(*) FROM quarantine WHERE key IS NOT NULL) AS quarantined,"
+        " (SELECT count(*) FROM quarantine WHERE key IS NULL) AS shard_errors"
+    )
+    embeddings = _embeddings_view(run)
+    return statements + ([embeddings] if embeddings else [])
+
+
+def score_stages(run: RunDir) -> list[str]:
+    """Returns the names of stages that have written scores, sorted."""
+    folder = run.path / "scores"
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if STAGE_NAME.match(p.name) and any(p.glob("*.parquet")))
+
+
+def _samples_view(run: RunDir, stages: list[str]) -> str:
+    sql = "CREATE VIEW samples AS SELECT * FROM ingested"
+    if (run.path / DUPLICATES).exists():
+        # Later copies of a uid are quarantined (see the quarantine view), not shown twice here.
+        sql += f" ANTI JOIN read_parquet('{DUPLICATES}') AS d ON ingested.shard = d.shard AND ingested.key = d.key"
+    for stage in stages:
+        sql += f" LEFT JOIN scores_{stage} USING (uid)"
+    return sql
+
+
+def _keep_columns(run: RunDir, stages: list[str]) -> list[str]:
+    columns = []
+    for stage in stages:
+        first = next(iter(sorted((run.path / "scores" / stage).glob("*.parquet"))))
+        columns += [c for c in pq.read_schema(first).names if c.endswith("_keep") and STAGE_NAME.match(c)]
+    return columns
+
+
+def _stage_counts_view(run: RunDir, stages: list[str]) -> str:
+    parts = [
+        f"SELECT '{c}' AS stage, count(*) FILTER ({c}) AS kept, count(*) FILTER (NOT {c}) AS dropped,"
+        f" count(*) FILTER ({c} IS NULL) AS unscored FROM samples"
+        for c in _keep_columns(run, stages)
+    ]
+    empty = "SELECT NULL::VARCHAR AS stage, 0::BIGINT AS kept, 0::BIGINT AS dropped, 0::BIGINT AS unscored WHERE false"
+    return "CREATE VIEW stage_counts AS " + (" UNION ALL ".join(parts) if parts else empty)
+
+
+def _embeddings_view(run: RunDir) -> str | None:
+    files = sorted((run.path / "embeddings").glob("*.parquet"))
+    if not files:
+        return None
+    dim = pq.read_schema(files[0]).field("image_embedding").type.list_size
+    # Parquet has no fixed-size list: DuckDB reads FLOAT[] back, so cast to the fixed width on read.
+    return (
+        f"CREATE VIEW embeddings AS SELECT uid, image_embedding::FLOAT[{dim}] AS image_embedding,"
+        f" text_embedding::FLOAT[{dim}] AS text_embedding FROM read_parquet('embeddings/*.parquet')"
+    )

@@ -1,0 +1,29 @@
+"""Export the samples matching a SQL predicate as WebDataset, Parquet, a DataComp uid file or a HF dataset."""
+
+import argparse
+import json
+
+from curate.cli.options import existing_run, positive_int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the export command's options."""
+    from curate.export import EXPORT_FORMATS
+
+    parser.add_argument("run", help="run folder")
+    parser.add_argument("--where", help="SQL predicate on the samples view (default: every sample)")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    parser.add_argument("--out", required=True, help="folder to create")
+    parser.add_argument("--shard-size", type=positive_int, default=10000, help="samples per output shard")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exports the selection and prints a summary as JSON; returns 0."""
+    from curate.export import export_subset
+
+    summary = export_subset(
+        existing_run(args.run), args.where, args.format, args.out, args.shard_size, overwrite=args.overwrite
+    )
+    print(json.dumps(summary, default=str))
+    return 0

@@ -1,0 +1,41 @@
+"""Ingest WebDataset tars, Parquet image shards or DataComp metadata into a run folder and its catalog."""
+
+import argparse
+import json
+
+from curate.cli.options import positive_int
+from curate.io.images import DEFAULT_MAX_PIXELS
+from curate.io.inputs import INPUT_FORMATS
+from curate.io.samples import ReadOptions
+from curate.rundir import RunDir
+from curate.runners import RUNNER_NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the ingest command's options."""
+    parser.add_argument("inputs", nargs="+", help="shards: paths, globs, brace ranges, folders or fsspec URLs")
+    parser.add_argument("--run", required=True, help="run folder to write (reruns resume it)")
+    parser.add_argument("--runner", choices=RUNNER_NAMES, default="local", help="where to run (default local)")
+    parser.add_argument("--workers", type=positive_int, help="Ray actors (default: one per CPU)")
+    parser.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="larger images are quarantined as decompression bombs")
+    parser.add_argument("--image-column", help="Parquet shards: column of image bytes (default: detect)")
+    parser.add_argument("--caption-column", help="Parquet shards: caption column (default: detect)")
+    parser.add_argument("--key-column", help="Parquet shards: key column (default: key, else row index)")
+    parser.add_argument("--datacomp-embeddings", choices=("l14", "b32"), default="l14",
+                        help="which DataComp .npz embeddings to ingest (default l14)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ingests the inputs and prints the accounting counts as JSON; returns 0."""
+    from curate.stages.ingest import ingest
+
+    options = ReadOptions(
+        max_pixels=args.max_pixels, image_column=args.image_column, caption_column=args.caption_column,
+        key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
+    )
+    runner_options = {"workers": args.workers} if args.runner == "ray" and args.workers else {}
+    counts = ingest(args.inputs, RunDir(args.run), args.runner, options, args.input_format, **runner_options)
+    print(json.dumps(counts))
+    return 0

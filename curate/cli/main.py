@@ -1,0 +1,50 @@
+"""Entry point of the `curate` command: parses arguments and turns user errors into one line and exit code 2."""
+
+import argparse
+import importlib
+import sys
+
+from curate.errors import UsageError
+
+# subcommand -> module with add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "synth": "curate.cli.synth",
+    "ingest": "curate.cli.ingest",
+    "sql": "curate.cli.sql",
+    "export": "curate.cli.export",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of a usage block."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the parser with every subcommand registered."""
+    parser = _Parser(prog="curate", description="Curate web-scale image-text datasets.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(subparsers.add_parser(name, help=module.__doc__.splitlines()[0]))
+        subparsers.choices[name].set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand; returns the process exit code (2 for a user error)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args) or 0
+    except UsageError as exc:
+        print(f"curate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Query a run's catalog in SQL, read-only: a query of your own or a saved one from catalogs/queries."""
+
+import argparse
+import csv
+import io
+import json
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.cli.options import existing_run
+from curate.errors import UsageError
+from curate.rundir import RunDir
+
+OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the sql command's options."""
+    parser.add_argument("run", help="run folder")
+    parser.add_argument("query", nargs="?", help="SQL over the views samples, quarantine, shards, accounting, ...")
+    parser.add_argument("--saved", help="run a saved query by name instead (see catalogs/queries)")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="table")
+    parser.add_argument("--out", help="write the result to this file instead of standard output")
+    parser.add_argument("--max-rows", type=int, default=40, help="rows shown by --format table (default 40)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the query against the catalog and writes its result; returns 0."""
+    from curate.catalogs import saved_query
+
+    if (args.query is None) == (args.saved is None):
+        raise UsageError("give either a QUERY or --saved NAME")
+    if args.format == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    query = saved_query(args.saved) if args.saved else args.query
+    table = query_catalog(existing_run(args.run), query)
+    write_result(table, args.format, args.out, args.max_rows)
+    return 0
+
+
+def query_catalog(run: RunDir, query: str) -> pa.Table:
+    """Returns the result of `query` on the run's catalog; a SQL error becomes a one-line UsageError."""
+    import duckdb
+
+    from curate.catalogs import connect
+
+    con = connect(run)
+    try:
+        relation = con.sql(query)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise UsageError(f"SQL error: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def write_result(table: pa.Table, fmt: str, out: str | None, max_rows: int = 40) -> None:
+    """Writes `table` as fmt to `out`, or to standard output when out is None."""
+    if fmt == "parquet":
+        pq.write_table(table, out)
+        return
+    text = {"table": _as_text_table, "csv": _as_csv, "json": _as_json}[fmt](table, max_rows)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _as_text_table(table: pa.Table, max_rows: int) -> str:
+    import duckdb
+
+    return str(duckdb.from_arrow(table).limit(max_rows)) + (
+        f"({table.num_rows} rows, {max_rows} shown)\n" if table.num_rows > max_rows else ""
+    )
+
+
+def _as_csv(table: pa.Table, _max_rows: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow(row.values())
+    return buffer.getvalue()
+
+
+def _as_json(table: pa.Table, _max_rows: int) -> str:
+    return json.dumps(table.to_pylist(), default=str, ensure_ascii=False) + "\n"

@@ -1,0 +1,1 @@
+"""Reading shards: input expansion, tar and Parquet readers, image checks, Arrow schemas."""

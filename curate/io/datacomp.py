@@ -1,0 +1,93 @@
+"""Reading DataComp pool metadata: the .parquet files with their .npz embeddings, and no images."""
+
+import io
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.io.parquet_shards import SchemaMismatch
+from curate.io.samples import RawSample, ShardTables
+from curate.io.schema import embeddings_schema
+
+DATACOMP_COLUMNS = ("uid", "text")
+DATACOMP_SCORE_COLUMNS = ("clip_b32_similarity_score", "clip_l14_similarity_score", "face_bboxes")
+EMBEDDING_MODELS = ("b32", "l14")
+
+
+def is_datacomp_schema(schema: pa.Schema) -> bool:
+    """Returns True when a Parquet schema looks like DataComp pool metadata (uid and text, no image)."""
+    return all(c in schema.names for c in DATACOMP_COLUMNS)
+
+
+def read_datacomp(url: str, tables: ShardTables) -> dict[str, pa.Table]:
+    """Reads one DataComp metadata shard into `tables`; returns the extra outputs (embeddings, scores)."""
+    with fsspec.open(url, "rb") as f:
+        meta = pq.read_table(f)
+    if not is_datacomp_schema(meta.schema):
+        raise SchemaMismatch(f"DataComp metadata needs columns uid and text; columns are {meta.schema.names}")
+    cols = meta.to_pydict()
+    for i in range(meta.num_rows):
+        tables.add(_raw(cols, i), json_expected=False)
+    extra = {}
+    accepted = pa.array([row["uid"] for row in tables.samples], pa.string())
+    positions = _accepted_positions(cols["uid"], tables)
+    scores = [c for c in DATACOMP_SCORE_COLUMNS if c in cols]
+    if scores:
+        extra["scores/datacomp"] = meta.select(scores).take(positions).add_column(0, "uid", accepted)
+    embeddings = _read_npz(url, meta.num_rows, tables)
+    if embeddings is not None:
+        image, text = (_normalized(e[positions]) for e in embeddings)
+        extra["embeddings"] = _embedding_table(accepted, image, text)
+    return extra
+
+
+def _raw(cols: dict, i: int) -> RawSample:
+    def get(name):
+        return cols[name][i] if name in cols else None
+
+    return RawSample(
+        key=str(get("uid")), uid=get("uid"), caption=get("text"), url=get("url"), metadata_only=True,
+        width=get("original_width"), height=get("original_height"), sha256=get("sha256"),
+    )
+
+
+def _accepted_positions(uids: list, tables: ShardTables) -> np.ndarray:
+    index = {str(u): i for i, u in enumerate(uids)}
+    return np.array([index[row["uid"]] for row in tables.samples], dtype=np.int64)
+
+
+def _read_npz(url: str, rows: int, tables: ShardTables) -> tuple[np.ndarray, np.ndarray] | None:
+    npz_url = url[: -len(".parquet")] + ".npz"
+    fs, path = fsspec.core.url_to_fs(npz_url)
+    if not fs.exists(path):
+        return None
+    model = tables.options.datacomp_embeddings
+    with fs.open(path, "rb") as f:
+        arrays = np.load(io.BytesIO(f.read()), allow_pickle=False)
+        missing = [k for k in (f"{model}_img", f"{model}_txt") if k not in arrays.files]
+        if missing:
+            tables.quarantine_shard("npz lacks embeddings", f"{npz_url} has no {missing}; has {arrays.files}")
+            return None
+        image, text = arrays[f"{model}_img"], arrays[f"{model}_txt"]
+    if len(image) != rows or len(text) != rows:
+        tables.quarantine_shard("npz row count mismatch", f"{npz_url}: {len(image)} rows, parquet has {rows}")
+        return None
+    return image, text
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    vectors = vectors.astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _embedding_table(uids: pa.Array, image: np.ndarray, text: np.ndarray) -> pa.Table:
+    dim = image.shape[1]
+    schema = embeddings_schema(dim)
+
+    def column(v):
+        return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float32()), dim)
+
+    return pa.Table.from_arrays([uids, column(image), column(text)], schema=schema)

@@ -1,0 +1,73 @@
+"""Reading Parquet shards that carry image bytes and captions, with configurable column names."""
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.io.samples import RawSample, ReadOptions
+
+IMAGE_COLUMNS = ("jpg", "image", "img", "png", "webp", "image_bytes")
+CAPTION_COLUMNS = ("caption", "txt", "text")
+KEY_COLUMNS = ("key", "__key__")
+
+
+class SchemaMismatch(Exception):
+    """The Parquet file lacks the columns this reader needs; str() says which and what it has."""
+
+
+def image_parquet_columns(schema: pa.Schema, options: ReadOptions) -> dict[str, str | None]:
+    """Returns the columns to read for image, caption, key, uid and url; raises SchemaMismatch."""
+    names = set(schema.names)
+    image = _pick(options.image_column, IMAGE_COLUMNS, names, "image")
+    caption = _pick(options.caption_column, CAPTION_COLUMNS, names, "caption")
+    key = options.key_column or next((c for c in KEY_COLUMNS if c in names), None)
+    if key is not None and key not in names:
+        raise SchemaMismatch(f"no key column {key!r}; columns are {sorted(names)}")
+    return dict(
+        image=image, caption=caption, key=key,
+        uid=options.uid_column if options.uid_column in names else None,
+        url=options.url_column if options.url_column in names else None,
+    )
+
+
+def _pick(given: str | None, candidates: tuple[str, ...], names: set[str], what: str) -> str:
+    if given is not None:
+        if given not in names:
+            raise SchemaMismatch(f"no {what} column {given!r}; columns are {sorted(names)}")
+        return given
+    for name in candidates:
+        if name in names:
+            return name
+    raise SchemaMismatch(f"no {what} column (looked for {', '.join(candidates)}); columns are {sorted(names)}")
+
+
+def iter_image_parquet(url: str, columns: dict[str, str | None], batch_rows: int = 1024):
+    """Yields RawSamples of an image Parquet shard in row order; image_offset is the row index."""
+    wanted = sorted({c for c in columns.values() if c is not None})
+    row = 0
+    with fsspec.open(url, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=wanted):
+            data = batch.to_pydict()
+            for i in range(batch.num_rows):
+                yield _raw_sample(data, columns, i, row)
+                row += 1
+
+
+def image_value_bytes(value) -> bytes | None:
+    """Returns image bytes from a cell: raw bytes, or the `bytes` field of a Hugging Face Image struct."""
+    if isinstance(value, dict):
+        value = value.get("bytes")
+    return value if isinstance(value, (bytes, bytearray)) or value is None else None
+
+
+def _raw_sample(data: dict, columns: dict[str, str | None], i: int, row: int) -> RawSample:
+    key = data[columns["key"]][i] if columns["key"] else None
+    uid = data[columns["uid"]][i] if columns["uid"] else None
+    return RawSample(
+        key=str(row) if key is None else str(key),
+        image=image_value_bytes(data[columns["image"]][i]),
+        image_offset=row,
+        caption=data[columns["caption"]][i],
+        url=data[columns["url"]][i] if columns["url"] else None,
+        uid=None if uid is None else str(uid),
+    )

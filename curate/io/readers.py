@@ -1,0 +1,87 @@
+"""The shard readers, one per input kind, behind one registry: each turns a shard into its output tables."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.io.datacomp import is_datacomp_schema, read_datacomp
+from curate.io.inputs import ShardTask
+from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, iter_image_parquet
+from curate.io.samples import ReadOptions, ShardTables
+from curate.io.tars import read_tar_samples
+
+
+@dataclass
+class ShardOutput:
+    """What processing one shard produced: tables keyed by run subfolder, and its counts."""
+
+    tables: dict[str, pa.Table]
+    counts: dict[str, int]
+
+
+def read_webdataset(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
+    """Reads a WebDataset tar into `tables`; a truncated or unreadable tar adds a shard-level quarantine row."""
+    raws, error = read_tar_samples(task.url)
+    json_expected = any(raw.json_text is not None for raw in raws)
+    for raw in raws:
+        tables.add(raw, json_expected)
+    if error is not None:
+        tables.quarantine_shard("unreadable tar", f"stopped after {len(raws)} samples: {error}")
+    return {}
+
+
+def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
+    """Reads a Parquet shard: image bytes and captions, or DataComp metadata when that is its schema."""
+    schema = _parquet_schema(task.url)
+    if is_datacomp_schema(schema) and not _has_image_column(schema, tables.options):
+        return read_datacomp(task.url, tables)
+    try:
+        columns = image_parquet_columns(schema, tables.options)
+    except SchemaMismatch as exc:
+        _quarantine_all_rows(task.url, tables, str(exc))
+        return {}
+    for raw in iter_image_parquet(task.url, columns):
+        tables.add(raw, json_expected=False)
+    return {}
+
+
+def _parquet_schema(url: str) -> pa.Schema:
+    with fsspec.open(url, "rb") as f:
+        return pq.read_schema(f)
+
+
+def _has_image_column(schema: pa.Schema, options: ReadOptions) -> bool:
+    try:
+        image_parquet_columns(schema, options)
+    except SchemaMismatch:
+        return False
+    return True
+
+
+def _quarantine_all_rows(url: str, tables: ShardTables, reason: str) -> None:
+    """A Parquet file of the wrong schema: every row it holds is read and quarantined, so counts still add up."""
+    with fsspec.open(url, "rb") as f:
+        rows = pq.ParquetFile(f).metadata.num_rows
+    for row in range(rows):
+        tables.quarantine_sample(str(row), None, "wrong parquet schema", reason)
+
+
+READERS: dict[str, Callable[[ShardTask, ShardTables], dict[str, pa.Table]]] = {
+    "webdataset": read_webdataset,
+    "parquet": read_parquet,
+    "datacomp": lambda task, tables: read_datacomp(task.url, tables),
+}
+
+
+def read_shard(task: ShardTask, options: ReadOptions) -> ShardOutput:
+    """Returns a shard's samples, quarantine and any extra tables; never raises for bad data in the shard."""
+    tables = ShardTables(task, options)
+    try:
+        extra = READERS[task.kind](task, tables)
+    except Exception as exc:  # an unreadable shard is quarantined, not fatal to the run
+        tables.quarantine_shard("unreadable shard", f"{type(exc).__name__}: {exc}"[:500])
+        extra = {}
+    return ShardOutput(tables.tables() | extra, tables.counts())

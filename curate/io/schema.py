@@ -1,0 +1,43 @@
+"""Arrow schemas of the run directory's tables, shared by readers, writers and the catalog."""
+
+import pyarrow as pa
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("shard", pa.string()),
+        ("key", pa.string()),
+        ("url", pa.string()),
+        ("caption", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("sha256", pa.string()),
+        # Where the image bytes live in the source shard, so export re-reads them without a copy:
+        # byte offset and size of the tar member, or the row index in a Parquet shard.
+        ("image_format", pa.string()),
+        ("image_offset", pa.int64()),
+        ("image_size", pa.int64()),
+        ("json", pa.string()),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("key", pa.string()),  # null when the failure is the shard's, not one sample's
+        ("uid", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Returns the schema of an embeddings table with `dim`-wide L2-normalized float32 vectors."""
+    vector = pa.list_(pa.float32(), dim)
+    return pa.schema([("uid", pa.string()), ("image_embedding", vector), ("text_embedding", vector)])
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """Returns a table with no rows and the given schema."""
+    return schema.empty_table()

@@ -1,0 +1,47 @@
+"""The shard-job contract, and how a shard's outputs become files of the run directory."""
+
+import importlib
+import json
+from typing import Protocol
+
+from curate.errors import UsageError
+from curate.io.inputs import ShardTask
+from curate.io.readers import ShardOutput
+from curate.rundir import RunDir, parquet_bytes
+
+# name -> "module:function"; the Ray runner's module is the only one that imports ray.
+RUNNERS = {"local": "curate.runners.local:run_local", "ray": "curate.runners.ray:run_ray"}
+RUNNER_NAMES = tuple(RUNNERS)
+
+
+class ShardJob(Protocol):
+    """A unit of work per shard. `setup` runs once per worker (load models there); `process` once per shard."""
+
+    name: str
+
+    def setup(self) -> None: ...
+
+    def process(self, task: ShardTask) -> ShardOutput: ...
+
+
+def encode_output(job: str, task: ShardTask, output: ShardOutput) -> dict[str, bytes]:
+    """Returns the shard's files, relative path -> bytes, with the completion marker last.
+
+    Workers encode, the driver only writes: the bytes are the same whichever runner produced them.
+    """
+    files = {f"{folder}/{task.shard_id}.parquet": parquet_bytes(t) for folder, t in output.tables.items()}
+    marker = dict(shard_id=task.shard_id, shard=task.url, kind=task.kind, **output.counts)
+    files[f"_done/{job}/{task.shard_id}.json"] = json.dumps(marker, sort_keys=True).encode()
+    return files
+
+
+def run_shard_job(job: ShardJob, tasks: list[ShardTask], run: RunDir, runner: str = "local", **options) -> int:
+    """Runs `job` on every shard without a completion marker and commits each; returns how many ran."""
+    if runner not in RUNNERS:
+        raise UsageError(f"unknown runner {runner!r}; choose one of {', '.join(RUNNERS)}")
+    run.remove_temporaries()
+    pending = [t for t in tasks if not run.is_done(job.name, t.shard_id)]
+    if pending:
+        module, function = RUNNERS[runner].split(":")
+        getattr(importlib.import_module(module), function)(job, pending, run, **options)
+    return len(pending)

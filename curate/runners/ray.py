@@ -1,0 +1,69 @@
+"""The Ray runner: shards as a Ray Dataset, processed by an actor pool; the driver commits what comes back.
+
+Workers return each shard's encoded files in one row, so the run folder needs to be visible only to the
+driver, not to every node of a cluster.
+"""
+
+import logging
+import os
+
+import pyarrow as pa
+
+from curate.io.inputs import ShardTask
+from curate.rundir import RunDir
+from curate.runners.base import ShardJob, encode_output
+
+
+def init_ray() -> None:
+    """Connects to the cluster named by RAY_ADDRESS, or starts a local Ray; does nothing if connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+
+
+class _ShardJobActor:
+    """Holds one set-up copy of the job per Ray actor."""
+
+    def __init__(self, job: ShardJob):
+        self.job = job
+        job.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        paths, blobs = [], []
+        for row in batch.to_pylist():
+            task = self._task(row)
+            files = encode_output(self.job.name, task, self.job.process(task))
+            paths.append(list(files))
+            blobs.append(list(files.values()))
+        return pa.table(
+            {"paths": pa.array(paths, pa.list_(pa.string())), "blobs": pa.array(blobs, pa.list_(pa.large_binary()))}
+        )
+
+    @staticmethod
+    def _task(row: dict) -> ShardTask:
+        return ShardTask(row["shard_id"], row["url"], row["kind"])
+
+
+def run_ray(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: int | None = None) -> None:
+    """Processes shards on an actor pool (one CPU each, `workers` of them, default all CPUs) and commits them."""
+    import ray
+
+    init_ray()
+    size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    items = [dict(shard_id=t.shard_id, url=t.url, kind=t.kind) for t in tasks]
+    results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _ShardJobActor,
+        fn_constructor_kwargs={"job": job},
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(items))),
+    )
+    for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))

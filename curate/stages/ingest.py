@@ -1,0 +1,97 @@
+"""Ingest: read input shards into the run's samples, quarantine and (for DataComp) embeddings tables."""
+
+import platform
+from dataclasses import asdict, dataclass
+
+import duckdb
+
+from curate import __version__
+from curate.catalogs import build_catalog, connect
+from curate.catalogs.views import DUPLICATES
+from curate.errors import UsageError
+from curate.io.inputs import ShardTask, expand_inputs
+from curate.io.readers import ShardOutput, read_shard
+from curate.io.samples import ReadOptions
+from curate.io.schema import QUARANTINE_SCHEMA
+from curate.rundir import RunDir, parquet_bytes
+from curate.runners import run_shard_job
+
+
+@dataclass
+class IngestJob:
+    """The shard job that reads one shard; it needs no per-worker setup."""
+
+    options: ReadOptions
+    name: str = "ingest"
+
+    def setup(self) -> None:
+        """Nothing to load: reading needs no model."""
+
+    def process(self, task: ShardTask) -> ShardOutput:
+        """Returns the shard's samples, quarantine and extra tables."""
+        return read_shard(task, self.options)
+
+
+def ingest(
+    inputs: list[str], run: RunDir, runner: str = "local", options: ReadOptions | None = None,
+    input_format: str = "auto", **runner_options,
+) -> dict:
+    """Ingests INPUTS into the run, resuming where an earlier attempt stopped; returns the accounting counts."""
+    options = options or ReadOptions()
+    tasks = expand_inputs(inputs, input_format)
+    config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=asdict(options))
+    _check_same_ingest(run, config)
+    run.path.mkdir(parents=True, exist_ok=True)
+    ran = run_shard_job(IngestJob(options), tasks, run, runner, **runner_options)
+    write_duplicate_uids(run)
+    build_catalog(run)
+    counts = accounting(run)
+    stages = run.manifest()["stages"] | {
+        "ingest": dict(status="complete", config=config, counts=counts, shards=len(tasks), shards_run=ran)
+    }
+    run.update_manifest(stages=stages, curate_version=__version__, python=platform.python_version())
+    return counts
+
+
+def _check_same_ingest(run: RunDir, config: dict) -> None:
+    previous = run.manifest()["stages"].get("ingest")
+    if previous is not None and previous["config"] != config:
+        raise UsageError(
+            f"{run.path} already holds an ingest of other inputs or options; "
+            "pass the same ones to resume, or choose a new --run folder"
+        )
+
+
+def write_duplicate_uids(run: RunDir) -> None:
+    """Quarantines every copy of a uid after the first (ordered by shard, then key), as one Parquet file."""
+    con = duckdb.connect(config={"file_search_path": str(run.path)})
+    table = con.sql(
+        """
+        SELECT shard, key, uid, 'duplicate uid' AS reason,
+               'first seen in ' || first_shard || ' key ' || first_key AS detail
+        FROM (SELECT shard, key, uid,
+                     first_value(shard) OVER w AS first_shard, first_value(key) OVER w AS first_key,
+                     row_number() OVER w AS copy
+              FROM read_parquet('samples/*.parquet')
+              WINDOW w AS (PARTITION BY uid ORDER BY shard, key))
+        WHERE copy > 1
+        ORDER BY shard, key
+        """
+    ).to_arrow_table()
+    con.close()
+    target = run.path / DUPLICATES
+    if table.num_rows:
+        run.write_bytes(DUPLICATES, parquet_bytes(table.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)))
+    elif target.exists():
+        target.unlink()
+
+
+def accounting(run: RunDir) -> dict:
+    """Returns read, kept, quarantined and shard_errors from the run's catalog."""
+    con = connect(run)
+    try:
+        cursor = con.execute("SELECT * FROM accounting")
+        names = [d[0] for d in cursor.description]
+        return dict(zip(names, (int(v) for v in cursor.fetchone()), strict=True))
+    finally:
+        con.close()

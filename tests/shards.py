@@ -1,0 +1,77 @@
+"""Builders of real shards for tests: tars with chosen member order, Parquet image shards, bad images."""
+
+import io
+import json
+import struct
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+
+def image_bytes(color=(200, 30, 30), size=(48, 40), fmt="JPEG") -> bytes:
+    """Returns an encoded image of one colour with a gradient, so different colours give different bytes."""
+    array = np.zeros((size[1], size[0], 3), np.uint8)
+    array[:] = color
+    array[:, :, 2] = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :]
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_bomb_header(width=100_000, height=100_000) -> bytes:
+    """Returns a tiny PNG whose header claims a huge image: what a decompression bomb looks like."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def sample_members(key: str, caption: str | bytes | None = "a red square", image: bytes | None = None,
+                   meta: dict | None = None, ext: str = "jpg") -> list[tuple[str, bytes]]:
+    """Returns the (member name, bytes) of one WebDataset sample; None leaves a member out."""
+    members = []
+    if image is not False:
+        members.append((f"{key}.{ext}", image if image is not None else image_bytes()))
+    if meta is not None:
+        members.append((f"{key}.json", json.dumps(meta).encode()))
+    if caption is not None:
+        members.append((f"{key}.txt", caption if isinstance(caption, bytes) else caption.encode()))
+    return members
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """Writes the members in the given order as an uncompressed tar; returns the path."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def clean_shard(path: Path, n: int, start: int = 0) -> Path:
+    """Writes a tar of n good img2dataset-style samples (jpg, json, txt); returns the path."""
+    members = []
+    for i in range(start, start + n):
+        key = f"{i:09d}"
+        meta = {"url": f"http://example.com/{i}.jpg", "key": key, "caption": f"sample {i}"}
+        members += sample_members(key, f"sample {i}", image_bytes((i * 37 % 256, 90, 10)), meta)
+    return write_tar(path, members)
+
+
+def image_parquet(path: Path, n: int, image_column="jpg", caption_column="caption", hf_struct=False) -> Path:
+    """Writes a Parquet image shard of n rows (key, url, caption and image columns); returns the path."""
+    images = [image_bytes((10, i * 50 % 256, 200)) for i in range(n)]
+    column = pa.array([{"bytes": b, "path": None} for b in images]) if hf_struct else pa.array(images, pa.binary())
+    table = pa.table({
+        "key": [f"k{i}" for i in range(n)], "url": [f"http://p/{i}" for i in range(n)],
+        caption_column: [f"parquet caption {i}" for i in range(n)], image_column: column,
+    })
+    pq.write_table(table, path)
+    return path

@@ -1,0 +1,79 @@
+"""Runners and restarts: Ray and the local loop agree, and a killed run resumes to the same catalog."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from tests.conftest import catalog_snapshot
+from tests.shards import clean_shard, image_bytes, sample_members, write_tar
+
+
+def _pool(folder, shards=4, per_shard=5):
+    folder.mkdir()
+    for i in range(shards):
+        clean_shard(folder / f"{i:05d}.tar", per_shard, start=i * per_shard)
+    write_tar(folder / "bad.tar", sample_members("k", caption=b"\xff") + sample_members("j", image=b"junk"))
+    return folder
+
+
+def test_ray_and_local_runners_give_identical_catalogs(tmp_path, ray_local):
+    pool = _pool(tmp_path / "pool")
+    local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
+    assert ingest([str(pool)], local, "local", progress=False) == ingest([str(pool)], on_ray, "ray", workers=2)
+    assert catalog_snapshot(local) == catalog_snapshot(on_ray)
+    for folder in ("samples", "quarantine"):
+        for path in (local.path / folder).glob("*.parquet"):
+            assert path.read_bytes() == (on_ray.path / folder / path.name).read_bytes()
+
+
+def test_rerun_of_a_finished_run_changes_nothing(tmp_path):
+    pool = _pool(tmp_path / "pool", shards=2)
+    run = RunDir(tmp_path / "run")
+    first = ingest([str(pool)], run, progress=False)
+    before = catalog_snapshot(run)
+    assert ingest([str(pool)], run, progress=False) == first
+    assert catalog_snapshot(run) == before
+    assert run.manifest()["stages"]["ingest"]["shards_run"] == 0
+
+
+def _big_pool(folder, shards=30, per_shard=40):
+    folder.mkdir()
+    for s in range(shards):
+        members = []
+        for i in range(per_shard):
+            key = f"{s:05d}{i:04d}"
+            members += sample_members(key, f"caption {key}", image_bytes((s * 8, i * 6, 99), size=(320, 240)), {})
+        write_tar(folder / f"{s:05d}.tar", members)
+    return folder
+
+
+def test_killed_run_resumes_to_the_catalog_of_an_uninterrupted_run(tmp_path):
+    pool = _big_pool(tmp_path / "pool")
+    run = RunDir(tmp_path / "killed")
+    command = [sys.executable, "-m", "curate.cli.main", "ingest", str(pool), "--run", str(run.path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = run.path / "_done" / "ingest"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and len(list(done.glob("*.json"))) < 3:
+        time.sleep(0.01)
+    assert process.poll() is None, process.stderr.read().decode()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = len(list(done.glob("*.json")))
+    assert 3 <= finished < 30, "the run should have been killed part-way"
+    for path in run.path.rglob("*.parquet"):  # whatever is visible under a final name is complete
+        pq.read_table(path)
+    assert not (run.path / "catalog.duckdb").exists()
+
+    resumed = ingest([str(pool)], run, progress=False)
+    assert run.manifest()["stages"]["ingest"]["shards_run"] == 30 - finished
+    assert not list(run.path.rglob("*.tmp-*"))
+    reference = RunDir(tmp_path / "reference")
+    assert ingest([str(pool)], reference, progress=False) == resumed
+    assert catalog_snapshot(run) == catalog_snapshot(reference)

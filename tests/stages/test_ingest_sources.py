@@ -1,0 +1,119 @@
+"""Ingest of each input kind: WebDataset tars, Parquet image shards, DataComp metadata with embeddings."""
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.catalogs import connect
+from curate.errors import UsageError
+from curate.io.samples import ReadOptions, default_uid
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from tests.shards import clean_shard, image_parquet, sample_members, write_tar
+
+
+def test_webdataset_samples_carry_metadata_and_stable_uids(tmp_path):
+    clean_shard(tmp_path / "00000.tar", 3)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "00000.tar")], run, progress=False)
+    rows = connect(run).execute(
+        "SELECT uid, key, url, caption, width, height, image_format, json FROM samples ORDER BY key"
+    ).fetchall()
+    assert [r[1] for r in rows] == ["000000000", "000000001", "000000002"]
+    assert rows[0][0] == default_uid("00000", "000000000")
+    assert rows[0][2:7] == ("http://example.com/0.jpg", "sample 0", 48, 40, "jpg")
+    assert '"key": "000000000"' in rows[0][7]
+
+
+def test_json_uid_is_used_when_present(tmp_path):
+    members = sample_members("a", meta={"uid": "0123456789abcdef0123456789abcdef"})
+    write_tar(tmp_path / "s.tar", members)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "s.tar")], run, progress=False)
+    assert connect(run).execute("SELECT uid FROM samples").fetchall() == [("0123456789abcdef0123456789abcdef",)]
+
+
+def test_parquet_shards_with_configured_columns_and_hf_images(tmp_path):
+    image_parquet(tmp_path / "plain.parquet", 3)
+    image_parquet(tmp_path / "custom.parquet", 2, image_column="img_data", caption_column="alt")
+    image_parquet(tmp_path / "hf.parquet", 2, image_column="image", hf_struct=True)
+    run = RunDir(tmp_path / "run")
+    counts = ingest([str(tmp_path / "plain.parquet"), str(tmp_path / "hf.parquet")], run, progress=False)
+    assert (counts["kept"], counts["quarantined"]) == (5, 0)
+    custom = RunDir(tmp_path / "custom")
+    opts = ReadOptions(image_column="img_data", caption_column="alt")
+    assert ingest([str(tmp_path / "custom.parquet")], custom, options=opts, progress=False)["kept"] == 2
+    row = connect(custom).execute("SELECT key, caption, image_offset FROM samples ORDER BY key").fetchall()
+    assert row == [("k0", "parquet caption 0", 0), ("k1", "parquet caption 1", 1)]
+
+
+def _datacomp_shard(folder, n, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    uids = [f"{rng.integers(2**63):016x}{i:016x}" for i in range(n)]
+    table = pa.table({
+        "uid": uids, "url": [f"http://dc/{i}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
+        "original_width": [640] * n, "original_height": [480] * n,
+        "clip_b32_similarity_score": rng.random(n).astype(np.float32),
+        "clip_l14_similarity_score": rng.random(n).astype(np.float32),
+        "face_bboxes": [[] for _ in range(n)], "sha256": ["ab" * 32] * n,
+    })
+    pq.write_table(table, folder / "0000.parquet")
+    emb = {k: rng.normal(size=(n, dim)).astype(np.float16) for k in ("b32_img", "b32_txt", "l14_img", "l14_txt")}
+    np.savez(folder / "0000.npz", **emb)
+    return uids, emb
+
+
+def test_datacomp_metadata_and_embeddings(tmp_path):
+    uids, emb = _datacomp_shard(tmp_path, 6)
+    run = RunDir(tmp_path / "run")
+    counts = ingest([str(tmp_path / "0000.parquet")], run, progress=False)
+    assert counts == dict(read=6, kept=6, quarantined=0, shard_errors=0)
+    con = connect(run)
+    assert con.execute("SELECT typeof(image_embedding) FROM embeddings LIMIT 1").fetchone() == ("FLOAT[8]",)
+    got = con.execute("SELECT uid, image_embedding, caption, width FROM samples JOIN embeddings USING (uid)"
+                      " ORDER BY uid").fetchall()
+    assert [g[0] for g in got] == sorted(uids)
+    first = uids.index(got[0][0])
+    expected = emb["l14_img"][first].astype(np.float32)
+    np.testing.assert_allclose(got[0][1], expected / np.linalg.norm(expected), rtol=1e-5)
+    assert got[0][2:] == (f"text {first}", 640)
+    scores = con.execute("SELECT count(clip_l14_similarity_score) FROM samples").fetchone()[0]
+    assert scores == 6
+
+
+def test_datacomp_npz_with_wrong_row_count_is_reported(tmp_path):
+    _datacomp_shard(tmp_path, 4)
+    np.savez(tmp_path / "0000.npz", l14_img=np.ones((3, 8)), l14_txt=np.ones((3, 8)))
+    run = RunDir(tmp_path / "run")
+    counts = ingest([str(tmp_path / "0000.parquet")], run, progress=False)
+    assert counts["kept"] == 4 and counts["shard_errors"] == 1
+    assert not (run.path / "embeddings").exists()
+
+
+def test_duplicate_uids_keep_the_first_copy(tmp_path):
+    uid = "f" * 32
+    write_tar(tmp_path / "a.tar", sample_members("x", meta={"uid": uid}) + sample_members("y", meta={"uid": "e" * 32}))
+    write_tar(tmp_path / "b.tar", sample_members("z", meta={"uid": uid}))
+    run = RunDir(tmp_path / "run")
+    counts = ingest([str(tmp_path / "*.tar")], run, progress=False)
+    assert counts == dict(read=3, kept=2, quarantined=1, shard_errors=0)
+    con = connect(run)
+    assert con.execute("SELECT key, reason FROM quarantine").fetchall() == [("z", "duplicate uid")]
+    assert con.execute("SELECT count(DISTINCT uid) FROM samples").fetchone()[0] == 2
+
+
+def test_memory_filesystem_shards(tmp_path):
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/ingest-test/00000.tar", clean_shard(tmp_path / "x.tar", 4).read_bytes())
+    run = RunDir(tmp_path / "run")
+    assert ingest(["memory://ingest-test/{00000..00000}.tar"], run, progress=False)["kept"] == 4
+
+
+def test_rerun_with_other_options_is_refused(tmp_path):
+    clean_shard(tmp_path / "a.tar", 1)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "a.tar")], run, progress=False)
+    with pytest.raises(UsageError, match="already holds an ingest"):
+        ingest([str(tmp_path / "a.tar")], run, options=ReadOptions(max_pixels=10), progress=False)
