@@ -1,6 +1,5 @@
 """Argument types and checks shared by the subcommands."""
 
-import argparse
 from pathlib import Path
 
 from curate.errors import UsageError

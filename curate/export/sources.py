@@ -1,0 +1,123 @@
+"""Re-reading selected images from the shards they were ingested from, checked against the catalog's sha256.
+
+The catalog keeps no image copy: a tar sample's image is the byte range (image_offset, image_size) of its tar,
+a Parquet sample's the cell at row image_offset of the shard's image column. Rows arrive ordered by shard and
+offset, so one shard is open at a time and each of its Parquet row groups is read once.
+"""
+
+import bisect
+import hashlib
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import UsageError
+from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, image_value_bytes
+from curate.io.samples import ReadOptions
+
+LOCATION_COLUMNS = ["uid", "key", "shard", "image_offset", "image_size", "sha256"]
+
+
+class SourceChangedError(UsageError):
+    """A source shard no longer holds the image bytes recorded at ingest (or cannot be read at all)."""
+
+
+class TarSource:
+    """One open source tar; an image is read as a byte range of it."""
+
+    def __init__(self, url: str, options: ReadOptions):
+        self._file = fsspec.open(url, "rb").open()
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Returns `size` bytes from byte `offset` (fewer when the file got shorter)."""
+        self._file.seek(offset)
+        return self._file.read(size)
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+
+class ParquetImageSource:
+    """One open Parquet image shard; an image is a row's image cell, read one row group at a time."""
+
+    def __init__(self, url: str, options: ReadOptions):
+        self._file = fsspec.open(url, "rb").open()
+        self._parquet = pq.ParquetFile(self._file)
+        try:
+            self._column = image_parquet_columns(self._parquet.schema_arrow, options)["image"]
+        except SchemaMismatch as exc:
+            self._file.close()
+            raise SourceChangedError(f"{url} lost the image column it had at ingest: {exc}") from None
+        meta = self._parquet.metadata
+        self._starts = [0]
+        for i in range(meta.num_row_groups):
+            self._starts.append(self._starts[-1] + meta.row_group(i).num_rows)
+        self._group: int | None = None
+        self._cells: pa.ChunkedArray | None = None
+
+    def read(self, row: int, size: int) -> bytes:
+        """Returns the image bytes of row `row` (empty when the shard has no such row or no image there)."""
+        group = bisect.bisect_right(self._starts, row) - 1
+        if not 0 <= group < len(self._starts) - 1:
+            return b""
+        if group != self._group:
+            self._cells = self._parquet.read_row_group(group, columns=[self._column]).column(0)
+            self._group = group
+        return image_value_bytes(self._cells[row - self._starts[group]].as_py()) or b""
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+
+# How a shard's images are re-read, by the suffix of its URL.
+SOURCES: dict[str, type[TarSource] | type[ParquetImageSource]] = {
+    ".tar": TarSource,
+    ".parquet": ParquetImageSource,
+}
+
+
+class SourceImages:
+    """Adds the selected samples' image bytes to their catalog rows, one source shard open at a time."""
+
+    def __init__(self, options: ReadOptions):
+        self._options = options
+        self._url: str | None = None
+        self._source: TarSource | ParquetImageSource | None = None
+
+    def attach(self, table: pa.Table) -> pa.Table:
+        """Returns `table` plus an `image` column of verified bytes; raises SourceChangedError."""
+        images = [self._image(row) for row in table.select(LOCATION_COLUMNS).to_pylist()]
+        return table.append_column("image", pa.array(images, pa.large_binary()))
+
+    def close(self) -> None:
+        """Closes the open source shard, if any."""
+        if self._source is not None:
+            self._source.close()
+        self._url, self._source = None, None
+
+    def _image(self, row: dict) -> bytes:
+        if row["image_offset"] is None:
+            raise UsageError(f"sample {row['uid']} has no image bytes in the run (DataComp metadata-only)")
+        try:
+            data = self._open(row["shard"]).read(row["image_offset"], row["image_size"])
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise SourceChangedError(f"cannot re-read {row['shard']}: {type(exc).__name__}: {exc}") from None
+        if len(data) != row["image_size"] or hashlib.sha256(data).hexdigest() != row["sha256"]:
+            raise SourceChangedError(
+                f"the image of sample {row['uid']} (key {row['key']!r}) in {row['shard']} no longer matches "
+                "the sha256 recorded at ingest: the shard changed since it was ingested; re-ingest it into a "
+                "new run"
+            )
+        return data
+
+    def _open(self, url: str) -> TarSource | ParquetImageSource:
+        if url != self._url:
+            self.close()
+            kind = next((cls for suffix, cls in SOURCES.items() if url.endswith(suffix)), None)
+            if kind is None:
+                raise SourceChangedError(f"cannot re-read images from {url}: not a .tar or .parquet shard")
+            self._source, self._url = kind(url, self._options), url
+        return self._source
