@@ -17,9 +17,9 @@ from curate.export.datacomp import DataCompWriter
 from curate.export.hf import HFWriter
 from curate.export.parquet import ParquetWriter
 from curate.export.selection import Selection, iter_selected, select
-from curate.export.sources import SourceImages
 from curate.export.wds import WebDatasetWriter
 from curate.io.samples import ReadOptions
+from curate.io.sources import SourceImages
 from curate.rundir import RunDir
 
 # A format is added by one writer class and one line here.

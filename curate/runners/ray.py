@@ -36,7 +36,7 @@ class _ShardJobActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths, blobs = [], []
         for row in batch.to_pylist():
-            task = self._task(row)
+            task = task_of(row)
             files = encode_output(self.job.name, task, self.job.process(task))
             paths.append(list(files))
             blobs.append(list(files.values()))
@@ -44,25 +44,43 @@ class _ShardJobActor:
             {"paths": pa.array(paths, pa.list_(pa.string())), "blobs": pa.array(blobs, pa.list_(pa.large_binary()))}
         )
 
-    @staticmethod
-    def _task(row: dict) -> ShardTask:
-        return ShardTask(row["shard_id"], row["url"], row["kind"])
-
 
 def run_ray(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: int | None = None) -> None:
+    """Runs the job on Ray and commits each shard; a job with a model part gets a pipelined plan (see below)."""
+    init_ray()
+    if hasattr(job, "prepare"):
+        from curate.runners.ray_pipelined import run_pipelined
+
+        run_pipelined(job, tasks, run, workers)
+    else:
+        _run_per_shard(job, tasks, run, workers)
+
+
+def shard_items(tasks: list[ShardTask]):
+    """Returns a Ray Dataset with one row (shard_id, url, kind) and one block per shard."""
+    import ray
+
+    items = [dict(shard_id=t.shard_id, url=t.url, kind=t.kind) for t in tasks]
+    return ray.data.from_items(items, override_num_blocks=len(items))
+
+
+def task_of(row: dict) -> ShardTask:
+    """Returns the ShardTask of a row made by shard_items."""
+    return ShardTask(row["shard_id"], row["url"], row["kind"])
+
+
+def _run_per_shard(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: int | None) -> None:
     """Processes shards on an actor pool (one CPU each, `workers` of them, default all CPUs) and commits them."""
     import ray
 
-    init_ray()
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    items = [dict(shard_id=t.shard_id, url=t.url, kind=t.kind) for t in tasks]
-    results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    results = shard_items(tasks).map_batches(
         _ShardJobActor,
         fn_constructor_kwargs={"job": job},
         batch_size=1,
         batch_format="pyarrow",
         num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(items))),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
     )
     for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():

@@ -5,16 +5,15 @@ from dataclasses import asdict, dataclass
 
 import duckdb
 
-from curate import __version__
 from curate.catalogs import build_catalog, connect
 from curate.catalogs.views import DUPLICATES
-from curate.errors import UsageError
 from curate.io.inputs import ShardTask, expand_inputs
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
 from curate.io.schema import QUARANTINE_SCHEMA
 from curate.rundir import RunDir, parquet_bytes
 from curate.runners import run_shard_job
+from curate.stages.common import check_stage_config, record_stage
 
 
 @dataclass
@@ -40,26 +39,15 @@ def ingest(
     options = options or ReadOptions()
     tasks = expand_inputs(inputs, input_format)
     config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=asdict(options))
-    _check_same_ingest(run, config)
+    check_stage_config(run, "ingest", config)
     run.path.mkdir(parents=True, exist_ok=True)
     ran = run_shard_job(IngestJob(options), tasks, run, runner, **runner_options)
     write_duplicate_uids(run)
     build_catalog(run)
     counts = accounting(run)
-    stages = run.manifest()["stages"] | {
-        "ingest": dict(status="complete", config=config, counts=counts, shards=len(tasks), shards_run=ran)
-    }
-    run.update_manifest(stages=stages, curate_version=__version__, python=platform.python_version())
+    record_stage(run, "ingest", config, counts=counts, shards=len(tasks), shards_run=ran)
+    run.update_manifest(python=platform.python_version())
     return counts
-
-
-def _check_same_ingest(run: RunDir, config: dict) -> None:
-    previous = run.manifest()["stages"].get("ingest")
-    if previous is not None and previous["config"] != config:
-        raise UsageError(
-            f"{run.path} already holds an ingest of other inputs or options; "
-            "pass the same ones to resume, or choose a new --run folder"
-        )
 
 
 def write_duplicate_uids(run: RunDir) -> None:

@@ -1,0 +1,139 @@
+"""Loading CLIP models: open_clip names with pretrained tags or checkpoint files, hf-hub: ids, model folders.
+
+Names and tags are checked before anything is downloaded, so a typo or a QuickGELU mismatch fails in a
+second with the fix in the message instead of after a multi-gigabyte download.
+"""
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from curate.errors import UsageError
+
+DEFAULT_MODEL = "curate-tiny"
+CONFIG_DIR = Path(__file__).parent / "configs"
+FOLDER_CONFIG = "open_clip_config.json"
+SCHEMAS = ("hf-hub:", "local-dir:")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which CLIP to use: an open_clip name, hf-hub:org/repo, or a model folder; and its weights."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = None  # a tag of the named model, or a checkpoint file
+    random_weights: bool = False  # allow a named model without weights (training from scratch, benchmarks)
+
+
+@dataclass
+class LoadedModel:
+    """A CLIP ready to encode: the module, its tokenizer, and its input size and normalization."""
+
+    model: object
+    tokenizer: object
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    device: str
+
+
+def register_configs() -> None:
+    """Adds the project's model configs (curate-tiny) to open_clip's registry; safe to call repeatedly."""
+    import open_clip
+
+    if DEFAULT_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
+
+
+def resolve_model(spec: ModelSpec) -> tuple[str, str | None]:
+    """Returns open_clip's (model_name, pretrained) for the spec without downloading; raises UsageError."""
+    register_configs()
+    folder = Path(spec.model)
+    if folder.is_dir():
+        if not (folder / FOLDER_CONFIG).is_file():
+            raise UsageError(f"model folder {spec.model} has no {FOLDER_CONFIG}; give a folder from `curate train-dfn`")
+        return f"local-dir:{folder.resolve()}", _no_pretrained(spec)
+    if spec.model.startswith(SCHEMAS):
+        return spec.model, _no_pretrained(spec)
+    name = _known_name(spec.model)
+    if spec.pretrained is None:
+        if not spec.random_weights:
+            raise UsageError(f"--model {name} needs --pretrained TAG or a checkpoint file; tags: {_tags(name)}")
+        return name, None
+    if os.path.isfile(spec.pretrained):
+        return name, spec.pretrained
+    _check_tag(name, spec.pretrained)
+    return name, spec.pretrained
+
+
+def _no_pretrained(spec: ModelSpec) -> None:
+    if spec.pretrained is not None:
+        raise UsageError(f"--pretrained does not apply to {spec.model}: its weights come with it; drop --pretrained")
+
+
+def _known_name(model: str) -> str:
+    import open_clip
+
+    name = model.replace("/", "-")
+    if name not in open_clip.list_models():
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see open_clip.list_models()"
+        raise UsageError(f"unknown model {model!r}: not an open_clip name, hf-hub: id or model folder{hint}")
+    return name
+
+
+def _tags(name: str) -> str:
+    import open_clip
+
+    return ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none (pass a checkpoint file)"
+
+
+def _check_tag(name: str, tag: str) -> None:
+    import open_clip
+
+    if tag not in open_clip.list_pretrained_tags_by_model(name):
+        raise UsageError(f"{name} has no pretrained tag {tag!r} and no such file exists; tags: {_tags(name)}")
+    tag_quick_gelu = open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False)
+    model_quick_gelu = open_clip.get_model_config(name).get("quick_gelu", False)
+    if tag_quick_gelu != model_quick_gelu:
+        # open_clip only warns here, and the embeddings come out silently wrong.
+        fixed = f"{name}-quickgelu" if tag_quick_gelu else name.removesuffix("-quickgelu")
+        activation = "QuickGELU" if tag_quick_gelu else "GELU"
+        raise UsageError(
+            f"the {tag} weights were trained with {activation} but {name} does not use it; "
+            f"use --model {fixed} --pretrained {tag}"
+        )
+
+
+def pick_device(device: str = "auto") -> str:
+    """Returns "cuda" when asked for auto and a GPU is visible, else the device asked for (auto -> cpu)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
+    """Returns the model in eval mode with its tokenizer and preprocessing; raises UsageError if it can't load."""
+    import open_clip
+    import torch
+
+    name, pretrained = resolve_model(spec)
+    device = pick_device(device)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # unloaded weights are the same in every worker and every run
+            model = open_clip.create_model(name, pretrained=pretrained, device=device, weights_only=True)
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"could not load {spec.model} ({pretrained or 'no weights'}): {first}; "
+            "without network access pass a model folder or --pretrained CHECKPOINT"
+        ) from None
+    model.eval()
+    config = model.visual.preprocess_cfg
+    size = config["size"] if isinstance(config["size"], int) else config["size"][0]
+    return LoadedModel(model, tokenizer, size, tuple(config["mean"]), tuple(config["std"]), device)
