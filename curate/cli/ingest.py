@@ -3,20 +3,18 @@
 import argparse
 import json
 
-from curate.cli.options import positive_int
+from curate.cli.options import add_runner_arguments, positive_int, runner_options
 from curate.io.images import DEFAULT_MAX_PIXELS
 from curate.io.inputs import INPUT_FORMATS
 from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
-from curate.runners import RUNNER_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares the ingest command's options."""
     parser.add_argument("inputs", nargs="+", help="shards: paths, globs, brace ranges, folders or fsspec URLs")
     parser.add_argument("--run", required=True, help="run folder to write (reruns resume it)")
-    parser.add_argument("--runner", choices=RUNNER_NAMES, default="local", help="where to run (default local)")
-    parser.add_argument("--workers", type=positive_int, help="Ray actors (default: one per CPU)")
+    add_runner_arguments(parser)
     parser.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help="larger images are quarantined as decompression bombs")
@@ -35,7 +33,6 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, image_column=args.image_column, caption_column=args.caption_column,
         key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
     )
-    runner_options = {"workers": args.workers} if args.runner == "ray" and args.workers else {}
-    counts = ingest(args.inputs, RunDir(args.run), args.runner, options, args.input_format, **runner_options)
+    counts = ingest(args.inputs, RunDir(args.run), args.runner, options, args.input_format, **runner_options(args))
     print(json.dumps(counts))
     return 0

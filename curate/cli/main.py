@@ -12,10 +12,12 @@ COMMANDS = {
     "ingest": "curate.cli.ingest",
     "sql": "curate.cli.sql",
     "export": "curate.cli.export",
+    "embed": "curate.cli.embed",
+    "filter": "curate.cli.filter",
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line instead of a usage block."""
 
     def error(self, message: str):
@@ -24,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns the parser with every subcommand registered."""
-    parser = _Parser(prog="curate", description="Curate web-scale image-text datasets.")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineArgumentParser(prog="curate", description="Curate web-scale image-text datasets.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         module.add_arguments(subparsers.add_parser(name, help=module.__doc__.splitlines()[0]))
@@ -35,9 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand; returns the process exit code (2 for a user error)."""
+    return guarded(lambda: _run_command(argv))
+
+
+def _run_command(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args) or 0
+
+
+def guarded(command, *args) -> int:
+    """Returns command(*args), or 2 after printing a UsageError as one line (130 when interrupted)."""
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args) or 0
+        return command(*args)
     except UsageError as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return 2

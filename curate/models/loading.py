@@ -127,8 +127,8 @@ def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
             torch.manual_seed(0)  # unloaded weights are the same in every worker and every run
             model = open_clip.create_model(name, pretrained=pretrained, device=device, weights_only=True)
         tokenizer = open_clip.get_tokenizer(name)
-    except (RuntimeError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # open_clip, torch and the hub raise many types; each means "can't load this"
+        first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise UsageError(
             f"could not load {spec.model} ({pretrained or 'no weights'}): {first}; "
             "without network access pass a model folder or --pretrained CHECKPOINT"

@@ -14,7 +14,7 @@ def check_stage_config(run: RunDir, stage: str, config: dict) -> None:
     previous = run.manifest()["stages"].get(stage)
     if previous is not None and previous["config"] != config:
         raise UsageError(
-            f"{run.path} already holds a {stage} stage made with other inputs or options; "
+            f"{run.path} already holds the {stage} stage made with other inputs or options; "
             "pass the same ones to resume, or choose a new --run folder"
         )
 

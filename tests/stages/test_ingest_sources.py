@@ -115,5 +115,5 @@ def test_rerun_with_other_options_is_refused(tmp_path):
     clean_shard(tmp_path / "a.tar", 1)
     run = RunDir(tmp_path / "run")
     ingest([str(tmp_path / "a.tar")], run, progress=False)
-    with pytest.raises(UsageError, match="already holds a ingest stage"):
+    with pytest.raises(UsageError, match="already holds the ingest stage"):
         ingest([str(tmp_path / "a.tar")], run, options=ReadOptions(max_pixels=10), progress=False)

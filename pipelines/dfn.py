@@ -1,0 +1,52 @@
+"""DFN filtering end to end: ingest shards, embed them with a data filtering network, score and keep the best.
+
+    python pipelines/dfn.py --input "pool/{00000..00099}.tar" --run runs/dfn \
+        --model ViT-B-16-quickgelu --pretrained dfn2b --keep-fraction 0.3
+    ray submit ray_cluster.yaml pipelines/dfn.py -- --input s3://bucket/pool/ --run /mnt/efs/runs/dfn \
+        --model models/dfn --keep-fraction 0.3
+
+`ray submit` copies only this file to the head node: it imports the installed curate package and nothing
+beside it. Every step resumes: rerun the same command after a failure.
+"""
+
+import argparse
+import json
+import sys
+
+from curate.cli.main import OneLineArgumentParser, guarded
+from curate.cli.options import positive_int
+from curate.filters.dfn import apply_dfn
+from curate.models import ModelSpec
+from curate.rundir import RunDir
+from curate.stages.embed import embed
+from curate.stages.ingest import ingest
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineArgumentParser(prog="pipelines/dfn.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--input", nargs="+", required=True, help="shards: paths, globs, brace ranges, URLs")
+    parser.add_argument("--run", required=True, help="run folder (reruns resume it)")
+    parser.add_argument("--model", required=True, help="the DFN: a train-dfn folder, an open_clip name, hf-hub:")
+    parser.add_argument("--pretrained", help="pretrained tag or checkpoint file for a named model")
+    keep = parser.add_mutually_exclusive_group(required=True)
+    keep.add_argument("--keep-fraction", type=float, help="keep this top fraction of the whole pool")
+    keep.add_argument("--threshold", type=float, help="keep samples whose dfn_score is >= this")
+    parser.add_argument("--runner", choices=("ray", "local"), default="ray")
+    parser.add_argument("--workers", type=positive_int, help="model actors (default: one per GPU, else one)")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = RunDir(args.run)
+    options = {"workers": args.workers} if args.runner == "ray" and args.workers else {}
+    summary = {"ingest": ingest(args.input, run, args.runner, **options)}
+    summary["embed"] = embed(run, ModelSpec(args.model, args.pretrained), args.runner, args.batch_size, **options)
+    summary["dfn"] = apply_dfn(run, args.keep_fraction, args.threshold)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(guarded(main))

@@ -1,0 +1,67 @@
+"""DFN filtering: DataComp's whole-pool keep rule, scores equal to the embeddings' cosine."""
+
+import numpy as np
+import pytest
+
+from curate.catalogs import connect
+from curate.errors import UsageError
+from curate.filters.dfn import apply_dfn, fraction_threshold
+from curate.models import ModelSpec
+from curate.rundir import RunDir
+from curate.stages.embed import embed
+from curate.stages.ingest import ingest
+from tests.shards import clean_shard
+
+
+def test_fraction_threshold_follows_datacomp():
+    scores = np.array([0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0], np.float32)
+    # descending: .9 .8 .7 .6 .5 ...; index int(10 * 0.3) = 3 -> 0.6, and >= keeps 4
+    assert fraction_threshold(scores, 0.3) == pytest.approx(0.6)
+    assert (scores >= fraction_threshold(scores, 0.3)).sum() == 4
+    assert fraction_threshold(scores, 1.0) == pytest.approx(0.0)
+    assert fraction_threshold(np.zeros(0, np.float32), 0.5) == float("-inf")
+    with pytest.raises(UsageError):
+        fraction_threshold(scores, 0)
+
+
+@pytest.fixture
+def embedded_run(tmp_path):
+    for i in range(3):
+        clean_shard(tmp_path / f"{i}.tar", 7, start=i * 7)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "*.tar")], run, progress=False)
+    embed(run, ModelSpec(random_weights=True), progress=False)
+    return run
+
+
+def test_keep_is_decided_over_the_whole_pool(embedded_run):
+    counts = apply_dfn(embedded_run, keep_fraction=0.3)
+    con = connect(embedded_run)
+    rows = con.execute(
+        "SELECT dfn_score, dfn_keep, list_dot_product(image_embedding, text_embedding) "
+        "FROM samples JOIN embeddings USING (uid)"
+    ).fetchall()
+    scores = np.array([r[0] for r in rows], np.float32)
+    np.testing.assert_allclose(scores, [r[2] for r in rows], atol=1e-5)
+    expected_cut = -np.sort(-scores)[int(21 * 0.3)]
+    assert counts["threshold"] == pytest.approx(expected_cut)
+    assert [r[1] for r in rows] == [s >= expected_cut for s in scores]
+    assert counts["kept"] == 7 and counts["kept"] + counts["dropped"] == 21
+    assert con.execute("SELECT kept, dropped FROM stage_counts WHERE stage = 'dfn_keep'").fetchone() == (7, 14)
+
+
+def test_threshold_and_rerun_with_other_options(embedded_run):
+    apply_dfn(embedded_run, keep_fraction=0.5)
+    counts = apply_dfn(embedded_run, threshold=2.0)  # cosine never reaches 2: nothing kept
+    assert counts["kept"] == 0
+    assert connect(embedded_run).execute("SELECT count(*) FROM samples WHERE dfn_keep").fetchone() == (0,)
+    with pytest.raises(UsageError, match="exactly one"):
+        apply_dfn(embedded_run)
+
+
+def test_dfn_needs_embeddings(tmp_path):
+    clean_shard(tmp_path / "a.tar", 2)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "a.tar")], run, progress=False)
+    with pytest.raises(UsageError, match="no completed embed stage"):
+        apply_dfn(run, keep_fraction=0.5)

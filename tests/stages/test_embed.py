@@ -1,0 +1,83 @@
+"""The embedding stage on real tiny open_clip models, on both runners."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from curate.catalogs import connect
+from curate.errors import UsageError
+from curate.models import ModelSpec
+from curate.models.encode import encode_batch, image_to_pixels
+from curate.models.loading import load_model
+from curate.rundir import RunDir
+from curate.stages.embed import embed
+from curate.stages.ingest import ingest
+from tests.shards import clean_shard, image_bytes, image_parquet, sample_members, write_tar
+
+TINY = ModelSpec(random_weights=True)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    clean_shard(tmp_path / "a.tar", 5)
+    write_tar(tmp_path / "b.tar", sample_members("p", image=image_bytes(fmt="PNG"), ext="png", meta={})
+              + sample_members("dup", meta={"uid": "ab" * 16}) + sample_members("dup2", meta={"uid": "ab" * 16})
+              + sample_members("bad", caption="", meta={}))
+    write_tar(tmp_path / "c.tar", sample_members("only-bad", image=b"junk"))
+    image_parquet(tmp_path / "d.parquet", 3)
+    return tmp_path
+
+
+def _embeddings(run: RunDir) -> dict:
+    rows = connect(run).execute("SELECT uid, image_embedding, text_embedding FROM embeddings").fetchall()
+    return {uid: (np.array(i), np.array(t)) for uid, i, t in rows}
+
+
+def test_every_accepted_sample_gets_normalized_embeddings(pool, tmp_path):
+    run = RunDir(tmp_path / "run")
+    ingest([str(pool / "*.tar"), str(pool / "d.parquet")], run, progress=False)
+    assert embed(run, TINY, batch_size=4, progress=False) == {"embedded": 10}
+    con = connect(run)
+    samples = {u for (u,) in con.execute("SELECT uid FROM samples").fetchall()}
+    got = _embeddings(run)
+    assert set(got) == samples and len(samples) == 10  # the duplicate uid is embedded once
+    assert con.execute("SELECT typeof(image_embedding) FROM embeddings LIMIT 1").fetchone() == ("FLOAT[128]",)
+    for image, text in got.values():
+        assert abs(np.linalg.norm(image) - 1) < 1e-5 and abs(np.linalg.norm(text) - 1) < 1e-5
+    # the stage's numbers are the model's numbers for the same bytes and caption
+    uid, caption = con.execute("SELECT uid, caption FROM samples WHERE key = '000000002'").fetchone()
+    loaded = load_model(TINY, "cpu")
+    pixels = image_to_pixels(image_bytes((2 * 37 % 256, 90, 10)), loaded.image_size)[None]
+    image, text = encode_batch(loaded, pixels, [caption])
+    np.testing.assert_allclose(got[uid][0], image[0], atol=1e-5)
+    np.testing.assert_allclose(got[uid][1], text[0], atol=1e-5)
+    assert pq.read_table(run.path / "embeddings" / "c.parquet").num_rows == 0
+
+
+def test_ray_and_local_give_the_same_embeddings(pool, tmp_path, ray_local):
+    local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
+    for run in (local, on_ray):
+        ingest([str(pool / "*.tar")], run, progress=False)
+    embed(local, TINY, batch_size=3, progress=False)
+    embed(on_ray, TINY, "ray", batch_size=3)
+    a, b = _embeddings(local), _embeddings(on_ray)
+    assert set(a) == set(b)
+    for uid in a:
+        np.testing.assert_allclose(a[uid][0], b[uid][0], atol=1e-5)
+    for path in (local.path / "embeddings").glob("*.parquet"):
+        assert pq.read_table(path)["uid"].equals(pq.read_table(on_ray.path / "embeddings" / path.name)["uid"])
+
+
+def test_rerun_resumes_and_another_model_is_refused(pool, tmp_path):
+    run = RunDir(tmp_path / "run")
+    ingest([str(pool / "a.tar")], run, progress=False)
+    embed(run, TINY, progress=False)
+    assert embed(run, TINY, progress=False) == {"embedded": 5}
+    assert run.manifest()["stages"]["embed"]["shards_run"] == 0
+    with pytest.raises(UsageError, match="already holds the embed stage"):
+        embed(run, ModelSpec("ViT-B-32", random_weights=True), progress=False)
+
+
+def test_embedding_needs_an_ingested_run(tmp_path):
+    with pytest.raises(UsageError, match="no completed ingest stage"):
+        embed(RunDir(tmp_path / "nothing"), TINY)
