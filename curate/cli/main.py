@@ -14,6 +14,7 @@ COMMANDS = {
     "export": "curate.cli.export",
     "embed": "curate.cli.embed",
     "filter": "curate.cli.filter",
+    "report": "curate.cli.report",
 }
 
 

@@ -40,7 +40,10 @@ def expand_inputs(inputs: list[str], input_format: str = "auto") -> list[ShardTa
 
 
 def _expand_one(item: str) -> list[str]:
-    fs, path = fsspec.core.url_to_fs(item)
+    try:
+        fs, path = fsspec.core.url_to_fs(item)
+    except ImportError as exc:  # e.g. s3:// without s3fs: fsspec's message names the package to install
+        raise UsageError(f"cannot open {item!r}: {exc}; or `pip install 'curate[cloud]'`") from None
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if any(ch in path for ch in "*?["):
         paths = fs.glob(path)

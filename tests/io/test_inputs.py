@@ -56,3 +56,14 @@ def test_missing_input_and_bad_format_are_usage_errors(tmp_path):
         expand_inputs([str(tmp_path / "nope-*.tar")])
     with pytest.raises(UsageError, match="input-format"):
         expand_inputs([str(tmp_path)], input_format="zip")
+
+
+def test_url_of_a_filesystem_that_is_not_installed_says_what_to_install():
+    pytest.importorskip("fsspec")
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match="s3fs"):
+            expand_inputs(["s3://bucket/pool/00000.tar"])
+    else:
+        pytest.skip("s3fs is installed here")

@@ -1,0 +1,24 @@
+"""Write a run's report: a PNG histogram of each score column, kept and dropped samples stacked."""
+
+import argparse
+import json
+from pathlib import Path
+
+from curate.cli.options import existing_run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the report command's options."""
+    parser.add_argument("run", help="a run folder")
+    parser.add_argument("--out", type=Path, help="folder for the PNGs (default RUN/report)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Writes the report and prints the accounting and the PNG paths as JSON; returns 0."""
+    from curate.report import write_report
+    from curate.stages.ingest import accounting
+
+    run_dir = existing_run(args.run)
+    paths = write_report(run_dir, args.out)
+    print(json.dumps({"accounting": accounting(run_dir), "plots": [str(p) for p in paths]}, indent=2))
+    return 0

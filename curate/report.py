@@ -1,0 +1,63 @@
+"""Reports of a run: a PNG histogram per score column, split by that stage's keep flag, and the counts."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from curate.catalogs import connect
+from curate.rundir import RunDir
+
+SCORE_COLUMN = re.compile(r"^[a-z][a-z0-9_]*_score$")
+
+
+def score_columns(run: RunDir) -> list[str]:
+    """Returns the numeric `<stage>_score` columns of the samples view."""
+    con = connect(run)
+    try:
+        rows = con.execute("SELECT column_name, column_type FROM (DESCRIBE samples)").fetchall()
+    finally:
+        con.close()
+    numeric = ("FLOAT", "DOUBLE", "REAL", "DECIMAL", "INTEGER", "BIGINT")
+    return [name for name, kind in rows if SCORE_COLUMN.match(name) and kind.startswith(numeric)]
+
+
+def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path:
+    """Writes a histogram of `column`, kept and dropped samples stacked, to `out`; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not SCORE_COLUMN.match(column):
+        raise ValueError(f"not a score column: {column}")
+    keep = column.removesuffix("_score") + "_keep"
+    con = connect(run)
+    try:
+        has_keep = keep in [c for (c, *_) in con.execute("DESCRIBE samples").fetchall()]
+        flag = keep if has_keep else "NULL"
+        rows = con.execute(f"SELECT {column}, {flag} FROM samples WHERE {column} IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    scores = np.array([r[0] for r in rows], dtype=float)
+    kept = np.array([bool(r[1]) for r in rows])
+    edges = np.histogram_bin_edges(scores, bins=bins) if len(scores) else bins
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if has_keep:
+        ax.hist([scores[kept], scores[~kept]], bins=edges, stacked=True, label=["kept", "dropped"],
+                color=["tab:green", "tab:gray"])
+        ax.legend()
+    else:
+        ax.hist(scores, bins=edges, color="tab:blue")
+    ax.set(xlabel=column, ylabel="samples", title=f"{column} over {len(scores)} samples")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_report(run: RunDir, out: Path | None = None) -> list[Path]:
+    """Writes a histogram PNG per score column into `out` (default RUN/report); returns their paths."""
+    out = out or run.path / "report"
+    return [score_histogram(run, column, out / f"{column}.png") for column in score_columns(run)]
