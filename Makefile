@@ -35,3 +35,10 @@ bench: venv
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
+
+# Not part of `make test` or CI: `ray up` / `ray submit` / `ray down` of a pipeline script on this machine,
+# through ray_cluster.local.yaml over ssh to 127.0.0.1 (apt-installs openssh-server and rsync when missing).
+# PIPELINE and PIPELINE_ARGS override what it submits; see scripts/cluster_smoke.sh and docs/cluster-smoke.md.
+.PHONY: cluster-smoke
+cluster-smoke: venv
+	scripts/cluster_smoke.sh $(or $(PIPELINE),pipelines/dfn.py) $(PIPELINE_ARGS)

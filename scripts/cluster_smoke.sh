@@ -4,8 +4,10 @@
 #
 #   scripts/cluster_smoke.sh [PIPELINE [ARG...]]        (or: make cluster-smoke)
 #
-# PIPELINE defaults to pipelines/dfn.py and ARGs to DEFAULT_ARGS below; in ARGs, {pool} stands for the demo
-# pool's folder and {run} for the run folder this script checks afterwards. Environment: VENV (default
+# PIPELINE defaults to pipelines/dfn.py and ARGs to DEFAULT_ARGS below. In ARGs, {pool} stands for the demo
+# pool's folder, {run} for the run folder this script checks afterwards, and {model} for a curate-tiny
+# checkpoint with random weights that it writes (this checks the cluster plumbing, not the scores; a real
+# DFN comes from training one on the pool's trusted set). Environment: VENV (default
 # .venv, must have curate installed), DEMO (default demo; generated when demo/pool is missing), SMOKE_RUN
 # (default: a folder in the scratch dir), KEEP=1 to keep the scratch dir.
 #
@@ -15,7 +17,7 @@
 #     (through its own AuthorizedKeysFile, not ~/.ssh). Ray's ssh options have no port setting, so the
 #     patched config reaches it through a ProxyCommand script.
 #   * a sandbox HOME for those ssh sessions (sshd's SetEnv HOME): what the launcher writes into "~" (the
-#     ~/curate copy, ~/ray_bootstrap_*, the ~/.bashrc line from setup_commands) lands there, not in yours.
+#     ~/curate-src copy, ~/ray_bootstrap_*, the ~/.bashrc line from setup_commands) lands there, not in yours.
 #     ~/curate-venv there is a link to VENV, so the committed setup_commands find curate installed and
 #     install nothing.
 #   * Ray isolated from any other Ray on this machine: RAY_TMPDIR points into the scratch dir (the driver
@@ -27,7 +29,7 @@
 set -euo pipefail
 
 DEFAULT_PIPELINE=pipelines/dfn.py
-DEFAULT_ARGS=(--input {pool} --run {run} --model curate-tiny --keep-fraction 0.5 --runner ray)
+DEFAULT_ARGS=(--input '{pool}' --run '{run}' --model curate-tiny --pretrained '{model}' --keep-fraction 0.5 --runner ray)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"  # the config's file_mounts paths are relative to the repo root
@@ -107,12 +109,29 @@ SetEnv HOME=$SANDBOX
 EOF
 if [[ $(id -u) == 0 ]]; then mkdir -p /run/sshd; fi  # sshd's privilege-separation dir
 "$SSHD" -f "$WORK/sshd_config" -E "$WORK/sshd.log"
+# ssh ProxyCommand: one process piping stdin/stdout to that sshd, so that it ends with its ssh client.
 cat > "$WORK/proxy" <<EOF
-#!/usr/bin/env bash
-# ssh ProxyCommand: a TCP pipe to this smoke test's sshd.
-exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT
-cat <&3 &
-exec cat >&3
+#!$VENV/bin/python
+import os, selectors, socket, sys
+sock = socket.create_connection(("127.0.0.1", $SSH_PORT))
+sel = selectors.DefaultSelector()
+sel.register(0, selectors.EVENT_READ)
+sel.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj == 0:
+            data = os.read(0, 65536)
+            if data:
+                sock.sendall(data)
+            else:
+                sock.shutdown(socket.SHUT_WR)
+                sel.unregister(0)
+        else:
+            data = sock.recv(65536)
+            if not data:
+                sys.exit(0)
+            while data:
+                data = data[os.write(1, data):]
 EOF
 chmod +x "$WORK/proxy"
 ssh_opts=(-i "$WORK/id_ed25519" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
@@ -149,10 +168,11 @@ EOF
 ln -s "$VENV" "$SANDBOX/curate-venv"
 
 GCS_PORT=$(free_port)
-CLIENT_PORT=$(free_port)
 AGENT_PORT=$(free_port)
-START="ray start --head --block --port=$GCS_PORT --ray-client-server-port=$CLIENT_PORT"
-START+=" --dashboard-agent-listen-port=$AGENT_PORT --include-dashboard=false --disable-usage-stats"
+# No 30 s drain on SIGTERM at ray down: nothing here needs a graceful handover.
+START="env RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 ray start --head --block --port=$GCS_PORT"
+START+=" --dashboard-agent-listen-port=$AGENT_PORT"
+START+=" --include-dashboard=false --disable-usage-stats"
 START+=" --autoscaling-config=~/ray_bootstrap_config.yaml"
 "$VENV/bin/python" - "$REPO/ray_cluster.local.yaml" "$CONFIG" <<EOF
 import sys
@@ -165,20 +185,38 @@ config["auth"] = {"ssh_user": "$USER_NAME", "ssh_private_key": "$WORK/id_ed25519
 config["head_start_ray_commands"] = [
     "ray stop",
     "setsid -f bash -c 'echo \$\$ > ~/ray-head.pid; exec $START > ~/ray-head.log 2>&1 < /dev/null'",
-    "for _ in \$(seq 120); do ray status --address=127.0.0.1:$GCS_PORT > /dev/null 2>&1 && exit 0; "
-    "kill -0 \$(cat ~/ray-head.pid) || break; sleep 1; done; cat ~/ray-head.log; exit 1",
+    # Done when a plain ray start would have returned: after it wrote ray_current_cluster, which the
+    # driver's ray.init() reads to find the cluster (GCS answering earlier is not enough).
+    "for _ in \$(seq 120); do grep -qs 'block forever' ~/ray-head.log && exit 0; "
+    "kill -0 \$(cat ~/ray-head.pid) 2> /dev/null || break; sleep 1; done; cat ~/ray-head.log; exit 1",
 ]
 yaml.safe_dump(config, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 
-# --- demo pool ---------------------------------------------------------------------------------------
+# --- demo pool and model -----------------------------------------------------------------------------
 if [[ ! -d $DEMO/pool ]]; then
     say "generating the demo pool in $DEMO"
     "$VENV/bin/curate" synth --out "$DEMO" > /dev/null
 fi
+MODEL=$WORK/curate-tiny-random.pt
+if [[ ${ARGS[*]} == *"{model}"* ]]; then
+    "$VENV/bin/python" - "$MODEL" <<'EOF'
+import sys
+
+import open_clip
+import torch
+
+from curate.models.loading import register_configs
+
+register_configs()
+torch.manual_seed(0)
+torch.save(open_clip.create_model("curate-tiny").state_dict(), sys.argv[1])
+EOF
+fi
 RESOLVED=()
 for arg in "${ARGS[@]}"; do
     arg=${arg//\{pool\}/$DEMO/pool}
+    arg=${arg//\{model\}/$MODEL}
     RESOLVED+=("${arg//\{run\}/$RUN}")
 done
 
@@ -196,16 +234,24 @@ ray_cli submit --no-config-cache "$CONFIG" "$PIPELINE" -- "${QUOTED[@]}"
 # --- checks ------------------------------------------------------------------------------------------
 say "accounting"
 "$VENV/bin/curate" sql "$RUN" --saved accounting
-"$VENV/bin/curate" sql "$RUN" --saved accounting --format json | "$VENV/bin/python" -c '
-import json, sys
-text = sys.stdin.read()
-rows = json.loads(text)
-row = rows[0] if isinstance(rows, list) else rows
+say "stage counts"
+"$VENV/bin/curate" sql "$RUN" --saved stage_counts
+"$VENV/bin/python" - "$("$VENV/bin/curate" sql "$RUN" --saved accounting --format json)" \
+    "$("$VENV/bin/curate" sql "$RUN" --saved stage_counts --format json)" <<'EOF'
+import json
+import sys
+
+(row,), stages = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 read, kept, quarantined = row["read"], row["kept"], row["quarantined"]
 assert read == kept + quarantined, f"read {read} != kept {kept} + quarantined {quarantined}"
 assert kept > 0, "nothing kept"
 print(f"ok: read {read} = kept {kept} + quarantined {quarantined}")
-'
+for stage in stages:  # each selection stage's keep flag covers every ingested sample
+    total = stage["kept"] + stage["dropped"] + stage["unscored"]
+    assert total == kept and stage["kept"] > 0, f"{stage} does not add up to {kept} samples, or keeps none"
+    print(f"ok: {stage['stage']}: kept {stage['kept']} + dropped {stage['dropped']} + unscored {stage['unscored']}")
+EOF
+
 # The driver ran against the cluster that ray up started, not a Ray of its own: its log is in that head's
 # session, and no other Ray session exists under RAY_TMPDIR.
 HEAD_PID=$(cat "$SANDBOX/ray-head.pid")

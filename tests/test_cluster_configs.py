@@ -93,10 +93,14 @@ def test_broken_node_types_are_rejected():
         ray_validate(no_head)
 
 
-def _package_folders() -> set[str]:
-    """Returns the top-level folders that pyproject.toml's packages come from, plus its readme."""
+def _setuptools() -> dict:
     tomllib = pytest.importorskip("tomllib")
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def _package_folders() -> set[str]:
+    """Returns the top-level folders that pyproject.toml's packages come from."""
+    setuptools = _setuptools()
     mapped = setuptools.get("package-dir", {})
     folders = set()
     for package in setuptools["packages"]:
@@ -105,11 +109,14 @@ def _package_folders() -> set[str]:
     return folders
 
 
+SOURCE = "~/curate-src/"  # where the configs copy the repo on every node
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_file_mounts_copy_what_pip_install_needs(name):
     mounts = load(name)["file_mounts"]
     for remote, path in mounts.items():
-        assert remote == "~/curate/" + path.removeprefix("./"), "each path keeps its place in the repo"
+        assert remote == SOURCE + path.removeprefix("./"), "each path keeps its place in the repo"
     local = {path.removeprefix("./") for path in mounts.values()}
     needed = _package_folders() | {"pyproject.toml", "README.md", "requirements.lock", "pipelines"}
     assert needed <= local, f"add to file_mounts: {sorted(needed - local)}"
@@ -118,11 +125,21 @@ def test_file_mounts_copy_what_pip_install_needs(name):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
+def test_nothing_in_home_shadows_the_installed_package(name):
+    # `ray submit` runs ~/SCRIPT.py, so ~ is sys.path[0] on the head: a ~/curate folder (or ~/filters, ...)
+    # would be imported as a namespace package instead of the editable install.
+    tops = {remote.removeprefix("~/").split("/")[0] for remote in load(name)["file_mounts"]}
+    packages = {p.split(".")[0] for p in _setuptools()["packages"]} | _package_folders()
+    assert not tops & packages, f"file_mounts put {sorted(tops & packages)} in the home folder"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
 def test_setup_commands_install_this_project_first_on_path(name):
     prepared = ray_validate(load(name))
     for key in ("head_setup_commands", "worker_setup_commands"):  # what the nodes actually run
         commands = " ; ".join(prepared[key])
-        assert re.search(r"pip install .*-e ~/curate(\s|;|$)", commands), f"{key} does not install ~/curate"
-        assert "-c ~/curate/requirements.lock" in commands, f"{key} ignores the lock file"
+        editable = r'pip install .*-e "?(~|\$HOME)/curate-src(\[[\w,]+\])?"?(\s|;|$)'  # with extras or not
+        assert re.search(editable, commands), f"{key} does not pip install -e the source"
+        assert f"-c {SOURCE}requirements.lock" in commands, f"{key} ignores the lock file"
         # `ray submit` runs plain `python` in a login shell: ~/.bashrc must put the venv first on PATH.
         assert re.search(r"echo 'export PATH=\"\$HOME/curate-venv/bin:\$PATH\".*>> ~/\.bashrc", commands)
