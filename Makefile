@@ -19,12 +19,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: venv
 	$(BIN)/curate synth --out $(DEMO) --samples $(DEMO_SAMPLES) > /dev/null
-	$(BIN)/curate ingest $(DEMO)/pool --run $(DEMO)/run --runner ray
+	@echo "== training the tiny DFN on the trusted set $(DEMO)/hq"
+	$(BIN)/curate train-dfn $(DEMO)/hq --out $(DEMO)/dfn > /dev/null
+	@echo "== pipelines/dfn.py on local Ray: ingest, embed with the DFN, keep the top 30%"
+	$(BIN)/python pipelines/dfn.py --input $(DEMO)/pool --run $(DEMO)/run --model $(DEMO)/dfn \
+		--keep-fraction 0.3 --runner ray > /dev/null
+	@# The synth images are 64 px: the basic filter's size rule is set for them here, not its DataComp default.
+	$(BIN)/curate filter basic $(DEMO)/run --min-side 32 > /dev/null
 	@echo "== accounting (read = kept + quarantined)"
 	@$(BIN)/curate sql $(DEMO)/run --saved accounting
-	@echo "== quarantine reasons"
-	@$(BIN)/curate sql $(DEMO)/run --saved quarantine_reasons
-	@echo "Query it:  $(BIN)/curate sql $(DEMO)/run \"SELECT * FROM samples LIMIT 5\""
+	@echo "== kept and dropped per stage"
+	@$(BIN)/curate sql $(DEMO)/run --saved stage_counts
+	@echo "== score histogram"
+	@$(BIN)/curate report $(DEMO)/run | grep png
+	@echo "Query it:  $(BIN)/curate sql $(DEMO)/run \"SELECT caption, dfn_score FROM samples ORDER BY dfn_score LIMIT 5\""
 
 test: venv
 	$(BIN)/ruff check .
@@ -32,6 +40,8 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/dfn_quality.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

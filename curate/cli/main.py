@@ -15,6 +15,7 @@ COMMANDS = {
     "embed": "curate.cli.embed",
     "filter": "curate.cli.filter",
     "report": "curate.cli.report",
+    "train-dfn": "curate.cli.train_dfn",
 }
 
 
