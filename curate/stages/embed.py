@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from curate.catalogs import build_catalog, connect
+from curate.errors import UsageError
 from curate.io.inputs import ShardTask
 from curate.io.readers import ShardOutput
 from curate.io.samples import ReadOptions
@@ -19,7 +21,8 @@ from curate.io.sources import SourceImages
 from curate.models.encode import encode_batch, image_to_pixels
 from curate.models.loading import FOLDER_CONFIG, ModelSpec, load_model, resolve_model
 from curate.rundir import RunDir
-from curate.stages.common import shard_samples
+from curate.runners import run_shard_job
+from curate.stages.common import check_stage_config, record_stage, require_stage, shard_samples
 
 PREPARED_COLUMNS = ["row", "uid", "caption", "pixels"]
 
@@ -131,11 +134,6 @@ def embed(
     run: RunDir, spec: ModelSpec, runner: str = "local", batch_size: int = 256, device: str = "auto", **runner_options
 ) -> dict:
     """Embeds every accepted sample of an ingested run, resuming where an earlier attempt stopped; returns counts."""
-    from curate.catalogs import build_catalog
-    from curate.errors import UsageError
-    from curate.runners import run_shard_job
-    from curate.stages.common import check_stage_config, record_stage, require_stage
-
     ingest_entry = require_stage(run, "ingest", "run `curate ingest` first")
     if _has_metadata_only_samples(run):
         raise UsageError("this run holds DataComp metadata without images: its embeddings came from the .npz files")
@@ -153,8 +151,6 @@ def embed(
 
 
 def _has_metadata_only_samples(run: RunDir) -> bool:
-    from curate.catalogs import connect
-
     con = connect(run)
     try:
         return con.execute("SELECT count(*) FROM samples WHERE image_offset IS NULL").fetchone()[0] > 0
