@@ -14,7 +14,7 @@ import json
 import sys
 
 from curate.cli.main import OneLineArgumentParser, guarded
-from curate.cli.options import positive_int
+from curate.cli.options import positive_int, runner_options
 from curate.filters.dfn import apply_dfn
 from curate.models import ModelSpec
 from curate.rundir import RunDir
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = RunDir(args.run)
-    options = {"workers": args.workers} if args.runner == "ray" and args.workers else {}
+    options = runner_options(args)
     summary = {"ingest": ingest(args.input, run, args.runner, **options)}
     summary["embed"] = embed(run, ModelSpec(args.model, args.pretrained), args.runner, args.batch_size, **options)
     summary["dfn"] = apply_dfn(run, args.keep_fraction, args.threshold)

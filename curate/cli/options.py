@@ -19,6 +19,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """Returns text as a float > 0; argparse turns the ValueError into a one-line error."""
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
 def existing_run(path: str) -> RunDir:
     """Returns the run folder at `path`; raises UsageError when it holds no ingested run."""
     if not (Path(path) / MANIFEST).exists():

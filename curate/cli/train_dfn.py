@@ -4,16 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from curate.cli.options import positive_int
+from curate.cli.options import positive_float, positive_int
 from curate.errors import UsageError
-
-
-def positive_float(text: str) -> float:
-    """Returns text as a float > 0; argparse turns the ValueError into a one-line error."""
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
