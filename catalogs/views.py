@@ -63,6 +63,10 @@ def catalog_statements(run: RunDir) -> list[str]:
         " (SELECT count(*) FROM quarantine WHERE key IS NOT NULL) AS quarantined,"
         " (SELECT count(*) FROM quarantine WHERE key IS NULL) AS shard_errors"
     )
+    if any((run.path / "evaluations").glob("*.parquet")):
+        statements.append(
+            "CREATE VIEW evaluations AS SELECT * FROM read_parquet('evaluations/*.parquet', union_by_name = true)"
+        )
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
 

@@ -16,6 +16,7 @@ COMMANDS = {
     "filter": "curate.cli.filter",
     "report": "curate.cli.report",
     "train-dfn": "curate.cli.train_dfn",
+    "evaluate": "curate.cli.evaluate",
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from curate.errors import UsageError
-from curate.models.loading import FOLDER_CONFIG, LoadedModel, ModelSpec, load_model, pick_device, resolve_model
+from curate.models.loading import FOLDER_CONFIG, LoadedModel, ModelSpec, load_model, resolve_model, scratch_model
 from curate.models.pairs import load_pairs
 from curate.models.train import TrainConfig, config_dict, save_model_folder, train_clip
 from curate.rundir import RunDir
@@ -38,22 +38,13 @@ def build_model(init: ModelSpec | None, seed: int, device: str = "auto") -> tupl
     With it: that model and its weights (name + tag or checkpoint, hf-hub: id, or model folder).
     """
     import open_clip
-    import torch
 
     spec = init or ModelSpec(random_weights=True)
     name, _ = resolve_model(spec)
     model_cfg = open_clip.get_model_config(name)
     if init is not None:
         return load_model(spec, device), model_cfg
-    device = pick_device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = open_clip.create_model(name, device=device)
-    config = model.visual.preprocess_cfg
-    size = config["size"] if isinstance(config["size"], int) else config["size"][0]
-    loaded = LoadedModel(model, open_clip.get_tokenizer(name), size, tuple(config["mean"]), tuple(config["std"]),
-                         device)
-    return loaded, model_cfg
+    return scratch_model(name, seed, device), model_cfg
 
 
 def check_out(out: Path) -> None:

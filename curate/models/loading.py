@@ -117,23 +117,33 @@ def pick_device(device: str = "auto") -> str:
 
 def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
     """Returns the model in eval mode with its tokenizer and preprocessing; raises UsageError if it can't load."""
-    import open_clip
-    import torch
-
     name, pretrained = resolve_model(spec)
     device = pick_device(device)
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # unloaded weights are the same in every worker and every run
-            model = open_clip.create_model(name, pretrained=pretrained, device=device, weights_only=True)
-        tokenizer = open_clip.get_tokenizer(name)
+        # Unloaded weights come from seed 0: the same in every worker and every run.
+        return _create(name, pretrained, device, seed=0)
     except Exception as exc:  # open_clip, torch and the hub raise many types; each means "can't load this"
         first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise UsageError(
             f"could not load {spec.model} ({pretrained or 'no weights'}): {first}; "
             "without network access pass a model folder or --pretrained CHECKPOINT"
         ) from None
+
+
+def scratch_model(name: str, seed: int, device: str = "auto") -> LoadedModel:
+    """Returns the named open_clip config with random weights initialised from `seed` (global RNG restored)."""
+    resolve_model(ModelSpec(name, random_weights=True))  # a one-line error for an unknown name
+    return _create(name, None, pick_device(device), seed)
+
+
+def _create(name: str, pretrained: str | None, device: str, seed: int) -> LoadedModel:
+    import open_clip
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = open_clip.create_model(name, pretrained=pretrained, device=device, weights_only=True)
     model.eval()
     config = model.visual.preprocess_cfg
     size = config["size"] if isinstance(config["size"], int) else config["size"][0]
-    return LoadedModel(model, tokenizer, size, tuple(config["mean"]), tuple(config["std"]), device)
+    return LoadedModel(model, open_clip.get_tokenizer(name), size, tuple(config["mean"]), tuple(config["std"]), device)

@@ -1,0 +1,50 @@
+"""Evaluate a selection at fixed compute: train a CLIP from scratch on it and measure it on held-out data."""
+
+import argparse
+import json
+
+from curate.cli.options import existing_run, positive_int
+from curate.errors import UsageError
+
+
+def seed_list(text: str) -> list[int]:
+    """Returns "0,1,2" as [0, 1, 2]; argparse turns the ValueError into a one-line error."""
+    seeds = [int(part) for part in text.split(",") if part.strip()]
+    if not seeds:
+        raise ValueError(text)
+    return seeds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the evaluate command's options."""
+    from curate.evaluate.run import DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES_SEEN
+    from curate.models.loading import DEFAULT_MODEL
+
+    parser.add_argument("run", help="an ingested run folder")
+    parser.add_argument("--where", help="SQL predicate on the samples view selecting the subset (default: all)")
+    parser.add_argument("--heldout", required=True,
+                        help="held-out set: Parquet file (jpg, label, optional caption) or a folder of class folders")
+    parser.add_argument("--samples-seen", type=positive_int, default=DEFAULT_SAMPLES_SEEN,
+                        help=f"training budget in samples, whatever the subset size (default {DEFAULT_SAMPLES_SEEN})")
+    parser.add_argument("--seeds", type=seed_list, default=[0], help="comma-separated seeds (default 0)")
+    parser.add_argument("--model-config", default=DEFAULT_MODEL,
+                        help=f"open_clip model config to train from scratch (default {DEFAULT_MODEL}; tiny = it)")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                        help=f"pairs per step (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--out", help="JSON result file (default RUN/evaluations/eval-<hash>.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the evaluation and prints the mean metrics and output paths as JSON; returns 0."""
+    from curate.evaluate.run import evaluate_subset
+
+    if args.out is not None and not args.out.endswith(".json"):
+        raise UsageError(f"--out {args.out} must be a .json file")
+    result = evaluate_subset(
+        existing_run(args.run), args.where, args.heldout, samples_seen=args.samples_seen, seeds=args.seeds,
+        model_config=args.model_config, out=args.out, batch_size=args.batch_size,
+    )
+    keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "mean", "std",
+            "json", "parquet")
+    print(json.dumps({k: result[k] for k in keys}))
+    return 0

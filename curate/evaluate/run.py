@@ -1,0 +1,187 @@
+"""A DataComp-style evaluation of one selection at fixed compute: train a CLIP from scratch on the subset for
+exactly `samples_seen` samples (more epochs for a smaller subset), per seed, then measure it on a held-out set.
+
+Outputs: a JSON result (per seed, mean and std) and one Parquet row per seed under RUN/evaluations/, which
+the catalog's `evaluations` view reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import UsageError
+from curate.evaluate.heldout import HeldOut, load_heldout
+from curate.evaluate.metrics import TEMPLATES, class_prompts, retrieval_recall, topk_accuracy, zeroshot_weights
+from curate.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, resolve_model, scratch_model
+from curate.rundir import RunDir, parquet_bytes
+
+if TYPE_CHECKING:
+    from curate.models.pairs import PairDataset
+
+EVALUATIONS = "evaluations"
+# The tiny model's DFN defaults (curate/models/dfn.py) train 5 epochs of 4,000 pairs: 20,000 samples seen.
+DEFAULT_SAMPLES_SEEN = 20_000
+DEFAULT_BATCH_SIZE = 128
+LR = 1e-3
+MAX_WARMUP_STEPS = 50
+ENCODE_BATCH = 256
+ALIASES = {"tiny": DEFAULT_MODEL}
+METRICS = ("zeroshot_top1", "zeroshot_top5", "image_to_text_r1", "image_to_text_r5", "text_to_image_r1",
+           "text_to_image_r5")
+ROW_SCHEMA = pa.schema(
+    [("evaluation", pa.string()), ("predicate", pa.string()), ("subset_size", pa.int64()), ("seed", pa.int64()),
+     ("samples_seen", pa.int64()), ("model_config", pa.string()), ("heldout", pa.string()),
+     ("heldout_size", pa.int64())]
+    + [(m, pa.float64()) for m in METRICS] + [("wall_seconds", pa.float64())]
+)
+
+
+def model_name(model_config: str) -> str:
+    """Returns the open_clip model config name for `model_config` ("tiny" -> curate-tiny); raises UsageError."""
+    name = ALIASES.get(model_config, model_config)
+    if Path(name).exists() or name.startswith(("hf-hub:", "local-dir:")):
+        raise UsageError(f"--model-config {model_config!r} must name an open_clip model config, not a model")
+    return resolve_model(ModelSpec(name, random_weights=True))[0]
+
+
+def config_image_size(name: str) -> int:
+    """Returns the image input side of an open_clip model config, without building the model."""
+    import open_clip
+
+    size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
+    return size if isinstance(size, int) else size[0]
+
+
+def encode_images(loaded: LoadedModel, pixels: np.ndarray) -> np.ndarray:
+    """Returns the L2-normalized float32 image embeddings of uint8 N x S x S x 3 pixels."""
+    import torch
+
+    from curate.models.encode import pixels_to_tensor
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(pixels), ENCODE_BATCH):
+            images = pixels_to_tensor(pixels[start:start + ENCODE_BATCH], loaded.mean, loaded.std, loaded.device)
+            out.append(loaded.model.encode_image(images, normalize=True).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def encode_texts(loaded: LoadedModel, texts: list[str]) -> np.ndarray:
+    """Returns the L2-normalized float32 text embeddings of `texts`."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), ENCODE_BATCH):
+            tokens = loaded.tokenizer(texts[start:start + ENCODE_BATCH]).to(loaded.device)
+            out.append(loaded.model.encode_text(tokens, normalize=True).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def heldout_metrics(loaded: LoadedModel, heldout: HeldOut) -> dict[str, float | None]:
+    """Returns zero-shot top-1/top-5 accuracy and (with captions, else None) retrieval recall@1/@5."""
+    image = encode_images(loaded, heldout.pixels)
+    prompts = encode_texts(loaded, class_prompts(heldout.classnames, TEMPLATES))
+    accuracy = topk_accuracy(image @ zeroshot_weights(prompts, len(TEMPLATES)).T, heldout.labels, (1, 5))
+    metrics: dict[str, float | None] = {m: None for m in METRICS}
+    metrics |= {"zeroshot_top1": accuracy[1], "zeroshot_top5": accuracy[5]}
+    if heldout.captions is not None:
+        metrics |= retrieval_recall(image, encode_texts(loaded, heldout.captions), heldout.captions, (1, 5))
+    return metrics
+
+
+def train_and_measure(name: str, pairs: PairDataset, heldout: HeldOut, seed: int, samples_seen: int,
+                      batch_size: int, progress: bool) -> dict:
+    """Trains a fresh model for one seed and measures it; returns {seed, metrics..., wall_seconds, final_loss}."""
+    from curate.models.train import TrainConfig, train_clip
+
+    start = time.perf_counter()
+    loaded = scratch_model(name, seed)
+    steps = -(-samples_seen // min(batch_size, len(pairs)))
+    config = TrainConfig(samples_seen=samples_seen, batch_size=batch_size, lr=LR, seed=seed, progress=progress,
+                         warmup_steps=min(MAX_WARMUP_STEPS, max(1, steps // 10)))
+    result = train_clip(loaded, pairs, config)
+    metrics = heldout_metrics(loaded, heldout)
+    return dict(seed=seed, **metrics, final_loss=result.summary()["final_loss"],
+                wall_seconds=round(time.perf_counter() - start, 3))
+
+
+def aggregate(per_seed: list[dict]) -> tuple[dict, dict]:
+    """Returns ({metric: mean}, {metric: std}) over seeds; std is the sample std (0.0 for one seed)."""
+    mean, std = {}, {}
+    for m in (*METRICS, "wall_seconds"):
+        values = [r[m] for r in per_seed if r[m] is not None]
+        mean[m] = statistics.fmean(values) if values else None
+        std[m] = (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+    return mean, std
+
+
+def evaluation_name(where: str | None, seeds: list[int], samples_seen: int, name: str, heldout: Path) -> str:
+    """Returns a deterministic file stem for the evaluation: eval-<16 hex of its defining arguments' hash>."""
+    key = json.dumps(dict(where=where, seeds=seeds, samples_seen=samples_seen, model_config=name,
+                          heldout=str(heldout.resolve())), sort_keys=True)
+    return "eval-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _check_arguments(seeds: list[int], samples_seen: int, batch_size: int) -> None:
+    if not seeds:
+        raise UsageError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds repeats a seed: {seeds}")
+    if samples_seen < 1 or batch_size < 1:
+        raise UsageError(f"--samples-seen and --batch-size must be >= 1, got {samples_seen} and {batch_size}")
+
+
+def evaluate_subset(
+    run: RunDir, where: str | None, heldout: str | Path, samples_seen: int = DEFAULT_SAMPLES_SEEN,
+    seeds: list[int] | tuple[int, ...] = (0,), model_config: str = DEFAULT_MODEL, out: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True,
+) -> dict:
+    """Trains and measures one model per seed on the samples matching `where`; returns the JSON result.
+
+    Result keys: evaluation, predicate, subset_size, samples_seen, model_config, heldout, heldout_size,
+    heldout_skipped, classes, seeds, per_seed (list of {seed, metrics, final_loss, wall_seconds}), mean, std, json,
+    parquet. Metrics are zero-shot top-1/5 and retrieval recall@1/5 (None without captions). Raises
+    UsageError for an unknown model config, a missing held-out set or an empty selection, before training.
+    """
+    from curate.models.pairs import load_pairs
+
+    seeds = [int(s) for s in seeds]
+    _check_arguments(seeds, samples_seen, batch_size)
+    name = model_name(model_config)
+    heldout = Path(heldout)
+    image_size = config_image_size(name)
+    held = load_heldout(heldout, image_size)
+    pairs = load_pairs(run, where, image_size, progress=progress)
+    per_seed = [train_and_measure(name, pairs, held, s, samples_seen, batch_size, progress) for s in seeds]
+    mean, std = aggregate(per_seed)
+    stem = evaluation_name(where, seeds, samples_seen, name, heldout)
+    result = dict(evaluation=stem, predicate=where, subset_size=len(pairs), samples_seen=samples_seen,
+                  model_config=name, heldout=str(heldout), heldout_size=len(held), heldout_skipped=held.skipped,
+                  classes=len(held.classnames), seeds=seeds, per_seed=per_seed, mean=mean, std=std)
+    return write_outputs(run, result, Path(out) if out else run.path / EVALUATIONS / f"{stem}.json")
+
+
+def write_outputs(run: RunDir, result: dict, json_path: Path) -> dict:
+    """Writes the per-seed rows as RUN/evaluations/<evaluation>.parquet and the result as JSON at `json_path`
+    (both atomically), rebuilds the catalog; returns the result with `json` and `parquet` paths added."""
+    from curate.catalogs import build_catalog
+
+    rows = [dict(evaluation=result["evaluation"], predicate=result["predicate"], subset_size=result["subset_size"],
+                 seed=r["seed"], samples_seen=result["samples_seen"], model_config=result["model_config"],
+                 heldout=result["heldout"], heldout_size=result["heldout_size"],
+                 **{m: r[m] for m in METRICS}, wall_seconds=r["wall_seconds"]) for r in result["per_seed"]]
+    table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+    parquet = run.write_bytes(f"{EVALUATIONS}/{result['evaluation']}.parquet", parquet_bytes(table))
+    result = result | {"json": str(json_path.absolute()), "parquet": str(parquet)}
+    RunDir(json_path.absolute().parent).write_json(json_path.name, result)
+    build_catalog(run)
+    return result

@@ -1,0 +1,81 @@
+"""evaluate_subset end to end on a tiny synth pool: outputs, catalog rows, metric ranges, argument errors."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from curate.catalogs import connect
+from curate.cli.evaluate import add_arguments, run
+from curate.cli.main import OneLineArgumentParser, guarded
+from curate.errors import UsageError
+from curate.evaluate.run import METRICS, evaluate_subset, evaluation_name
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from curate.synth import CONCEPTS, generate_pool
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """A 300-sample synth pool ingested into a run, and its held-out set (one image per concept)."""
+    out = tmp_path_factory.mktemp("synth")
+    summary = generate_pool(out, samples=300, hq_samples=0, heldout_per_concept=1, shard_size=150)
+    run = RunDir(out / "run")
+    ingest([summary["pool"]], run, progress=False)
+    return run, out / "heldout.parquet"
+
+
+@pytest.fixture(scope="module")
+def result(pool):
+    run, heldout = pool
+    return evaluate_subset(run, "width >= 0", heldout, samples_seen=512, seeds=[0], progress=False)
+
+
+def test_writes_json_and_parquet_with_metrics_in_range(pool, result):
+    run, heldout = pool
+    assert result["samples_seen"] == 512 and result["model_config"] == "curate-tiny"
+    assert 0 < result["subset_size"] <= 300 and result["heldout_size"] == len(CONCEPTS)
+    json_path = run.path / "evaluations" / f"{result['evaluation']}.json"
+    assert result["json"] == str(json_path)
+    written = json.loads(json_path.read_text())
+    assert written["per_seed"][0]["seed"] == 0 and written["predicate"] == "width >= 0"
+    for metric in METRICS:
+        assert 0.0 <= written["mean"][metric] <= 1.0 and written["std"][metric] == 0.0
+    assert written["mean"]["zeroshot_top1"] <= written["mean"]["zeroshot_top5"]
+    rows = pq.read_table(result["parquet"]).to_pylist()
+    assert len(rows) == 1 and rows[0]["subset_size"] == result["subset_size"] and rows[0]["samples_seen"] == 512
+    assert rows[0]["predicate"] == "width >= 0" and rows[0]["wall_seconds"] > 0
+    assert result["evaluation"] == evaluation_name("width >= 0", [0], 512, "curate-tiny", heldout)
+    con = connect(run)
+    try:
+        count = con.execute("SELECT count(*) FROM evaluations WHERE seed = 0").fetchone()[0]
+    finally:
+        con.close()
+    assert count == 1
+
+
+def test_bad_arguments_are_one_line_usage_errors(pool, tmp_path):
+    run, heldout = pool
+    cases = [
+        (dict(where=None, heldout=heldout, model_config="no-such-model"), "unknown model"),
+        (dict(where=None, heldout=tmp_path / "missing.parquet"), "does not exist"),
+        (dict(where="uid = 'no such uid'", heldout=heldout), "no samples"),
+        (dict(where=None, heldout=heldout, seeds=[]), "at least one seed"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(UsageError, match=message) as info:
+            evaluate_subset(run, samples_seen=8, progress=False, **kwargs)
+        assert "\n" not in str(info.value)
+
+
+def test_cli_rejects_a_bad_model_config_with_exit_code_2(pool, capsys):
+    run_dir, heldout = pool
+    parser = OneLineArgumentParser(prog="curate evaluate")
+    add_arguments(parser)
+    args = parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--model-config", "nope",
+                              "--seeds", "0,1"])
+    assert args.seeds == [0, 1]
+    assert guarded(run, args) == 2
+    assert "unknown model" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--seeds", ","])
