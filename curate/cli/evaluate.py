@@ -32,12 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help=f"pairs per step (default {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--out", help="JSON result file (default RUN/evaluations/eval-<hash>.json)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="evaluate the full pool, every keep flag and their conjunctions, and same-size random "
+                             "subsets; prints a table and writes RUN/evaluations/baselines.json and .png")
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the evaluation and prints the mean metrics and output paths as JSON; returns 0."""
     from curate.evaluate.run import evaluate_subset
 
+    if args.baselines:
+        return _run_baselines(args)
     if args.out is not None and not args.out.endswith(".json"):
         raise UsageError(f"--out {args.out} must be a .json file")
     result = evaluate_subset(
@@ -47,4 +52,16 @@ def run(args: argparse.Namespace) -> int:
     keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "mean", "std",
             "json", "parquet")
     print(json.dumps({k: result[k] for k in keys}))
+    return 0
+
+
+def _run_baselines(args: argparse.Namespace) -> int:
+    from curate.evaluate.baselines import format_table, run_baselines
+
+    if args.where is not None or args.out is not None:
+        raise UsageError("--baselines chooses its own subsets and outputs: drop --where and --out")
+    summary = run_baselines(existing_run(args.run), args.heldout, args.samples_seen, args.seeds, args.model_config,
+                            args.batch_size)
+    print(format_table(summary["rows"]))
+    print(f"chart: {summary['chart']}")
     return 0
