@@ -1,0 +1,51 @@
+"""The baselines mode: which subsets it builds, equal compute for each, and its table and chart."""
+
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from curate.catalogs import build_catalog, connect
+from curate.evaluate.baselines import baseline_subsets, format_table, run_baselines, subset_size
+from curate.rundir import RunDir, parquet_bytes
+from curate.stages.ingest import ingest
+from curate.synth import generate_pool
+
+
+@pytest.fixture(scope="module")
+def run_with_flags(tmp_path_factory):
+    out = tmp_path_factory.mktemp("baselines")
+    summary = generate_pool(out, samples=200, hq_samples=0, heldout_per_concept=1, shard_size=200)
+    run = RunDir(out / "run")
+    ingest([summary["pool"]], run, progress=False)
+    uids = [u for (u,) in connect(run).execute("SELECT uid FROM samples ORDER BY uid").fetchall()]
+    flags = pa.table({"uid": uids, "a_keep": [i % 2 == 0 for i in range(len(uids))],
+                      "b_keep": [i % 3 == 0 for i in range(len(uids))]})
+    run.write_bytes("scores/toy/00000.parquet", parquet_bytes(flags))
+    build_catalog(run)
+    return run, out / "heldout.parquet", len(uids)
+
+
+def test_subsets_are_the_pool_each_flag_their_conjunction_and_same_size_random_ones(run_with_flags):
+    run, _, n = run_with_flags
+    subsets = dict(baseline_subsets(run))
+    assert next(iter(subsets)) == "full pool" and subsets["full pool"] is None
+    assert {"a_keep", "b_keep", "a_keep AND b_keep"} <= set(subsets)
+    for curated in ("a_keep", "b_keep", "a_keep AND b_keep"):
+        size = subset_size(run, curated)
+        [random_label] = [label for label in subsets if label.endswith(f"(as {curated})")]
+        assert subset_size(run, subsets[random_label]) == size
+        assert subsets[random_label] != curated
+    assert subset_size(run, "a_keep") == (n + 1) // 2
+
+
+def test_run_baselines_writes_table_and_chart(run_with_flags):
+    run, heldout, _ = run_with_flags
+    summary = run_baselines(run, heldout, samples_seen=128, seeds=[0], progress=False)
+    assert len(summary["rows"]) == 7 and all(r["mean"]["zeroshot_top1"] is not None for r in summary["rows"])
+    assert (run.path / "evaluations" / "baselines.json").exists()
+    with Image.open(summary["chart"]) as im:
+        assert im.format == "PNG"
+    table = format_table(summary["rows"]).splitlines()
+    assert len(table) == 8 and table[1].startswith("full pool | 200 |")
+    seen = connect(run).execute("SELECT DISTINCT samples_seen FROM evaluations").fetchall()
+    assert seen == [(128,)]
