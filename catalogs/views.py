@@ -28,6 +28,15 @@ def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.D
     return duckdb.connect(str(path), read_only=read_only, config={"file_search_path": str(run.path)})
 
 
+def sample_columns(run: RunDir) -> dict[str, str]:
+    """Returns the samples view's columns, name -> DuckDB type, in view order."""
+    con = connect(run)
+    try:
+        return dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE samples)").fetchall())
+    finally:
+        con.close()
+
+
 def build_catalog(run: RunDir) -> Path:
     """(Re)creates catalog.duckdb from the files the run holds now; returns its path."""
     temp = run.path / f"{CATALOG}.tmp-{uuid.uuid4().hex}"

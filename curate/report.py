@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.catalogs import connect
+from curate.catalogs.views import sample_columns
 from curate.rundir import RunDir
 
 SCORE_COLUMN = re.compile(r"^[a-z][a-z0-9_]*_score$")
@@ -13,13 +14,8 @@ SCORE_COLUMN = re.compile(r"^[a-z][a-z0-9_]*_score$")
 
 def score_columns(run: RunDir) -> list[str]:
     """Returns the numeric `<stage>_score` columns of the samples view."""
-    con = connect(run)
-    try:
-        rows = con.execute("SELECT column_name, column_type FROM (DESCRIBE samples)").fetchall()
-    finally:
-        con.close()
     numeric = ("FLOAT", "DOUBLE", "REAL", "DECIMAL", "INTEGER", "BIGINT")
-    return [name for name, kind in rows if SCORE_COLUMN.match(name) and kind.startswith(numeric)]
+    return [name for name, kind in sample_columns(run).items() if SCORE_COLUMN.match(name) and kind.startswith(numeric)]
 
 
 def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path:
@@ -32,10 +28,10 @@ def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path
     if not SCORE_COLUMN.match(column):
         raise ValueError(f"not a score column: {column}")
     keep = column.removesuffix("_score") + "_keep"
+    has_keep = keep in sample_columns(run)
+    flag = keep if has_keep else "NULL"
     con = connect(run)
     try:
-        has_keep = keep in [c for (c, *_) in con.execute("DESCRIBE samples").fetchall()]
-        flag = keep if has_keep else "NULL"
         rows = con.execute(f"SELECT {column}, {flag} FROM samples WHERE {column} IS NOT NULL").fetchall()
     finally:
         con.close()

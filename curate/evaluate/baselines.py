@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 
 from curate.catalogs import connect
-from curate.catalogs.views import STAGE_NAME
+from curate.catalogs.views import STAGE_NAME, sample_columns
 from curate.evaluate.run import DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES_SEEN, EVALUATIONS, evaluate_subset
 from curate.models.loading import DEFAULT_MODEL
 from curate.rundir import RunDir
@@ -18,12 +18,8 @@ CHART_METRIC = "zeroshot_top1"
 
 def keep_columns(run: RunDir) -> list[str]:
     """Returns the samples view's boolean `<stage>_keep` columns, sorted."""
-    con = connect(run)
-    try:
-        rows = con.execute("SELECT column_name, column_type FROM (DESCRIBE samples)").fetchall()
-    finally:
-        con.close()
-    return sorted(c for c, t in rows if c.endswith("_keep") and t == "BOOLEAN" and STAGE_NAME.match(c))
+    columns = sample_columns(run).items()
+    return sorted(c for c, t in columns if c.endswith("_keep") and t == "BOOLEAN" and STAGE_NAME.match(c))
 
 
 def subset_size(run: RunDir, where: str | None) -> int:
