@@ -72,6 +72,9 @@ def catalog_statements(run: RunDir) -> list[str]:
         " (SELECT count(*) FROM quarantine WHERE key IS NOT NULL) AS quarantined,"
         " (SELECT count(*) FROM quarantine WHERE key IS NULL) AS shard_errors"
     )
+    clusters = _clusters_view(run)
+    if clusters:
+        statements.append(clusters)
     if any((run.path / "evaluations").glob("*.parquet")):
         statements.append(
             "CREATE VIEW evaluations AS SELECT * FROM read_parquet('evaluations/*.parquet', union_by_name = true)"
@@ -114,6 +117,18 @@ def _stage_counts_view(run: RunDir, stages: list[str]) -> str:
     ]
     empty = "SELECT NULL::VARCHAR AS stage, 0::BIGINT AS kept, 0::BIGINT AS dropped, 0::BIGINT AS unscored WHERE false"
     return "CREATE VIEW stage_counts AS " + (" UNION ALL ".join(parts) if parts else empty)
+
+
+def _clusters_view(run: RunDir) -> str | None:
+    """Per concept cluster: k-means sizes, then SemDeDup's and DBP's per-cluster figures where they ran."""
+    folder = run.path / "concepts"
+    if not (folder / "kmeans.parquet").exists():
+        return None
+    sql = "CREATE VIEW clusters AS SELECT * FROM read_parquet('concepts/kmeans.parquet') AS kmeans"
+    for name in ("semdedup", "dbp"):
+        if (folder / f"{name}.parquet").exists():
+            sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
+    return sql + " ORDER BY cluster_id"
 
 
 def _embeddings_view(run: RunDir) -> str | None:

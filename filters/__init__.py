@@ -4,4 +4,6 @@
 FILTERS = {
     "basic": "curate.filters.basic",
     "dfn": "curate.filters.dfn",
+    "semdedup": "curate.filters.semdedup",
+    "dbp": "curate.filters.dbp",
 }

@@ -75,3 +75,23 @@ def image_parquet(path: Path, n: int, image_column="jpg", caption_column="captio
     })
     pq.write_table(table, path)
     return path
+
+
+def datacomp_shard(folder: Path, image_embeddings: np.ndarray, name: str = "0000", seed: int = 0,
+                   text_embeddings: np.ndarray | None = None) -> list[str]:
+    """Writes a DataComp metadata shard (<name>.parquet, no images) and its <name>.npz (l14 and b32 embeddings,
+    float16 as DataComp ships them); returns the uids in row order."""
+    rng = np.random.default_rng(seed)
+    n = len(image_embeddings)
+    uids = [f"{rng.integers(2**63):016x}{i:016x}" for i in range(n)]
+    pq.write_table(pa.table({
+        "uid": uids, "url": [f"http://dc/{name}/{i}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
+        "original_width": [640] * n, "original_height": [480] * n,
+        "clip_b32_similarity_score": rng.random(n).astype(np.float32),
+        "clip_l14_similarity_score": rng.random(n).astype(np.float32),
+        "face_bboxes": [[] for _ in range(n)], "sha256": ["ab" * 32] * n,
+    }), folder / f"{name}.parquet")
+    text = rng.normal(size=image_embeddings.shape) if text_embeddings is None else text_embeddings
+    arrays = {"l14_img": image_embeddings, "l14_txt": text, "b32_img": image_embeddings, "b32_txt": text}
+    np.savez(folder / f"{name}.npz", **{k: v.astype(np.float16) for k, v in arrays.items()})
+    return uids

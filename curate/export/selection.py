@@ -55,6 +55,14 @@ def select(con: duckdb.DuckDBPyConnection, where: str | None, uid_pattern: str |
     return Selection(where, predicate, int(count), metadata_only, bad)
 
 
+def selected_uids(con: duckdb.DuckDBPyConnection, where: str | None) -> pa.ChunkedArray:
+    """Returns the uids of the samples `where` selects (all for None); raises UsageError for a bad predicate."""
+    try:
+        return con.sql(f"SELECT uid FROM samples WHERE (\n{check_predicate(where)}\n)").to_arrow_table()["uid"]
+    except duckdb.Error as exc:
+        raise _predicate_error(where, exc) from None
+
+
 def iter_selected(
     con: duckdb.DuckDBPyConnection, selection: Selection, batch_rows: int
 ) -> Iterator[pa.Table]:

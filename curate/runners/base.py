@@ -2,7 +2,8 @@
 
 import importlib
 import json
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from curate.errors import UsageError
 from curate.io.inputs import ShardTask
@@ -12,6 +13,8 @@ from curate.rundir import RunDir, parquet_bytes
 # name -> "module:function"; the Ray runner's module is the only one that imports ray.
 RUNNERS = {"local": "curate.runners.local:run_local", "ray": "curate.runners.ray:run_ray"}
 RUNNER_NAMES = tuple(RUNNERS)
+# Whole-pool methods split their work into independent tasks over one shared array (e.g. groups of clusters).
+TASK_RUNNERS = {"local": "curate.runners.local:map_local", "ray": "curate.runners.ray:map_ray"}
 
 
 class ShardJob(Protocol):
@@ -45,3 +48,16 @@ def run_shard_job(job: ShardJob, tasks: list[ShardTask], run: RunDir, runner: st
         module, function = RUNNERS[runner].split(":")
         getattr(importlib.import_module(module), function)(job, pending, run, **options)
     return len(pending)
+
+
+def map_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, runner: str = "local",
+              progress: bool = True, desc: str = "tasks", **options) -> list:
+    """Returns [fn(shared, item) for item in items], in order, computed in this process or as Ray tasks.
+
+    On Ray `shared` (e.g. an embedding matrix) goes to the object store once and every task reads it from there.
+    """
+    if runner not in TASK_RUNNERS:
+        raise UsageError(f"unknown runner {runner!r}; choose one of {', '.join(TASK_RUNNERS)}")
+    module, function = TASK_RUNNERS[runner].split(":")
+    return getattr(importlib.import_module(module), function)(fn, shared, items, progress=progress, desc=desc,
+                                                              **options)

@@ -6,6 +6,8 @@ driver, not to every node of a cluster.
 
 import logging
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -85,3 +87,27 @@ def _run_per_shard(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: 
     for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
             run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))
+
+
+def map_ray(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, progress: bool = True, desc: str = "tasks",
+            workers: int | None = None) -> list:
+    """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers` (default:
+    all CPUs) at a time; `shared` is put in the object store once."""
+    import ray
+    from tqdm import tqdm
+
+    init_ray()
+    limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    remote, shared_ref = ray.remote(num_cpus=1)(fn), ray.put(shared)
+    results: dict[int, Any] = {}
+    pending: dict[Any, int] = {}
+    queue = list(enumerate(items))[::-1]
+    with tqdm(total=len(items), desc=desc, unit="task", disable=not progress) as bar:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                index, item = queue.pop()
+                pending[remote.remote(shared_ref, item)] = index
+            done, _ = ray.wait(list(pending), num_returns=1)
+            results[pending.pop(done[0])] = ray.get(done[0])
+            bar.update(1)
+    return [results[i] for i in range(len(items))]

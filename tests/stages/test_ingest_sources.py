@@ -2,8 +2,6 @@
 
 import fsspec
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from curate.catalogs import connect
@@ -11,7 +9,7 @@ from curate.errors import UsageError
 from curate.io.samples import ReadOptions, default_uid
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-from tests.shards import clean_shard, image_parquet, sample_members, write_tar
+from tests.shards import clean_shard, datacomp_shard, image_parquet, sample_members, write_tar
 
 
 def test_webdataset_samples_carry_metadata_and_stable_uids(tmp_path):
@@ -50,18 +48,9 @@ def test_parquet_shards_with_configured_columns_and_hf_images(tmp_path):
 
 
 def _datacomp_shard(folder, n, dim=8, seed=0):
-    rng = np.random.default_rng(seed)
-    uids = [f"{rng.integers(2**63):016x}{i:016x}" for i in range(n)]
-    table = pa.table({
-        "uid": uids, "url": [f"http://dc/{i}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
-        "original_width": [640] * n, "original_height": [480] * n,
-        "clip_b32_similarity_score": rng.random(n).astype(np.float32),
-        "clip_l14_similarity_score": rng.random(n).astype(np.float32),
-        "face_bboxes": [[] for _ in range(n)], "sha256": ["ab" * 32] * n,
-    })
-    pq.write_table(table, folder / "0000.parquet")
-    emb = {k: rng.normal(size=(n, dim)).astype(np.float16) for k in ("b32_img", "b32_txt", "l14_img", "l14_txt")}
-    np.savez(folder / "0000.npz", **emb)
+    emb = {k: np.random.default_rng([seed, i]).normal(size=(n, dim)).astype(np.float16)
+           for i, k in enumerate(("l14_img", "l14_txt"))}
+    uids = datacomp_shard(folder, emb["l14_img"], seed=seed, text_embeddings=emb["l14_txt"])
     return uids, emb
 
 

@@ -1,0 +1,140 @@
+"""SemDeDup (Abbas et al. 2023): remove semantic duplicates within each concept cluster.
+
+Within a cluster the members are put in an order (keep="hard", the default: farthest from the centroid first;
+"easy": nearest first; "random": a shuffle seeded by (seed, cluster)). Member j is removed iff its highest
+cosine similarity to any earlier member in that order exceeds 1 - eps. This is the reference rule, not a
+transitive closure: with A~B and B~C but not A~C, both B and C go (C is compared with B even though B goes).
+The first member of every cluster, singletons included, is always kept.
+
+Similarities are computed in blocks of rows against their prefix, so memory stays bounded for a cluster of any
+size, and every pair (i < j) is compared exactly once: no duplicate is missed at a block edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.errors import UsageError
+
+# Similarity block budget in float32 entries (128 MiB): a cluster of 100,000 members runs in blocks of 335 rows.
+BLOCK_ENTRIES = 1 << 25
+
+
+def order_hard(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Returns member positions farthest-from-centroid first (ties in member order)."""
+    return np.argsort(-distance, kind="stable")
+
+
+def order_easy(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Returns member positions nearest-to-centroid first (ties in member order)."""
+    return np.argsort(distance, kind="stable")
+
+
+def order_random(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Returns member positions in a seeded random order."""
+    return rng.permutation(len(distance))
+
+
+MEMBER_ORDERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "hard": order_hard, "easy": order_easy, "random": order_random,
+}
+
+
+def cluster_members(assignment: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[np.ndarray]:
+    """Returns, per cluster id, the row indices of its members in SemDeDup order (see the module docstring)."""
+    if keep not in MEMBER_ORDERS:
+        raise UsageError(f"unknown --keep {keep!r}; choose one of {', '.join(MEMBER_ORDERS)}")
+    order = MEMBER_ORDERS[keep]
+    by_cluster = np.argsort(assignment, kind="stable")
+    bounds = np.searchsorted(assignment[by_cluster], np.arange(int(assignment.max(initial=-1)) + 2))
+    members = []
+    for cluster in range(len(bounds) - 1):
+        rows = by_cluster[bounds[cluster]:bounds[cluster + 1]]
+        members.append(rows[order(distance[rows], np.random.default_rng([seed, cluster]))])
+    return members
+
+
+def earlier_max_similarity(x: np.ndarray, block_entries: int = BLOCK_ENTRIES) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (best, which) for rows of x in order: each row's highest cosine similarity to an earlier row and
+    that row's position (the first one on ties); NaN and -1 for row 0, which has no earlier row."""
+    n = len(x)
+    best = np.full(n, np.nan, dtype=np.float32)
+    which = np.full(n, -1, dtype=np.int64)
+    rows = max(1, min(n, block_entries // max(n, 1)))
+    for start in range(1, n, rows):
+        end = min(n, start + rows)
+        sims = x[start:end] @ x[:end].T
+        diagonal = sims[:, start:]  # row r is member start + r; it may only see members before it
+        diagonal[np.triu_indices(end - start)] = -np.inf
+        which[start:end] = sims.argmax(axis=1)
+        best[start:end] = sims[np.arange(end - start), which[start:end]]
+    return best, which
+
+
+def cluster_similarities(x: np.ndarray, members: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Returns earlier_max_similarity for each cluster's members (row indices into x, in SemDeDup order), with
+    the earlier member given as a row index into x (-1 for none)."""
+    out = []
+    for rows in members:
+        best, which = earlier_max_similarity(np.ascontiguousarray(x[rows]))
+        out.append((best, np.where(which >= 0, rows[which], -1)))
+    return out
+
+
+def task_groups(members: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
+    """Returns the clusters' member lists dealt into at most `count` groups of similar work (size squared), the
+    largest clusters first, each to the least loaded group."""
+    groups: list[list[np.ndarray]] = [[] for _ in range(max(1, count))]
+    load = np.zeros(len(groups))
+    for index in np.argsort([-len(rows) for rows in members], kind="stable"):
+        target = int(load.argmin())
+        groups[target].append(members[index])
+        load[target] += float(len(members[index])) ** 2
+    return [group for group in groups if group]
+
+
+@dataclass
+class DuplicateScores:
+    """Per row: its highest similarity to an earlier member of its cluster (NaN for a cluster's first member),
+    and that member's row (-1 for none)."""
+
+    max_similarity: np.ndarray
+    earlier_row: np.ndarray
+
+    def keep(self, eps: float) -> np.ndarray:
+        """Returns the rows SemDeDup keeps at eps: no earlier member with similarity > 1 - eps."""
+        return ~(self.max_similarity > np.float32(1 - eps))
+
+
+def gather_scores(n: int, members: list[np.ndarray], results: list[tuple[np.ndarray, np.ndarray]]) -> DuplicateScores:
+    """Returns the DuplicateScores of n rows from the per-cluster results of cluster_similarities."""
+    scores = DuplicateScores(np.full(n, np.nan, dtype=np.float32), np.full(n, -1, dtype=np.int64))
+    for rows, (best, earlier) in zip(members, results, strict=True):
+        scores.max_similarity[rows] = best
+        scores.earlier_row[rows] = earlier
+    return scores
+
+
+def eps_for_fraction(max_similarity: np.ndarray, fraction: float) -> float:
+    """Returns the eps whose SemDeDup keeps int(N * fraction) rows, or the fewest above that when ties decide.
+
+    Kept rows are those with max_similarity <= 1 - eps (NaN, a cluster's first member, is always kept), so the
+    threshold is read off the sorted similarities: no trial runs. Raises UsageError for a fraction that would
+    need fewer rows than there are clusters.
+    """
+    if not 0 < fraction <= 1:
+        raise UsageError(f"--keep-fraction must be in (0, 1], got {fraction}")
+    target = int(len(max_similarity) * fraction)
+    scored = np.sort(max_similarity[~np.isnan(max_similarity)])
+    firsts = len(max_similarity) - len(scored)
+    if target < firsts:
+        raise UsageError(f"--keep-fraction {fraction} keeps {target} samples, fewer than the {firsts} clusters"
+                         " (SemDeDup keeps one per cluster): raise it or pass fewer --clusters")
+    if target - firsts >= len(scored):
+        return 0.0 if len(scored) == 0 else 1.0 - float(scored[-1])
+    if target == firsts:
+        return 1.0 - float(np.nextafter(scored[0], np.float32(-np.inf)))
+    return 1.0 - float(scored[target - firsts - 1])

@@ -1,0 +1,125 @@
+"""SemDeDup and DBP on a run: DataComp shards with planted duplicates, both runners, the catalog's columns."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate.catalogs import connect
+from curate.concepts.kmeans import KMeansConfig
+from curate.errors import UsageError
+from curate.filters.dbp import apply_dbp
+from curate.filters.semdedup import apply_semdedup
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from tests.shards import datacomp_shard
+
+KMEANS = KMeansConfig(clusters=3, seed=0)
+SCRIPT = Path(__file__).parents[2] / "pipelines" / "prune.py"
+
+
+def planted_embeddings(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Three concepts of 40 spread members each, then 6 exact and 6 near copies of chosen members."""
+    rng = np.random.default_rng(seed)
+    centers = 3 * np.eye(3, 32)
+    x = np.concatenate([c + rng.normal(size=(40, 32)) for c in centers])
+    originals = [0, 13, 41, 55, 90, 119, 5, 47, 60, 82, 100, 111]
+    copies = [x[o] + (0 if i < 6 else 1e-3 * rng.normal(size=32)) for i, o in enumerate(originals)]
+    pairs = [(o, 120 + i) for i, o in enumerate(originals)]
+    return np.concatenate([x, copies]), pairs
+
+
+@pytest.fixture
+def pruned_run(tmp_path):
+    x, pairs = planted_embeddings()
+    uids = datacomp_shard(tmp_path, x[:70], name="0000", seed=1) + datacomp_shard(tmp_path, x[70:], name="0001",
+                                                                                  seed=2)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "*.parquet")], run, progress=False)
+    return run, uids, pairs
+
+
+def decisions(run: RunDir) -> dict[str, tuple]:
+    con = connect(run)
+    rows = con.execute("SELECT uid, cluster_id, semdedup_keep, semdedup_dup_of FROM samples").fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_semdedup_removes_one_of_each_planted_pair_and_nothing_else(pruned_run):
+    run, uids, pairs = pruned_run
+    counts = apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
+    assert counts == dict(scored=132, kept=120, dropped=12, eps=0.01, clusters=3)
+    got = decisions(run)
+    for a, b in pairs:
+        (_, keep_a, dup_a), (_, keep_b, dup_b) = got[uids[a]], got[uids[b]]
+        assert keep_a != keep_b
+        assert (dup_a, dup_b) == ((None, uids[a]) if keep_a else (uids[b], None))
+    con = connect(run)
+    clusters = con.execute("SELECT sum(size), sum(semdedup_kept) FROM clusters").fetchone()
+    assert clusters == (132, 120)
+    assert con.execute("SELECT kept, dropped FROM stage_counts WHERE stage = 'semdedup_keep'").fetchone() == (120, 12)
+
+
+def test_ray_runner_writes_the_same_files(pruned_run, ray_local, tmp_path):
+    run, _, _ = pruned_run
+    apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
+    local = {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")}
+    apply_semdedup(run, eps=0.01, kmeans=KMEANS, runner="ray", progress=False, workers=2)
+    assert {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")} == local
+
+
+def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
+    run, _, _ = pruned_run
+    counts = apply_semdedup(run, keep_fraction=0.5, kmeans=KMEANS, progress=False)
+    assert counts["kept"] == 66
+    dbp = apply_dbp(run, keep_fraction=0.25, kmeans=KMEANS, progress=False)
+    assert dbp == dict(input=66, kept=33, dropped=33, pool=132, clusters=3)
+    con = connect(run)
+    unscored = con.execute("SELECT count(*) FROM samples WHERE NOT semdedup_keep AND dbp_keep IS NOT NULL")
+    assert unscored.fetchone() == (0,)
+    quota, inputs = con.execute("SELECT sum(quota), sum(dbp_input) FROM clusters").fetchone()
+    assert (quota, inputs) == (33, 66)
+    per_cluster = con.execute("SELECT cluster_id, count(*) FILTER (dbp_keep) FROM samples GROUP BY 1 ORDER BY 1")
+    assert [n for _, n in per_cluster.fetchall()] == [q for (q,) in con.execute(
+        "SELECT quota FROM clusters ORDER BY cluster_id").fetchall()]
+    hardest = con.execute("SELECT bool_and(dist_to_centroid >= (SELECT max(dist_to_centroid) FROM samples s2"
+                          " WHERE s2.cluster_id = s.cluster_id AND s2.semdedup_keep AND NOT s2.dbp_keep))"
+                          " FROM samples s WHERE dbp_keep").fetchone()
+    assert hardest == (True,)
+    again = apply_dbp(run, keep_fraction=0.25, kmeans=KMEANS, progress=False)
+    assert again == dbp
+
+
+def test_new_clusters_discard_old_decisions(pruned_run):
+    run, _, _ = pruned_run
+    apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
+    apply_dbp(run, keep_fraction=0.5, kmeans=KMEANS, progress=False)
+    apply_semdedup(run, eps=0.01, kmeans=KMeansConfig(clusters=4), progress=False)
+    con = connect(run)
+    assert con.execute("SELECT count(DISTINCT cluster_id) FROM samples").fetchone() == (4,)
+    assert "dbp_keep" not in [c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE samples)").fetchall()]
+    with pytest.raises(UsageError, match="cannot keep 132 samples from 120"):
+        apply_dbp(run, keep_fraction=1.0, kmeans=KMeansConfig(clusters=4), progress=False)
+    with pytest.raises(UsageError, match="invalid --where"):
+        apply_dbp(run, keep_fraction=0.5, where="no_such_column", kmeans=KMeansConfig(clusters=4), progress=False)
+
+
+def test_prune_pipeline_script(pruned_run, tmp_path):
+    run, _, _ = pruned_run
+    copy = tmp_path / "submitted" / "prune.py"  # as `ray submit` does: nothing beside the script is importable
+    copy.parent.mkdir()
+    shutil.copy(SCRIPT, copy)
+
+    def script(*args):
+        return subprocess.run([sys.executable, str(copy), "--run", str(run.path), "--runner", "local", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    done = script("--method", "semdedup", "--eps", "0.01", "--clusters", "3")
+    assert done.returncode == 0, done.stderr
+    assert script("--method", "dbp", "--keep-fraction", "0.5", "--clusters", "3").returncode == 0
+    assert connect(run).execute("SELECT count(*) FILTER (dbp_keep) FROM samples").fetchone() == (66,)
+    bad = script("--method", "dbp")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--keep-fraction" in bad.stderr
