@@ -19,6 +19,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """Returns text as an int >= 0; argparse turns the ValueError into a one-line error."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def positive_float(text: str) -> float:
     """Returns text as a float > 0; argparse turns the ValueError into a one-line error."""
     value = float(text)

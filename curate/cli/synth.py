@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from curate.cli.options import positive_int
+from curate.cli.options import non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,12 +12,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=positive_int, default=4000, help="pool size (default 4000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--shard-size", type=positive_int, default=500, help="samples per tar (default 500)")
+    parser.add_argument("--hq-samples", type=non_negative_int, help="trusted hq/ pairs (default: half of --samples)")
+    parser.add_argument("--heldout-per-concept", type=non_negative_int, default=10,
+                        help="labelled held-out images per concept (default 10)")
+    parser.add_argument("--image-size", type=positive_int, default=64, help="image side in pixels (default 64)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Writes the pool and prints its summary as JSON; returns 0."""
+    """Writes the pool and prints its summary (without the shard lists) as JSON; returns 0."""
     from curate.synth import generate_pool
 
-    summary = generate_pool(args.out, samples=args.samples, seed=args.seed, shard_size=args.shard_size)
-    print(json.dumps(summary, indent=2, default=str))
+    summary = generate_pool(args.out, samples=args.samples, seed=args.seed, shard_size=args.shard_size,
+                            hq_samples=args.hq_samples, heldout_per_concept=args.heldout_per_concept,
+                            image_size=args.image_size)
+    brief = {k: v for k, v in summary.items() if not k.endswith("_shards")}
+    print(json.dumps(brief, indent=2, default=str))
     return 0

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.errors import UsageError
 from curate.synth.captions import concept_caption, fake_url, junk_caption, make_uid
 from curate.synth.concepts import CONCEPTS
 from curate.synth.plan import KINDS, PlannedSample, plan_pool
@@ -136,11 +137,11 @@ def _heldout_table(per_concept: int, seed: int, size: int) -> pa.Table:
 def _check_args(samples: int, shard_size: int, hq_samples: int, heldout_per_concept: int,
                 image_size: int) -> None:
     if samples < 1 or hq_samples < 0 or heldout_per_concept < 0:
-        raise ValueError("samples must be >= 1 and hq_samples, heldout_per_concept >= 0")
+        raise UsageError("samples must be >= 1 and hq_samples, heldout_per_concept >= 0")
     if not 1 <= shard_size <= 9000:
-        raise ValueError("shard_size must be in [1, 9000] (4-digit keys, with room for failed rows)")
+        raise UsageError("shard_size must be in [1, 9000] (4-digit keys, with room for failed rows)")
     if image_size < 16:
-        raise ValueError("image_size must be >= 16")
+        raise UsageError("image_size must be >= 16")
 
 
 def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_size: int = 500,

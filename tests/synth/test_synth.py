@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from curate.errors import UsageError
 from curate.synth import COLORS, CONCEPTS, KINDS, NOISE_RATES, SHAPES, generate_pool
 
 POOL = dict(samples=1000, seed=3, shard_size=300, hq_samples=240, heldout_per_concept=3)
@@ -252,7 +253,7 @@ def test_heldout_covers_every_concept(pool: dict) -> None:
 
 
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="samples must be"):
         generate_pool(tmp_path, samples=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="shard_size"):
         generate_pool(tmp_path, samples=10, shard_size=20_000)
