@@ -4,18 +4,46 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from curate.rundir import RunDir
 
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "results"
 
 
-def ensure_pool(folder: Path, samples: int, seed: int = 0) -> Path:
-    """Returns the pool/ folder of a synth pool at `folder`, generating it the first time."""
+def ensure_synth(folder: Path, samples: int, hq_samples: int | None = None, seed: int = 0) -> Path:
+    """Returns a synth pool folder (pool/, hq/, truth.parquet, heldout.parquet), generating it the first time."""
     from curate.synth import generate_pool
 
-    if not (folder / "pool").exists():
-        generate_pool(folder, samples=samples, seed=seed)
-    return folder / "pool"
+    if not (folder / "heldout.parquet").exists():
+        generate_pool(folder, samples=samples, hq_samples=hq_samples, seed=seed)
+    return folder
+
+
+def dfn_scored_run(synth: Path, work: Path, keep_fraction: float, seed: int = 0,
+                   run_name: str = "run") -> tuple["RunDir", dict]:
+    """Trains the tiny DFN on synth/hq (once, into work/dfn), ingests and embeds synth/pool with it into
+    work/<run_name> (resuming), applies the DFN filter at `keep_fraction`; returns the run and step seconds."""
+    import shutil
+
+    from curate.filters.dfn import apply_dfn
+    from curate.models import ModelSpec
+    from curate.models.dfn import train_dfn
+    from curate.rundir import RunDir
+    from curate.stages.embed import embed
+    from curate.stages.ingest import ingest
+
+    model_dir, run = work / "dfn", RunDir(work / run_name)
+    timings = {}
+    if not (model_dir / "open_clip_config.json").exists():
+        shutil.rmtree(model_dir, ignore_errors=True)
+        timings["train_dfn_seconds"], _ = timed(train_dfn, [str(synth / "hq")], model_dir, seed=seed, progress=False)
+    timings["ingest_seconds"], _ = timed(ingest, [str(synth / "pool")], run, progress=False)
+    timings["embed_seconds"], _ = timed(embed, run, ModelSpec(model=str(model_dir)), progress=False)
+    apply_dfn(run, keep_fraction=keep_fraction)
+    return run, {k: round(v, 1) for k, v in timings.items()}
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ensure_pool, timed, write_results
+from common import ensure_synth, timed, write_results
 
 from curate.io.inputs import ShardTask
 from curate.models import ModelSpec, load_model
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-embed")
     args = parser.parse_args()
-    pool = ensure_pool(args.work / "synth", args.samples)
+    pool = ensure_synth(args.work / "synth", args.samples) / "pool"
     template = args.work / "ingested"
     if not (template / "catalog.duckdb").exists():
         ingest([str(pool)], RunDir(template), progress=False)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ensure_pool, timed, write_results
+from common import ensure_synth, timed, write_results
 from PIL import Image
 
 from curate.io.images import inspect_image
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-ingest")
     args = parser.parse_args()
-    pool = ensure_pool(args.work / "synth", args.samples)
+    pool = ensure_synth(args.work / "synth", args.samples) / "pool"
     tars = sorted(pool.glob("*.tar"))
     megabytes = sum(p.stat().st_size for p in tars) / 1e6
     init_ray()  # started once, outside the timings: a long job pays it once

@@ -1,4 +1,4 @@
-"""Reports of a run: a PNG histogram per score column, split by that stage's keep flag, and the counts."""
+"""Reports of a run: a PNG histogram per score column, split by that stage's keep flag; the concept clusters."""
 
 import re
 from pathlib import Path
@@ -54,6 +54,11 @@ def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path
 
 
 def write_report(run: RunDir, out: Path | None = None) -> list[Path]:
-    """Writes a histogram PNG per score column into `out` (default RUN/report); returns their paths."""
+    """Writes a histogram PNG per score column into `out` (default RUN/report), and clusters.png when the run has
+    concept clusters; returns their paths."""
+    from curate.concepts.report import concept_figure
+
     out = out or run.path / "report"
-    return [score_histogram(run, column, out / f"{column}.png") for column in score_columns(run)]
+    paths = [score_histogram(run, column, out / f"{column}.png") for column in score_columns(run)]
+    clusters = concept_figure(run, out / "clusters.png")
+    return paths + ([clusters] if clusters else [])

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from curate.catalogs import connect
 from curate.concepts.kmeans import KMeansConfig
 from curate.errors import UsageError
 from curate.filters.dbp import apply_dbp
 from curate.filters.semdedup import apply_semdedup
+from curate.report import write_report
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
 from tests.shards import datacomp_shard
@@ -91,6 +93,10 @@ def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
     assert hardest == (True,)
     again = apply_dbp(run, keep_fraction=0.25, kmeans=KMEANS, progress=False)
     assert again == dbp
+    figure = write_report(run)[-1]
+    assert figure == run.path / "report" / "clusters.png"
+    with Image.open(figure) as image:
+        assert image.format == "PNG" and image.width >= 1000  # two panels: sizes and complexity vs quota
 
 
 def test_new_clusters_discard_old_decisions(pruned_run):
