@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"open_clip model config to train from scratch (default {DEFAULT_MODEL}; tiny = it)")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help=f"pairs per step (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--dynamic", choices=("seta", "infobatch", "random"),
+                        help="prune dynamically while training (ceil(samples-seen / subset size) pruned epochs)")
+    parser.add_argument("--prune-ratio", type=float, default=0.5, help="with --dynamic: share pruned (default 0.5)")
     parser.add_argument("--out", help="JSON result file (default RUN/evaluations/eval-<hash>.json)")
     parser.add_argument("--baselines", action="store_true",
                         help="evaluate the full pool, every keep flag and their conjunctions, and same-size random "
@@ -39,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the evaluation and prints the mean metrics and output paths as JSON; returns 0."""
-    from curate.evaluate.run import evaluate_subset
+    from curate.evaluate.run import DynamicPruning, evaluate_subset
 
     if args.baselines:
         return _run_baselines(args)
@@ -48,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_subset(
         existing_run(args.run), args.where, args.heldout, samples_seen=args.samples_seen, seeds=args.seeds,
         model_config=args.model_config, out=args.out, batch_size=args.batch_size,
+        dynamic=DynamicPruning(args.dynamic, args.prune_ratio) if args.dynamic else None,
     )
-    keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "mean", "std",
-            "json", "parquet")
+    keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "dynamic", "mean",
+            "std", "json", "parquet")
     print(json.dumps({k: result[k] for k in keys}))
     return 0
 
@@ -58,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_baselines(args: argparse.Namespace) -> int:
     from curate.evaluate.baselines import format_table, run_baselines
 
-    if args.where is not None or args.out is not None:
-        raise UsageError("--baselines chooses its own subsets and outputs: drop --where and --out")
+    if args.where is not None or args.out is not None or args.dynamic is not None:
+        raise UsageError("--baselines chooses its own subsets, training and outputs: drop --where, --out, --dynamic")
     summary = run_baselines(existing_run(args.run), args.heldout, args.samples_seen, args.seeds, args.model_config,
                             args.batch_size)
     print(format_table(summary["rows"]))

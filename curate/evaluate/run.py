@@ -11,6 +11,7 @@ import hashlib
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,9 +40,22 @@ METRICS = ("zeroshot_top1", "zeroshot_top5", "image_to_text_r1", "image_to_text_
 ROW_SCHEMA = pa.schema(
     [("evaluation", pa.string()), ("predicate", pa.string()), ("subset_size", pa.int64()), ("seed", pa.int64()),
      ("samples_seen", pa.int64()), ("model_config", pa.string()), ("heldout", pa.string()),
-     ("heldout_size", pa.int64())]
-    + [(m, pa.float64()) for m in METRICS] + [("wall_seconds", pa.float64())]
+     ("heldout_size", pa.int64()), ("dynamic", pa.string()), ("prune_ratio", pa.float64())]
+    + [(m, pa.float64()) for m in METRICS]
+    + [("samples_forwarded", pa.int64()), ("saved_fraction", pa.float64()), ("wall_seconds", pa.float64())]
 )
+
+
+@dataclass(frozen=True)
+class DynamicPruning:
+    """Train with a dynamic pruner (curate.dynamic: seta, infobatch, random) at this prune ratio.
+
+    The budget becomes ceil(samples_seen / subset size) epochs, each over the pruner's selection, so the run
+    forwards fewer samples than samples_seen; the per-seed results say how many, and the saved fraction.
+    """
+
+    method: str
+    prune_ratio: float
 
 
 def model_name(model_config: str) -> str:
@@ -99,8 +113,9 @@ def heldout_metrics(loaded: LoadedModel, heldout: HeldOut) -> dict[str, float | 
 
 
 def train_and_measure(name: str, pairs: PairDataset, heldout: HeldOut, seed: int, samples_seen: int,
-                      batch_size: int, progress: bool) -> dict:
-    """Trains a fresh model for one seed and measures it; returns {seed, metrics..., wall_seconds, final_loss}."""
+                      batch_size: int, progress: bool, dynamic: DynamicPruning | None = None) -> dict:
+    """Trains a fresh model for one seed and measures it; returns {seed, metrics..., samples_forwarded,
+    saved_fraction, final_loss, wall_seconds}."""
     from curate.models.train import TrainConfig, train_clip
 
     start = time.perf_counter()
@@ -108,65 +123,89 @@ def train_and_measure(name: str, pairs: PairDataset, heldout: HeldOut, seed: int
     steps = -(-samples_seen // min(batch_size, len(pairs)))
     config = TrainConfig(samples_seen=samples_seen, batch_size=batch_size, lr=LR, seed=seed, progress=progress,
                          warmup_steps=min(MAX_WARMUP_STEPS, max(1, steps // 10)))
-    result = train_clip(loaded, pairs, config)
+    if dynamic is None:
+        result, saved = train_clip(loaded, pairs, config), 0.0
+    else:
+        result, saved = _train_pruned(loaded, pairs, config, dynamic)
     metrics = heldout_metrics(loaded, heldout)
-    return dict(seed=seed, **metrics, final_loss=result.summary()["final_loss"],
-                wall_seconds=round(time.perf_counter() - start, 3))
+    return dict(seed=seed, **metrics, samples_forwarded=result.samples_seen, saved_fraction=saved,
+                final_loss=result.summary()["final_loss"], wall_seconds=round(time.perf_counter() - start, 3))
+
+
+def _train_pruned(loaded: LoadedModel, pairs: PairDataset, config, dynamic: DynamicPruning):
+    from dataclasses import replace
+
+    from curate.dynamic import make_pruner
+    from curate.dynamic.clip import train_clip_pruned
+
+    epochs = -(-config.samples_seen // len(pairs))
+    pruner = make_pruner(dynamic.method, len(pairs), epochs, dynamic.prune_ratio, config.seed)
+    result = train_clip_pruned(loaded, pairs, replace(config, samples_seen=None, epochs=epochs), pruner)
+    return result, pruner.stats().saved_fraction
 
 
 def aggregate(per_seed: list[dict]) -> tuple[dict, dict]:
     """Returns ({metric: mean}, {metric: std}) over seeds; std is the sample std (0.0 for one seed)."""
     mean, std = {}, {}
-    for m in (*METRICS, "wall_seconds"):
+    for m in (*METRICS, "samples_forwarded", "saved_fraction", "wall_seconds"):
         values = [r[m] for r in per_seed if r[m] is not None]
         mean[m] = statistics.fmean(values) if values else None
         std[m] = (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
     return mean, std
 
 
-def evaluation_name(where: str | None, seeds: list[int], samples_seen: int, name: str, heldout: Path) -> str:
+def evaluation_name(where: str | None, seeds: list[int], samples_seen: int, name: str, heldout: Path,
+                    dynamic: DynamicPruning | None = None) -> str:
     """Returns a deterministic file stem for the evaluation: eval-<16 hex of its defining arguments' hash>."""
-    key = json.dumps(dict(where=where, seeds=seeds, samples_seen=samples_seen, model_config=name,
-                          heldout=str(heldout.resolve())), sort_keys=True)
+    arguments = dict(where=where, seeds=seeds, samples_seen=samples_seen, model_config=name,
+                     heldout=str(heldout.resolve()))
+    if dynamic is not None:
+        arguments["dynamic"] = [dynamic.method, dynamic.prune_ratio]
+    key = json.dumps(arguments, sort_keys=True)
     return "eval-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _check_arguments(seeds: list[int], samples_seen: int, batch_size: int) -> None:
+def _check_arguments(seeds: list[int], samples_seen: int, batch_size: int, dynamic: DynamicPruning | None) -> None:
     if not seeds:
         raise UsageError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds repeats a seed: {seeds}")
     if samples_seen < 1 or batch_size < 1:
         raise UsageError(f"--samples-seen and --batch-size must be >= 1, got {samples_seen} and {batch_size}")
+    if dynamic is not None:
+        from curate.dynamic import make_pruner
+
+        make_pruner(dynamic.method, 1, 1, dynamic.prune_ratio)  # raises the UsageError of a bad method or ratio
 
 
 def evaluate_subset(
     run: RunDir, where: str | None, heldout: str | Path, samples_seen: int = DEFAULT_SAMPLES_SEEN,
     seeds: list[int] | tuple[int, ...] = (0,), model_config: str = DEFAULT_MODEL, out: str | Path | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = True, dynamic: DynamicPruning | None = None,
 ) -> dict:
     """Trains and measures one model per seed on the samples matching `where`; returns the JSON result.
 
     Result keys: evaluation, predicate, subset_size, samples_seen, model_config, heldout, heldout_size,
     heldout_skipped, classes, seeds, per_seed (list of {seed, metrics, final_loss, wall_seconds}), mean, std, json,
-    parquet. Metrics are zero-shot top-1/5 and retrieval recall@1/5 (None without captions). Raises
+    parquet, dynamic. Metrics are zero-shot top-1/5 and retrieval recall@1/5 (None without captions). Raises
     UsageError for an unknown model config, a missing held-out set or an empty selection, before training.
     """
     from curate.models.pairs import load_pairs
 
     seeds = [int(s) for s in seeds]
-    _check_arguments(seeds, samples_seen, batch_size)
+    _check_arguments(seeds, samples_seen, batch_size, dynamic)
     name = model_name(model_config)
     heldout = Path(heldout)
     image_size = config_image_size(name)
     held = load_heldout(heldout, image_size)
     pairs = load_pairs(run, where, image_size, progress=progress)
-    per_seed = [train_and_measure(name, pairs, held, s, samples_seen, batch_size, progress) for s in seeds]
+    per_seed = [train_and_measure(name, pairs, held, s, samples_seen, batch_size, progress, dynamic) for s in seeds]
     mean, std = aggregate(per_seed)
-    stem = evaluation_name(where, seeds, samples_seen, name, heldout)
+    stem = evaluation_name(where, seeds, samples_seen, name, heldout, dynamic)
     result = dict(evaluation=stem, predicate=where, subset_size=len(pairs), samples_seen=samples_seen,
                   model_config=name, heldout=str(heldout), heldout_size=len(held), heldout_skipped=held.skipped,
-                  classes=len(held.classnames), seeds=seeds, per_seed=per_seed, mean=mean, std=std)
+                  classes=len(held.classnames), seeds=seeds, per_seed=per_seed, mean=mean, std=std,
+                  dynamic=None if dynamic is None else dict(method=dynamic.method, prune_ratio=dynamic.prune_ratio))
     return write_outputs(run, result, Path(out) if out else run.path / EVALUATIONS / f"{stem}.json")
 
 
@@ -175,10 +214,13 @@ def write_outputs(run: RunDir, result: dict, json_path: Path) -> dict:
     (both atomically), rebuilds the catalog; returns the result with `json` and `parquet` paths added."""
     from curate.catalogs import build_catalog
 
+    dynamic = result["dynamic"] or {}
     rows = [dict(evaluation=result["evaluation"], predicate=result["predicate"], subset_size=result["subset_size"],
                  seed=r["seed"], samples_seen=result["samples_seen"], model_config=result["model_config"],
                  heldout=result["heldout"], heldout_size=result["heldout_size"],
-                 **{m: r[m] for m in METRICS}, wall_seconds=r["wall_seconds"]) for r in result["per_seed"]]
+                 dynamic=dynamic.get("method"), prune_ratio=dynamic.get("prune_ratio"),
+                 **{m: r[m] for m in (*METRICS, "samples_forwarded", "saved_fraction", "wall_seconds")})
+            for r in result["per_seed"]]
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
     parquet = run.write_bytes(f"{EVALUATIONS}/{result['evaluation']}.parquet", parquet_bytes(table))
     result = result | {"json": str(json_path.absolute()), "parquet": str(parquet)}

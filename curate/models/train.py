@@ -153,6 +153,20 @@ def sample_budget(config: TrainConfig, n: int, sampler: Iterable | None) -> int:
     return config.epochs * per_pass
 
 
+def training_state(loaded: LoadedModel, pairs: PairDataset,
+                   config: TrainConfig) -> tuple[torch.Generator, torch.Tensor, torch.optim.Optimizer]:
+    """Returns (the run's seeded generator, every caption's tokens, AdamW over the model's parameter groups);
+    raises ValueError for a model that does not train with CLIP's loss (SigLIP)."""
+    import torch
+
+    if getattr(loaded.model, "logit_bias", None) is not None:
+        raise ValueError("this model has a logit_bias (SigLIP); it trains with the sigmoid loss, not CLIP's")
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(param_groups(loaded.model, config.weight_decay), lr=config.lr, betas=config.betas,
+                                  eps=config.eps)
+    return generator, loaded.tokenizer(pairs.captions), optimizer
+
+
 def train_clip(
     loaded: LoadedModel, pairs: PairDataset, config: TrainConfig, sampler: Iterable | None = None,
     on_losses: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
@@ -168,12 +182,7 @@ def train_clip(
     import torch
 
     model = loaded.model
-    if getattr(model, "logit_bias", None) is not None:
-        raise ValueError("this model has a logit_bias (SigLIP); it trains with the sigmoid loss, not CLIP's")
-    generator = torch.Generator().manual_seed(config.seed)
-    tokens = loaded.tokenizer(pairs.captions)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  eps=config.eps)
+    generator, tokens, optimizer = training_state(loaded, pairs, config)
     total = sample_budget(config, len(pairs), sampler)
     batch_size = min(config.batch_size, len(pairs))
     result = TrainResult()
@@ -203,9 +212,10 @@ def train_clip(
 
 def train_step(
     loaded: LoadedModel, optimizer: torch.optim.Optimizer, lr: float, pixels: torch.Tensor, tokens: torch.Tensor,
-    config: TrainConfig, generator: torch.Generator,
+    config: TrainConfig, generator: torch.Generator, weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Runs one AdamW step on a batch; returns its per-sample losses (detached, on the CPU)."""
+    """Runs one AdamW step on a batch, on the mean of its per-sample losses times `weights` (InfoBatch's
+    rescaling; all ones when None); returns the unweighted per-sample losses (detached, on the CPU)."""
     import torch
 
     model, device = loaded.model, loaded.device
@@ -220,7 +230,7 @@ def train_step(
         text = model.encode_text(tokens.to(device), normalize=True)
         losses = contrastive_losses(image.float(), text.float(), model.logit_scale.exp())
     optimizer.zero_grad(set_to_none=True)
-    losses.mean().backward()
+    (losses if weights is None else losses * weights.to(losses.device)).mean().backward()
     optimizer.step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)

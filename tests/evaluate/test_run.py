@@ -9,7 +9,7 @@ from curate.catalogs import connect
 from curate.cli.evaluate import add_arguments, run
 from curate.cli.main import OneLineArgumentParser, guarded
 from curate.errors import UsageError
-from curate.evaluate.run import METRICS, evaluate_subset, evaluation_name
+from curate.evaluate.run import METRICS, DynamicPruning, evaluate_subset, evaluation_name
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
 from curate.synth import CONCEPTS, generate_pool
@@ -61,6 +61,8 @@ def test_bad_arguments_are_one_line_usage_errors(pool, tmp_path):
         (dict(where=None, heldout=tmp_path / "missing.parquet"), "does not exist"),
         (dict(where="uid = 'no such uid'", heldout=heldout), "no samples"),
         (dict(where=None, heldout=heldout, seeds=[]), "at least one seed"),
+        (dict(where=None, heldout=heldout, dynamic=DynamicPruning("seta", 1.5)), "prune_ratio"),
+        (dict(where=None, heldout=heldout, dynamic=DynamicPruning("nope", 0.5)), "nope"),
     ]
     for kwargs, message in cases:
         with pytest.raises(UsageError, match=message) as info:
@@ -79,3 +81,16 @@ def test_cli_rejects_a_bad_model_config_with_exit_code_2(pool, capsys):
     assert "unknown model" in capsys.readouterr().err
     with pytest.raises(UsageError):
         parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--seeds", ","])
+
+
+def test_dynamic_pruning_forwards_less_and_records_it(pool):
+    run, heldout = pool
+    result = evaluate_subset(run, None, heldout, samples_seen=600, seeds=[0], progress=False,
+                             dynamic=DynamicPruning("random", 0.5))
+    [seed] = result["per_seed"]
+    epochs = -(-600 // result["subset_size"])
+    assert seed["samples_forwarded"] == epochs * (result["subset_size"] // 2)
+    assert seed["saved_fraction"] == pytest.approx(1 - seed["samples_forwarded"] / (epochs * result["subset_size"]))
+    row = pq.read_table(result["parquet"]).to_pylist()[0]
+    assert (row["dynamic"], row["prune_ratio"], row["samples_forwarded"]) == ("random", 0.5, seed["samples_forwarded"])
+    assert result["evaluation"] != evaluation_name(None, [0], 600, "curate-tiny", heldout)

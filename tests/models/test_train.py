@@ -218,3 +218,36 @@ def test_train_dfn_fine_tunes_an_init_model_from_its_weights(synth, tmp_path):
     tuned = load_model(ModelSpec(str(tmp_path / "dfn")), "cpu").model.state_dict()
     assert not torch.equal(tuned["visual.proj"], start["visual.proj"])
     assert (tuned["visual.proj"] - start["visual.proj"]).abs().max() < 0.01  # a fine-tuning step, not a reset
+
+
+def test_loss_weights_scale_each_samples_gradient(pairs):
+    from curate.models.train import train_step, training_state
+
+    def step(weights):
+        loaded = tiny()
+        generator, tokens, optimizer = training_state(loaded, pairs, config())
+        train_step(loaded, optimizer, 1e-3, pairs.pixels[:8], tokens[:8], config(), generator, weights)
+        return torch.cat([p.detach().flatten() for p in loaded.model.parameters()])
+
+    plain, ones = step(None), step(torch.ones(8))
+    first, second = step(torch.eye(8)[0]), step(torch.eye(8)[1])
+    assert torch.equal(plain, ones) and not torch.allclose(first, second)
+
+
+def test_pruned_training_forwards_only_the_selection(pairs):
+    from curate.dynamic import make_pruner
+    from curate.dynamic.clip import train_clip_pruned
+
+    def run(seed):
+        pruner = make_pruner("seta", PAIRS, 4, prune_ratio=0.5, seed=seed, num_groups=4)
+        loaded = tiny()
+        result = train_clip_pruned(loaded, pairs, config(epochs=4, seed=seed, lr=5e-4), pruner)
+        return result, pruner, loaded.model.state_dict()
+
+    result, pruner, weights = run(0)
+    stats = pruner.stats()
+    assert result.samples_seen == stats.total_forwarded < 4 * PAIRS
+    assert stats.saved_fraction == pytest.approx(stats.total_skipped / (4 * PAIRS)) and stats.saved_fraction >= 0.5
+    assert (pruner.scores != 3.0).sum() >= PAIRS // 2  # the forwarded samples' scores are their losses now
+    again = run(0)[2]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
