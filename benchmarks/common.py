@@ -13,12 +13,13 @@ BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "results"
 
 
-def ensure_synth(folder: Path, samples: int, hq_samples: int | None = None, seed: int = 0) -> Path:
-    """Returns a synth pool folder (pool/, hq/, truth.parquet, heldout.parquet), generating it the first time."""
+def ensure_synth(folder: Path, samples: int, hq_samples: int | None = None, seed: int = 0, **options) -> Path:
+    """Returns a synth pool folder (pool/, hq/, truth.parquet, heldout.parquet), generating it the first time
+    (`options` go to generate_pool)."""
     from curate.synth import generate_pool
 
     if not (folder / "heldout.parquet").exists():
-        generate_pool(folder, samples=samples, hq_samples=hq_samples, seed=seed)
+        generate_pool(folder, samples=samples, hq_samples=hq_samples, seed=seed, **options)
     return folder
 
 

@@ -1,0 +1,166 @@
+"""Dynamic pruning, accuracy against measured saved cost: full data, SeTa, InfoBatch and random dynamic pruning at
+prune ratios that save about 30%, 50% and 70% of the forward passes, over seeds, on two tasks:
+
+- classify: the small CNN of curate.dynamic.classify on labelled synth images (the concepts as classes; a
+  training set of --per-class images per class and a test set drawn with another seed);
+- clip: `curate evaluate --dynamic` (a tiny CLIP from scratch on the synth pool, zero-shot top-1 on its held-out
+  set), with the pruned epochs of --samples-seen.
+
+    python benchmarks/dynamic_pruning.py [--tasks classify,clip] [--seeds 0,1,2] [--targets 0.3,0.5,0.7]
+
+Each method's prune ratio for a target is calibrated by a dry run of its selection sizes (losses drawn from an
+exponential distribution); the x axis is always the saved fraction measured in the real run. A target a method
+cannot reach (InfoBatch only prunes below-mean samples, at most 90% of them) is run at its largest ratio, 0.9.
+Writes benchmarks/results/dynamic_pruning.json and .png.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import torch
+from common import RESULTS, ensure_synth, write_results
+
+from curate.dynamic import make_pruner
+
+METHODS = ("seta", "infobatch", "random")
+
+
+def dry_run_saved(method: str, ratio: float, n: int, epochs: int) -> float:
+    """Returns the saved fraction of the method's selections over `epochs`, losses exponential and fresh."""
+    pruner = make_pruner(method, n, epochs, ratio, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        pruner.set_epoch(epoch)
+        chosen = pruner.selection()
+        pruner.update(chosen, torch.empty(len(chosen)).exponential_(generator=generator))
+    return pruner.stats().saved_fraction
+
+
+def calibrate(method: str, target: float, n: int, epochs: int) -> float:
+    """Returns the prune ratio in [0, 0.9] whose dry run saves closest to `target` (0.9 when none reaches it)."""
+    grid = [round(0.05 * i, 2) for i in range(1, 19)]
+    return min(grid, key=lambda r: (abs(dry_run_saved(method, r, n, epochs) - target), -r))
+
+
+def plans_for(args: argparse.Namespace, n: int, epochs: int) -> list[tuple[str, float | None]]:
+    """Returns (method, prune ratio) to run: full data, then each method calibrated to each target."""
+    plans: list[tuple[str, float | None]] = [("full", None)]
+    plans += [(m, calibrate(m, t, n, epochs)) for m in METHODS for t in args.targets]
+    print("plans:", plans)
+    return plans
+
+
+def classify_runs(args: argparse.Namespace) -> list[dict]:
+    """Trains the classifier for each calibrated plan and seed; returns one row per run."""
+    from curate.dynamic.classify import ClassifyConfig, accuracy, load_labelled, train_classifier
+
+    train = ensure_synth(args.work / "classify-train", 4, hq_samples=0, seed=1, heldout_per_concept=args.per_class)
+    test = ensure_synth(args.work / "classify-test", 4, hq_samples=0, seed=2, heldout_per_concept=10)
+    images, labels, names = load_labelled(train / "heldout.parquet", 32)
+    test_images, test_labels, _ = load_labelled(test / "heldout.parquet", 32, classnames=names)
+    rows = []
+    for method, ratio in plans_for(args, len(images), args.epochs):
+        for seed in args.seeds:
+            config = ClassifyConfig(epochs=args.epochs, width=args.width, seed=seed)
+            pruner = None if method == "full" else make_pruner(method, len(images), args.epochs, ratio, seed)
+            model, result = train_classifier(images, labels, len(names), config, pruner)
+            rows.append(dict(task="classify", method=method, prune_ratio=ratio, seed=seed,
+                             accuracy=accuracy(model, test_images, test_labels), saved=result.saved_fraction,
+                             forwarded=result.samples_forwarded, seconds=round(result.seconds, 1)))
+            print(rows[-1])
+    return rows
+
+
+def clip_runs(args: argparse.Namespace) -> list[dict]:
+    """Runs `curate evaluate` with each calibrated plan's dynamic pruning on the synth pool; one row per run."""
+    from curate.evaluate.run import DynamicPruning, evaluate_subset
+    from curate.rundir import RunDir
+    from curate.stages.ingest import ingest
+
+    synth = ensure_synth(args.work / "clip-pool", args.pool, hq_samples=0)
+    run = RunDir(args.work / "clip-run")
+    kept = ingest([str(synth / "pool")], run, progress=False)["kept"]
+    rows = []
+    for method, ratio in plans_for(args, kept, -(-args.samples_seen // kept)):
+        # full data through the same pruned-epoch loop: random pruning at ratio 0 keeps everything
+        dynamic = DynamicPruning("random", 0.0) if method == "full" else DynamicPruning(method, ratio)
+        result = evaluate_subset(run, None, synth / "heldout.parquet", args.samples_seen, args.seeds,
+                                 progress=False, dynamic=dynamic)
+        for seed in result["per_seed"]:
+            rows.append(dict(task="clip", method=method, prune_ratio=ratio, seed=seed["seed"],
+                             accuracy=seed["zeroshot_top1"], saved=seed["saved_fraction"],
+                             forwarded=seed["samples_forwarded"], seconds=seed["wall_seconds"]))
+            print(rows[-1])
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Returns mean and std of accuracy and saved fraction per (task, method, ratio)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["method"], row["prune_ratio"]), []).append(row)
+    out = []
+    for (task, method, ratio), runs in groups.items():
+        acc, saved = [r["accuracy"] for r in runs], [r["saved"] for r in runs]
+        out.append(dict(task=task, method=method, prune_ratio=ratio, accuracy=statistics.fmean(acc),
+                        accuracy_std=statistics.stdev(acc) if len(acc) > 1 else 0.0, saved=statistics.fmean(saved)))
+    return out
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    """Writes accuracy against measured saved fraction, one panel per task, a line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({s["task"] for s in summary})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        full = [s for s in summary if s["task"] == task and s["method"] == "full"]
+        for s in full:
+            ax.axhline(s["accuracy"], color="black", linestyle="--", label="full data")
+        for method in METHODS:
+            points = sorted((s for s in summary if s["task"] == task and s["method"] == method),
+                            key=lambda s: s["saved"])
+            ax.errorbar([p["saved"] for p in points], [p["accuracy"] for p in points],
+                        yerr=[p["accuracy_std"] for p in points], marker="o", capsize=3, label=method)
+        ax.set(xlabel="saved fraction (measured)", ylabel="top-1 accuracy", title=task)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="classify,clip")
+    parser.add_argument("--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1, 2])
+    parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
+    parser.add_argument("--epochs", type=int, default=15, help="classify: epochs")
+    parser.add_argument("--per-class", type=int, default=30, help="classify: training images per class")
+    parser.add_argument("--width", type=int, default=16, help="classify: CNN width")
+    parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
+    parser.add_argument("--samples-seen", type=int, default=18_000, help="clip: full-data budget (15 epochs)")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-dynamic")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    tasks = args.tasks.split(",")
+    rows = (classify_runs(args) if "classify" in tasks else []) + (clip_runs(args) if "clip" in tasks else [])
+    summary = summarize(rows)
+    RESULTS.mkdir(exist_ok=True)
+    plot(summary, RESULTS / "dynamic_pruning.png")
+    path = write_results("dynamic_pruning", dict(config={k: str(v) for k, v in vars(args).items()},
+                                                 summary=summary, runs=rows))
+    print(f"wrote {path} and {RESULTS / 'dynamic_pruning.png'}")
+
+
+if __name__ == "__main__":
+    main()
