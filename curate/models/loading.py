@@ -4,7 +4,9 @@ Names and tags are checked before anything is downloaded, so a typo or a QuickGE
 second with the fix in the message instead of after a multi-gigabyte download.
 """
 
+import contextlib
 import difflib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,11 +138,29 @@ def scratch_model(name: str, seed: int, device: str = "auto") -> LoadedModel:
     return _create(name, None, pick_device(device), seed)
 
 
+class _NoWeightsWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning: random weights are what was asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_when(random_weights: bool):
+    quiet = _NoWeightsWarning()
+    if random_weights:
+        logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
 def _create(name: str, pretrained: str | None, device: str, seed: int) -> LoadedModel:
     import open_clip
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_when(pretrained is None):
         torch.manual_seed(seed)
         model = open_clip.create_model(name, pretrained=pretrained, device=device, weights_only=True)
     model.eval()
