@@ -87,12 +87,9 @@ def tail_figures(counts: dict[str, int], order: list[str]) -> dict:
 
 def plot(results: dict, path: Path) -> None:
     """Writes the eps curve and the concept histograms side by side."""
-    import matplotlib
+    from curate.plots import save_figure, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, right) = subplots(1, 2, figsize=(12, 4))
     grid = results["semdedup"]["grid"]
     for key, label in (("exact_dup_recall", "exact duplicates found"), ("near_dup_recall", "near duplicates found"),
                        ("false_removals", "distinct clean removed")):
@@ -104,9 +101,7 @@ def plot(results: dict, path: Path) -> None:
     right.set(yscale="symlog", xlabel="concept rank by pool frequency", ylabel="samples",
               title="Concept histogram: the long tail")
     right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def parse_args() -> argparse.Namespace:

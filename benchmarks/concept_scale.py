@@ -128,13 +128,10 @@ def measure(n: int, dim: int) -> dict:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Writes wall time per step and peak memory against N."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from curate.plots import save_figure, subplots
 
     ns = [r["n"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 4))
     for step in ("kmeans", "semdedup", "dbp", "dense_semdedup"):
         left.plot(ns, [r["seconds"][step] for r in rows], marker="o", label=step)
     left.set(xscale="log", yscale="log", xlabel="N embeddings (512-d)", ylabel="seconds", title="Wall time, 2 cores")
@@ -143,9 +140,7 @@ def plot(rows: list[dict], path: Path) -> None:
     right.plot(ns, [r["embeddings_gib"] for r in rows], marker="o", label="embeddings alone")
     right.set(xscale="log", xlabel="N embeddings", ylabel="GiB", title="Memory")
     right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

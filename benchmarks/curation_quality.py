@@ -56,19 +56,14 @@ def budget_curve(run: RunDir, heldout: Path, budgets: list[int]) -> dict[str, li
 
 def plot_budget(curve: dict[str, list[dict]], path: Path) -> None:
     """Writes the budget curve as a PNG line chart."""
-    import matplotlib
+    from curate.plots import save_figure, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for label, points in curve.items():
         ax.plot([p["samples_seen"] for p in points], [p["zeroshot_top1"] for p in points], marker="o", label=label)
     ax.set(xscale="log", xlabel="samples seen", ylabel="zero-shot top-1", title="Accuracy against compute (seed 0)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def parse_args() -> argparse.Namespace:

@@ -99,12 +99,9 @@ def train_and_score(name: str, trusted: list[str], where: str | None, pool: Path
 
 def plot(results: dict[str, dict], path: Path) -> None:
     """Writes a PNG of score histograms per truth kind, one panel per model."""
-    import matplotlib
+    from curate.plots import save_figure, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), sharey=True)
+    fig, axes = subplots(1, len(results), figsize=(6 * len(results), 4), sharey=True)
     for ax, (name, figures) in zip(np.atleast_1d(axes), results.items(), strict=True):
         scores, kinds = figures["_scores"]
         bins = np.linspace(scores.min(), scores.max(), 50)
@@ -114,9 +111,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
         ax.set_xlabel("dfn_score = cosine(image, text)")
     np.atleast_1d(axes)[0].set_ylabel("density")
     np.atleast_1d(axes)[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

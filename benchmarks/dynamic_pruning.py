@@ -114,13 +114,10 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def plot(summary: list[dict], path: Path) -> None:
     """Writes accuracy against measured saved fraction, one panel per task, a line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from curate.plots import save_figure, subplots
 
     tasks = sorted({s["task"] for s in summary})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    fig, axes = subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         full = [s for s in summary if s["task"] == task and s["method"] == "full"]
         for s in full:
@@ -132,9 +129,7 @@ def plot(summary: list[dict], path: Path) -> None:
                         yerr=[p["accuracy_std"] for p in points], marker="o", capsize=3, label=method)
         ax.set(xlabel="saved fraction (measured)", ylabel="top-1 accuracy", title=task)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def parse_args() -> argparse.Namespace:

@@ -20,10 +20,7 @@ def score_columns(run: RunDir) -> list[str]:
 
 def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path:
     """Writes a histogram of `column`, kept and dropped samples stacked, to `out`; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from curate.plots import save_figure, subplots
 
     if not SCORE_COLUMN.match(column):
         raise ValueError(f"not a score column: {column}")
@@ -38,7 +35,7 @@ def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path
     scores = np.array([r[0] for r in rows], dtype=float)
     kept = np.array([bool(r[1]) for r in rows])
     edges = np.histogram_bin_edges(scores, bins=bins) if len(scores) else bins
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     if has_keep:
         ax.hist([scores[kept], scores[~kept]], bins=edges, stacked=True, label=["kept", "dropped"],
                 color=["tab:green", "tab:gray"])
@@ -46,11 +43,7 @@ def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path
     else:
         ax.hist(scores, bins=edges, color="tab:blue")
     ax.set(xlabel=column, ylabel="samples", title=f"{column} over {len(scores)} samples")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def write_report(run: RunDir, out: Path | None = None) -> list[Path]:

@@ -26,16 +26,13 @@ def cluster_table(run: RunDir) -> dict[str, np.ndarray] | None:
 def concept_figure(run: RunDir, out: Path) -> Path | None:
     """Writes clusters.png (sizes, largest first, per step; complexity against DBP's quota share when DBP ran);
     returns its path, or None when the run has no clusters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from curate.plots import save_figure, subplots
 
     table = cluster_table(run)
     if table is None:
         return None
     has_dbp = "quota" in table
-    fig, axes = plt.subplots(1, 2 if has_dbp else 1, figsize=(12 if has_dbp else 6, 4), squeeze=False)
+    fig, axes = subplots(1, 2 if has_dbp else 1, figsize=(12 if has_dbp else 6, 4), squeeze=False)
     sizes = axes[0][0]
     for column, label in SIZE_COLUMNS.items():
         if column in table:
@@ -50,8 +47,4 @@ def concept_figure(run: RunDir, out: Path) -> Path | None:
         fig.colorbar(points, ax=share, label="log10 samples given to DBP")
         share.set(xlabel="complexity C = d_inter x d_intra", ylabel="quota (samples kept)",
                   title="DBP quotas: softmax(C / tau), capped by cluster size")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -82,20 +82,13 @@ def _cell(mean: float | None, std: float | None) -> str:
 
 def bar_chart(rows: list[dict], out: Path) -> Path:
     """Writes a bar chart of zero-shot top-1 (mean, std as error bars) per subset; returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from curate.plots import save_figure, subplots
 
     means = [r["mean"][CHART_METRIC] or 0 for r in rows]
     stds = [r["std"][CHART_METRIC] or 0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
+    fig, ax = subplots(figsize=(max(6, 1.2 * len(rows)), 4))
     ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="tab:blue")
     ax.set_xticks(range(len(rows)), [f"{r['label']}\n(n={r['size']})" for r in rows], rotation=20, ha="right",
                   fontsize=8)
     ax.set(ylabel="zero-shot top-1", title="Equal compute: what each subset buys")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
