@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 BENCH_DIR = Path(__file__).parent
 RESULTS = BENCH_DIR / "results"
+ALIGNED = ("clean", "exact_dup", "near_dup")  # synth truth kinds whose caption describes the image
 
 
 def ensure_synth(folder: Path, samples: int, hq_samples: int | None = None, seed: int = 0, **options) -> Path:

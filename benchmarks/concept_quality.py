@@ -22,6 +22,7 @@ import numpy as np
 from common import RESULTS, dfn_scored_run, ensure_synth, write_results
 
 from curate.catalogs import connect
+from curate.cli.evaluate import seed_list
 from curate.concepts.kmeans import KMeansConfig
 from curate.evaluate.baselines import random_subset
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
@@ -111,7 +112,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dfn-fraction", type=float, default=0.4, help="DFN keep fraction before DBP")
     parser.add_argument("--final-fraction", type=float, default=0.2, help="what DBP keeps, of the pool")
     parser.add_argument("--clusters", type=int, help="k (default: round(sqrt(N)))")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--samples-seen", type=int, default=DEFAULT_SAMPLES_SEEN)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-curation")
     return parser.parse_args()
@@ -139,15 +140,14 @@ def main() -> None:
     order = sorted(pool_counts, key=lambda c: (-pool_counts[c], c))
     concepts = {"pool": tail_figures(pool_counts, order)}
     concepts |= {label: tail_figures(concept_counts(run, truth, where), order) for label, where in subsets.items()}
-    seeds = [int(s) for s in args.seeds.split(",")]
     evaluations = {}
     for label, where in subsets.items():
-        result = evaluate_subset(run, where, synth / "heldout.parquet", args.samples_seen, seeds, progress=False)
+        result = evaluate_subset(run, where, synth / "heldout.parquet", args.samples_seen, args.seeds, progress=False)
         evaluations[label] = dict(predicate=where, size=result["subset_size"], mean=result["mean"], std=result["std"])
         print(f"{label:10s} n={result['subset_size']}: top-1 {result['mean']['zeroshot_top1']:.3f}"
               f" ± {result['std']['zeroshot_top1']:.3f}  head share {concepts[label]['head_share']:.3f}")
     results = dict(config=vars(args) | {"work": str(args.work)}, semdedup=dict(grid=grid, chosen=chosen),
-                   dbp=dbp, concepts=concepts, evaluations=evaluations, seeds=seeds)
+                   dbp=dbp, concepts=concepts, evaluations=evaluations, seeds=args.seeds)
     RESULTS.mkdir(exist_ok=True)
     plot(results, RESULTS / "concept_quality.png")
     print(f"wrote {write_results('concept_quality', results)} and {RESULTS / 'concept_quality.png'}")

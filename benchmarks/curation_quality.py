@@ -18,14 +18,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, dfn_scored_run, ensure_synth, timed, write_results
+from common import ALIGNED, RESULTS, dfn_scored_run, ensure_synth, timed, write_results
 
 from curate.catalogs import connect
+from curate.cli.evaluate import seed_list
 from curate.evaluate.baselines import format_table, run_baselines
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
 from curate.rundir import RunDir
-
-ALIGNED = ("clean", "exact_dup", "near_dup")
 
 
 def composition(run: RunDir, truth: Path, where: str | None) -> dict:
@@ -71,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=20_000, help="pool size")
     parser.add_argument("--hq-samples", type=int, default=5_000, help="trusted pairs the DFN trains on")
     parser.add_argument("--keep-fraction", type=float, default=0.3)
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--samples-seen", type=int, default=DEFAULT_SAMPLES_SEEN)
     parser.add_argument("--budgets", default="", help="comma-separated samples-seen budgets for the curve")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-curation")
@@ -91,13 +90,12 @@ def main() -> None:
         curve = budget_curve(run, heldout, [int(b) for b in args.budgets.split(",")])
         plot_budget(curve, RESULTS / "curation_budget.png")
         write_results("curation_budget", dict(config=results["config"], curve=curve))
-    seeds = [int(s) for s in args.seeds.split(",")]
-    seconds, summary = timed(run_baselines, run, heldout, args.samples_seen, seeds, progress=False)
+    seconds, summary = timed(run_baselines, run, heldout, args.samples_seen, args.seeds, progress=False)
     shutil.copyfile(summary["chart"], RESULTS / "curation_quality.png")
     for row in summary["rows"]:
         row["composition"] = composition(run, truth, row["predicate"])
     print(format_table(summary["rows"]))
-    results.update(baselines_seconds=round(seconds, 1), seeds=seeds, rows=summary["rows"])
+    results.update(baselines_seconds=round(seconds, 1), seeds=args.seeds, rows=summary["rows"])
     path = write_results("curation_quality", results)
     print(f"wrote {path} and {RESULTS / 'curation_quality.png'}")
 

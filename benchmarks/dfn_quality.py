@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
-from common import RESULTS, timed, write_results
+from common import ALIGNED, RESULTS, timed, write_results
 
 from curate.catalogs import connect
 from curate.filters.dfn import apply_dfn
@@ -29,7 +29,6 @@ from curate.stages.embed import embed
 from curate.stages.ingest import ingest
 
 FRACTIONS = (0.3, 0.5, 0.7)
-ALIGNED = ("clean", "exact_dup", "near_dup")  # pairs whose caption describes the image
 NEGATIVES = ("misaligned", "junk_caption")
 
 

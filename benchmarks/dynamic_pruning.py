@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch
 from common import RESULTS, ensure_synth, write_results
 
+from curate.cli.evaluate import seed_list
 from curate.dynamic import make_pruner
 
 METHODS = ("seta", "infobatch", "random")
@@ -135,7 +136,7 @@ def plot(summary: list[dict], path: Path) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="classify,clip")
-    parser.add_argument("--seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
     parser.add_argument("--epochs", type=int, default=15, help="classify: epochs")
     parser.add_argument("--per-class", type=int, default=30, help="classify: training images per class")

@@ -31,10 +31,6 @@ from curate.stages.common import record_stage
 STAGE = "semdedup"
 
 
-def _task(vectors: np.ndarray, group: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    return cluster_similarities(vectors, group)
-
-
 def duplicate_scores(run: RunDir, kmeans: KMeansConfig, keep: str, seed: int, kind: str, runner: str,
                      progress: bool, **runner_options):
     """Returns (embeddings, clustering, DuplicateScores), the per-cluster work spread over the runner's tasks."""
@@ -43,7 +39,8 @@ def duplicate_scores(run: RunDir, kmeans: KMeansConfig, keep: str, seed: int, ki
     embeddings, clustering = ensure_clusters(run, kmeans, kind, progress)
     members = cluster_members(clustering.assignment, clustering.distance, keep, seed)
     groups = task_groups(members, 64)
-    results = map_tasks(_task, embeddings.vectors, groups, runner, progress, desc="semdedup", **runner_options)
+    results = map_tasks(cluster_similarities, embeddings.vectors, groups, runner, progress, desc="semdedup",
+                        **runner_options)
     flat_members = [rows for group in groups for rows in group]
     flat_results = [result for group in results for result in group]
     return embeddings, clustering, gather_scores(len(embeddings), flat_members, flat_results)

@@ -16,7 +16,7 @@ import json
 import sys
 
 from curate.cli.main import OneLineArgumentParser, guarded
-from curate.cli.options import existing_run, positive_int
+from curate.cli.options import existing_run, positive_int, runner_options
 from curate.filters.dbp import apply_dbp
 from curate.filters.semdedup import add_arguments as add_semdedup_arguments
 from curate.filters.semdedup import apply_semdedup, kmeans_config
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = existing_run(args.run)
-    options = {"workers": args.workers} if args.runner == "ray" and args.workers else {}
+    options = runner_options(args)
     if args.method == "semdedup":
         counts = apply_semdedup(run, args.eps, args.keep_fraction, args.keep, args.seed, kmeans_config(args),
                                 args.embedding, args.runner, **options)
