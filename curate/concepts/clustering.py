@@ -74,8 +74,8 @@ def write_clustering(run: RunDir, embeddings: RunEmbeddings, clustering: Cluster
 
 def read_clustering(run: RunDir, embeddings: RunEmbeddings, seed: int) -> Clustering | None:
     """Returns the stored Clustering when its rows match the embeddings' uids, else None."""
-    tables = [pq.read_table(run.path / "scores" / STAGE / f"{shard}.parquet") for shard, _, _ in embeddings.shards
-              if (run.path / "scores" / STAGE / f"{shard}.parquet").exists()]
+    paths = [run.path / "scores" / STAGE / f"{shard}.parquet" for shard, _, _ in embeddings.shards]
+    tables = [pq.read_table(path) for path in paths if path.exists()]
     table = pa.concat_tables(tables) if tables else None
     if table is None or not table["uid"].combine_chunks().equals(embeddings.uids):
         return None

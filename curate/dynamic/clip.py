@@ -49,9 +49,7 @@ def train_clip_pruned(loaded: LoadedModel, pairs: PairDataset, config: TrainConf
             losses = train_step(loaded, optimizer, lr, pairs.pixels[indices], tokens[indices], config, generator,
                                 weights=pruner.weights(indices))
             pruner.update(indices, losses)
-            result.losses.append(float(losses.mean()))
-            result.samples_seen += len(indices)
-            result.steps += 1
+            result.record(losses)
         bar.update(1)
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", kept=len(pruner), refresh=False)
     bar.close()

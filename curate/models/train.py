@@ -66,6 +66,12 @@ class TrainResult:
     steps: int = 0
     seconds: float = 0.0
 
+    def record(self, losses: torch.Tensor) -> None:
+        """Counts one step that trained on len(losses) samples, keeping the mean of its per-sample losses."""
+        self.losses.append(float(losses.mean()))
+        self.samples_seen += len(losses)
+        self.steps += 1
+
     def summary(self, last: int = 20) -> dict:
         """Returns samples, steps, seconds and the first, last-`last`-steps mean and minimum loss."""
         tail = self.losses[-last:] or [float("nan")]
@@ -197,9 +203,7 @@ def train_clip(
         losses = train_step(loaded, optimizer, lr, pairs.pixels[indices], tokens[indices], config, generator)
         if on_losses is not None:
             on_losses(indices, losses)
-        result.losses.append(float(losses.mean()))
-        result.samples_seen += len(indices)
-        result.steps += 1
+        result.record(losses)
         bar.update(len(indices))
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", refresh=False)
         if result.samples_seen >= total:
