@@ -1,20 +1,24 @@
 """Dynamic pruning, accuracy against measured saved cost: full data, SeTa, InfoBatch and random dynamic pruning at
 prune ratios that save about 30%, 50% and 70% of the forward passes, over seeds, on two tasks:
 
-- classify: the small CNN of curate.dynamic.classify on labelled synth images (the concepts as classes; a
-  training set of --per-class images per class and a test set drawn with another seed);
+- classify: the small CNN of curate.dynamic.classify on labelled synth images (the 120 concepts as classes; a
+  training set of --per-class images per class and a test set of 50 per class drawn with another seed), trained
+  for --epochs, long enough that full data converges;
 - clip: `curate evaluate --dynamic` (a tiny CLIP from scratch on the synth pool, zero-shot top-1 on its held-out
   set), with the pruned epochs of --samples-seen.
 
     python benchmarks/dynamic_pruning.py [--tasks classify,clip] [--seeds 0,1,2] [--targets 0.3,0.5,0.7]
 
-Each method's prune ratio for a target is calibrated by a dry run of its selection sizes (losses drawn from an
-exponential distribution); the x axis is always the saved fraction measured in the real run. A target a method
-cannot reach (InfoBatch only prunes below-mean samples, at most 90% of them) is run at its largest ratio, 0.9.
-Writes benchmarks/results/dynamic_pruning.json and .png.
+SeTa runs in two settings: its code defaults (10 groups, window 0.5) and its CIFAR setting (5 groups, window 0.9).
+Each variant's prune ratio for a target is calibrated by a dry run of its selection sizes (losses drawn from an
+exponential distribution); the x axis is always the saved fraction measured in the real run. A target a variant
+cannot reach (InfoBatch only prunes below-mean samples, at most 90% of them; SeTa's default window alone saves
+about 45%) is run at the ratio that comes closest. Writes benchmarks/results/dynamic_pruning.json and .png; a run
+of some tasks keeps the other tasks' rows already in the JSON.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -27,12 +31,24 @@ from common import RESULTS, ensure_synth, write_results
 from curate.cli.evaluate import seed_list
 from curate.dynamic import make_pruner
 
-METHODS = ("seta", "infobatch", "random")
+VARIANTS: dict[str, tuple[str, dict]] = {  # label: (pruner, its options)
+    "seta": ("seta", {}),
+    "seta-cifar": ("seta", dict(num_groups=5, window_scale=0.9)),
+    "infobatch": ("infobatch", {}),
+    "random": ("random", {}),
+}
+JSON_NAME = "dynamic_pruning"
 
 
-def dry_run_saved(method: str, ratio: float, n: int, epochs: int) -> float:
-    """Returns the saved fraction of the method's selections over `epochs`, losses exponential and fresh."""
-    pruner = make_pruner(method, n, epochs, ratio, seed=0)
+def pruner_for(variant: str, n: int, epochs: int, ratio: float, seed: int):
+    """Returns the variant's pruner over n samples."""
+    method, options = VARIANTS[variant]
+    return make_pruner(method, n, epochs, ratio, seed, **options)
+
+
+def dry_run_saved(variant: str, ratio: float, n: int, epochs: int) -> float:
+    """Returns the saved fraction of the variant's selections over `epochs`, losses exponential and fresh."""
+    pruner = pruner_for(variant, n, epochs, ratio, seed=0)
     generator = torch.Generator().manual_seed(0)
     for epoch in range(epochs):
         pruner.set_epoch(epoch)
@@ -41,17 +57,17 @@ def dry_run_saved(method: str, ratio: float, n: int, epochs: int) -> float:
     return pruner.stats().saved_fraction
 
 
-def calibrate(method: str, target: float, n: int, epochs: int) -> float:
-    """Returns the prune ratio in [0, 0.9] whose dry run saves closest to `target` (0.9 when none reaches it)."""
+def calibrate(variant: str, target: float, n: int, epochs: int) -> float:
+    """Returns the prune ratio in [0.05, 0.9] whose dry run saves closest to `target`."""
     grid = [round(0.05 * i, 2) for i in range(1, 19)]
-    return min(grid, key=lambda r: (abs(dry_run_saved(method, r, n, epochs) - target), -r))
+    return min(grid, key=lambda r: (abs(dry_run_saved(variant, r, n, epochs) - target), -r))
 
 
 def plans_for(args: argparse.Namespace, n: int, epochs: int) -> list[tuple[str, float | None]]:
-    """Returns (method, prune ratio) to run: full data, then each method calibrated to each target."""
+    """Returns (variant, prune ratio) to run: full data, then each variant calibrated to each target."""
     plans: list[tuple[str, float | None]] = [("full", None)]
-    for method in METHODS:  # two targets may calibrate to one ratio (SeTa's window alone saves about 45%)
-        plans += sorted({(method, calibrate(method, t, n, epochs)) for t in args.targets}, key=lambda p: p[1])
+    for variant in VARIANTS:  # two targets may calibrate to one ratio
+        plans += sorted({(variant, calibrate(variant, t, n, epochs)) for t in args.targets}, key=lambda p: p[1])
     print("plans:", plans)
     return plans
 
@@ -60,15 +76,16 @@ def classify_runs(args: argparse.Namespace) -> list[dict]:
     """Trains the classifier for each calibrated plan and seed; returns one row per run."""
     from curate.dynamic.classify import ClassifyConfig, accuracy, load_labelled, train_classifier
 
-    train = ensure_synth(args.work / "classify-train", 4, hq_samples=0, seed=1, heldout_per_concept=args.per_class)
-    test = ensure_synth(args.work / "classify-test", 4, hq_samples=0, seed=2, heldout_per_concept=10)
+    train = ensure_synth(args.work / f"classify-train-{args.per_class}", 4, hq_samples=0, seed=1,
+                         heldout_per_concept=args.per_class)
+    test = ensure_synth(args.work / "classify-test-50", 4, hq_samples=0, seed=2, heldout_per_concept=50)
     images, labels, names = load_labelled(train / "heldout.parquet", 32)
     test_images, test_labels, _ = load_labelled(test / "heldout.parquet", 32, classnames=names)
     rows = []
     for method, ratio in plans_for(args, len(images), args.epochs):
         for seed in args.seeds:
             config = ClassifyConfig(epochs=args.epochs, width=args.width, seed=seed)
-            pruner = None if method == "full" else make_pruner(method, len(images), args.epochs, ratio, seed)
+            pruner = None if method == "full" else pruner_for(method, len(images), args.epochs, ratio, seed)
             model, result = train_classifier(images, labels, len(names), config, pruner)
             rows.append(dict(task="classify", method=method, prune_ratio=ratio, seed=seed,
                              accuracy=accuracy(model, test_images, test_labels), saved=result.saved_fraction,
@@ -89,7 +106,8 @@ def clip_runs(args: argparse.Namespace) -> list[dict]:
     rows = []
     for method, ratio in plans_for(args, kept, -(-args.samples_seen // kept)):
         # full data through the same pruned-epoch loop: random pruning at ratio 0 keeps everything
-        dynamic = DynamicPruning("random", 0.0) if method == "full" else DynamicPruning(method, ratio)
+        pruner, options = ("random", {}) if method == "full" else VARIANTS[method]
+        dynamic = DynamicPruning(pruner, 0.0 if ratio is None else ratio, tuple(options.items()))
         result = evaluate_subset(run, None, synth / "heldout.parquet", args.samples_seen, args.seeds,
                                  progress=False, dynamic=dynamic)
         for seed in result["per_seed"]:
@@ -123,7 +141,7 @@ def plot(summary: list[dict], path: Path) -> None:
         full = [s for s in summary if s["task"] == task and s["method"] == "full"]
         for s in full:
             ax.axhline(s["accuracy"], color="black", linestyle="--", label="full data")
-        for method in METHODS:
+        for method in VARIANTS:
             points = sorted((s for s in summary if s["task"] == task and s["method"] == method),
                             key=lambda s: s["saved"])
             ax.errorbar([p["saved"] for p in points], [p["accuracy"] for p in points],
@@ -138,11 +156,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", default="classify,clip")
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
-    parser.add_argument("--epochs", type=int, default=15, help="classify: epochs")
-    parser.add_argument("--per-class", type=int, default=30, help="classify: training images per class")
+    parser.add_argument("--epochs", type=int, default=25, help="classify: epochs")
+    parser.add_argument("--per-class", type=int, default=40, help="classify: training images per class")
     parser.add_argument("--width", type=int, default=16, help="classify: CNN width")
     parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
-    parser.add_argument("--samples-seen", type=int, default=18_000, help="clip: full-data budget (15 epochs)")
+    parser.add_argument("--samples-seen", type=int, default=12_000, help="clip: full-data budget (10 epochs)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-dynamic")
     return parser.parse_args()
 
@@ -150,12 +168,15 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     tasks = args.tasks.split(",")
-    rows = (classify_runs(args) if "classify" in tasks else []) + (clip_runs(args) if "clip" in tasks else [])
+    previous = RESULTS / f"{JSON_NAME}.json"
+    before = json.loads(previous.read_text()) if previous.exists() else dict(configs={}, runs=[])
+    rows = [r for r in before["runs"] if r["task"] not in tasks]
+    configs = before.get("configs", {}) | {task: {k: str(v) for k, v in vars(args).items()} for task in tasks}
+    rows += (classify_runs(args) if "classify" in tasks else []) + (clip_runs(args) if "clip" in tasks else [])
     summary = summarize(rows)
     RESULTS.mkdir(exist_ok=True)
     plot(summary, RESULTS / "dynamic_pruning.png")
-    path = write_results("dynamic_pruning", dict(config={k: str(v) for k, v in vars(args).items()},
-                                                 summary=summary, runs=rows))
+    path = write_results(JSON_NAME, dict(configs=configs, summary=summary, runs=rows))
     print(f"wrote {path} and {RESULTS / 'dynamic_pruning.png'}")
 
 

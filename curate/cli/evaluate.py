@@ -15,6 +15,16 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
+def pruner_option(text: str) -> tuple[str, float]:
+    """Returns "num_groups=5" as ("num_groups", 5): an int when the value is a whole number, else a float;
+    argparse turns the ValueError into a one-line error."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(text)
+    number = float(value)
+    return name.strip(), int(number) if number.is_integer() and "." not in value else number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares the evaluate command's options."""
     from curate.evaluate.run import DEFAULT_BATCH_SIZE, DEFAULT_SAMPLES_SEEN
@@ -34,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic", choices=("seta", "infobatch", "random"),
                         help="prune dynamically while training (ceil(samples-seen / subset size) pruned epochs)")
     parser.add_argument("--prune-ratio", type=float, default=0.5, help="with --dynamic: share pruned (default 0.5)")
+    parser.add_argument("--pruner-option", type=pruner_option, action="append", default=[], metavar="NAME=VALUE",
+                        help="with --dynamic: a pruner option, repeatable; SeTa's CIFAR setting is "
+                             "--pruner-option num_groups=5 --pruner-option window_scale=0.9")
     parser.add_argument("--out", help="JSON result file (default RUN/evaluations/eval-<hash>.json)")
     parser.add_argument("--baselines", action="store_true",
                         help="evaluate the full pool, every keep flag and their conjunctions, and same-size random "
@@ -44,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the evaluation and prints the mean metrics and output paths as JSON; returns 0."""
     from curate.evaluate.run import DynamicPruning, evaluate_subset
 
+    if args.pruner_option and not args.dynamic:
+        raise UsageError("--pruner-option needs --dynamic seta|infobatch|random")
     if args.baselines:
         return _run_baselines(args)
     if args.out is not None and not args.out.endswith(".json"):
@@ -51,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_subset(
         existing_run(args.run), args.where, args.heldout, samples_seen=args.samples_seen, seeds=args.seeds,
         model_config=args.model_config, out=args.out, batch_size=args.batch_size,
-        dynamic=DynamicPruning(args.dynamic, args.prune_ratio) if args.dynamic else None,
+        dynamic=DynamicPruning(args.dynamic, args.prune_ratio, tuple(args.pruner_option)) if args.dynamic else None,
     )
     keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "dynamic", "mean",
             "std", "json", "parquet")

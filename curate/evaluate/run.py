@@ -40,7 +40,8 @@ METRICS = ("zeroshot_top1", "zeroshot_top5", "image_to_text_r1", "image_to_text_
 ROW_SCHEMA = pa.schema(
     [("evaluation", pa.string()), ("predicate", pa.string()), ("subset_size", pa.int64()), ("seed", pa.int64()),
      ("samples_seen", pa.int64()), ("model_config", pa.string()), ("heldout", pa.string()),
-     ("heldout_size", pa.int64()), ("dynamic", pa.string()), ("prune_ratio", pa.float64())]
+     ("heldout_size", pa.int64()), ("dynamic", pa.string()), ("prune_ratio", pa.float64()),
+     ("pruner_options", pa.string())]
     + [(m, pa.float64()) for m in METRICS]
     + [("samples_forwarded", pa.int64()), ("saved_fraction", pa.float64()), ("wall_seconds", pa.float64())]
 )
@@ -52,10 +53,17 @@ class DynamicPruning:
 
     The budget becomes ceil(samples_seen / subset size) epochs, each over the pruner's selection, so the run
     forwards fewer samples than samples_seen; the per-seed results say how many, and the saved fraction.
+    `options` are the pruner's keyword options as (name, value) pairs, e.g. SeTa's CIFAR setting
+    (("num_groups", 5), ("window_scale", 0.9)).
     """
 
     method: str
     prune_ratio: float
+    options: tuple[tuple[str, float], ...] = ()
+
+    def describe(self) -> dict:
+        """Returns {method, prune_ratio, options} for the result JSON."""
+        return dict(method=self.method, prune_ratio=self.prune_ratio, options=dict(self.options))
 
 
 def model_name(model_config: str) -> str:
@@ -139,7 +147,7 @@ def _train_pruned(loaded: LoadedModel, pairs: PairDataset, config, dynamic: Dyna
     from curate.dynamic.clip import train_clip_pruned
 
     epochs = -(-config.samples_seen // len(pairs))
-    pruner = make_pruner(dynamic.method, len(pairs), epochs, dynamic.prune_ratio, config.seed)
+    pruner = make_pruner(dynamic.method, len(pairs), epochs, dynamic.prune_ratio, config.seed, **dict(dynamic.options))
     result = train_clip_pruned(loaded, pairs, replace(config, samples_seen=None, epochs=epochs), pruner)
     return result, pruner.stats().saved_fraction
 
@@ -160,7 +168,8 @@ def evaluation_name(where: str | None, seeds: list[int], samples_seen: int, name
     arguments = dict(where=where, seeds=seeds, samples_seen=samples_seen, model_config=name,
                      heldout=str(heldout.resolve()))
     if dynamic is not None:
-        arguments["dynamic"] = [dynamic.method, dynamic.prune_ratio]
+        options = [dict(dynamic.options)] if dynamic.options else []  # keeps the names of option-less evaluations
+        arguments["dynamic"] = [dynamic.method, dynamic.prune_ratio, *options]
     key = json.dumps(arguments, sort_keys=True)
     return "eval-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -175,7 +184,8 @@ def _check_arguments(seeds: list[int], samples_seen: int, batch_size: int, dynam
     if dynamic is not None:
         from curate.dynamic import make_pruner
 
-        make_pruner(dynamic.method, 1, 1, dynamic.prune_ratio)  # raises the UsageError of a bad method or ratio
+        # raises the UsageError of a bad method, ratio or option
+        make_pruner(dynamic.method, 1, 1, dynamic.prune_ratio, **dict(dynamic.options))
 
 
 def evaluate_subset(
@@ -205,7 +215,7 @@ def evaluate_subset(
     result = dict(evaluation=stem, predicate=where, subset_size=len(pairs), samples_seen=samples_seen,
                   model_config=name, heldout=str(heldout), heldout_size=len(held), heldout_skipped=held.skipped,
                   classes=len(held.classnames), seeds=seeds, per_seed=per_seed, mean=mean, std=std,
-                  dynamic=None if dynamic is None else dict(method=dynamic.method, prune_ratio=dynamic.prune_ratio))
+                  dynamic=None if dynamic is None else dynamic.describe())
     return write_outputs(run, result, Path(out) if out else run.path / EVALUATIONS / f"{stem}.json")
 
 
@@ -219,6 +229,7 @@ def write_outputs(run: RunDir, result: dict, json_path: Path) -> dict:
                  seed=r["seed"], samples_seen=result["samples_seen"], model_config=result["model_config"],
                  heldout=result["heldout"], heldout_size=result["heldout_size"],
                  dynamic=dynamic.get("method"), prune_ratio=dynamic.get("prune_ratio"),
+                 pruner_options=json.dumps(dynamic["options"], sort_keys=True) if dynamic.get("options") else None,
                  **{m: r[m] for m in (*METRICS, "samples_forwarded", "saved_fraction", "wall_seconds")})
             for r in result["per_seed"]]
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)

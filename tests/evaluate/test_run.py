@@ -63,6 +63,7 @@ def test_bad_arguments_are_one_line_usage_errors(pool, tmp_path):
         (dict(where=None, heldout=heldout, seeds=[]), "at least one seed"),
         (dict(where=None, heldout=heldout, dynamic=DynamicPruning("seta", 1.5)), "prune_ratio"),
         (dict(where=None, heldout=heldout, dynamic=DynamicPruning("nope", 0.5)), "nope"),
+        (dict(where=None, heldout=heldout, dynamic=DynamicPruning("seta", 0.3, (("groups", 5),))), "groups"),
     ]
     for kwargs, message in cases:
         with pytest.raises(UsageError, match=message) as info:
@@ -94,3 +95,22 @@ def test_dynamic_pruning_forwards_less_and_records_it(pool):
     row = pq.read_table(result["parquet"]).to_pylist()[0]
     assert (row["dynamic"], row["prune_ratio"], row["samples_forwarded"]) == ("random", 0.5, seed["samples_forwarded"])
     assert result["evaluation"] != evaluation_name(None, [0], 600, "curate-tiny", heldout)
+
+
+def test_cli_passes_pruner_options_to_seta_and_records_them(pool, capsys):
+    run_dir, heldout = pool
+    parser = OneLineArgumentParser(prog="curate evaluate")
+    add_arguments(parser)
+    args = parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--samples-seen", "300", "--dynamic",
+                              "seta", "--prune-ratio", "0.2", "--pruner-option", "num_groups=5",
+                              "--pruner-option", "window_scale=0.9"])
+    assert guarded(run, args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dynamic"] == dict(method="seta", prune_ratio=0.2, options=dict(num_groups=5, window_scale=0.9))
+    row = pq.read_table(result["parquet"]).to_pylist()[0]
+    assert json.loads(row["pruner_options"]) == dict(num_groups=5, window_scale=0.9)
+    args = parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--pruner-option", "num_groups=5"])
+    assert guarded(run, args) == 2
+    assert "needs --dynamic" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--pruner-option", "num_groups"])
