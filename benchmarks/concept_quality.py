@@ -106,6 +106,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--hq-samples", type=int, default=5_000)
@@ -119,6 +120,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     args = parse_args()
     synth = ensure_synth(args.work / f"synth-{args.samples}", args.samples, args.hq_samples)
     truth, kmeans = synth / "truth.parquet", KMeansConfig(clusters=args.clusters)

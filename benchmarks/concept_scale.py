@@ -144,6 +144,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
     parser.add_argument("--dim", type=int, default=512)

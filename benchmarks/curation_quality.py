@@ -66,6 +66,7 @@ def plot_budget(curve: dict[str, list[dict]], path: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000, help="pool size")
     parser.add_argument("--hq-samples", type=int, default=5_000, help="trusted pairs the DFN trains on")
@@ -78,6 +79,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     args = parse_args()
     synth = ensure_synth(args.work / f"synth-{args.samples}", args.samples, args.hq_samples)
     run, timings = dfn_scored_run(synth, args.work, args.keep_fraction)

@@ -114,6 +114,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=8000, help="pool size; hq/ gets half as many")
     parser.add_argument("--seed", type=int, default=0)

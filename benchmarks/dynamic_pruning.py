@@ -152,6 +152,7 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="classify,clip")
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
@@ -166,6 +167,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     args = parse_args()
     tasks = args.tasks.split(",")
     previous = RESULTS / f"{JSON_NAME}.json"

@@ -82,6 +82,8 @@ def stage(run_template: Path, work: Path, spec: ModelSpec, runner: str, batch: i
 
 
 def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
+    """Returns {case: samples, samples/s, ratio to the decode ceiling, GPU utilization} for decode only, model
+    only and the embed stage on the local and Ray runners (median of args.repeats, interleaved)."""
     spec = ModelSpec(name, random_weights=True)
     run = RunDir(run_template)
     tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
@@ -111,6 +113,7 @@ def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["curate-tiny", "ViT-B-32"])
     parser.add_argument("--samples", type=int, default=2000)

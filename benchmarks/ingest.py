@@ -61,6 +61,7 @@ def run_ingest(pool: Path, work: Path, runner: str) -> int:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)

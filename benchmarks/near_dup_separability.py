@@ -62,6 +62,7 @@ def semdedup_max_similarity(x: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--sides", type=lambda t: [int(s) for s in t.split(",")], default=[8, 16, 32])

@@ -23,6 +23,7 @@ from curate.stages.ingest import ingest
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = OneLineArgumentParser(prog="pipelines/dfn.py", description=__doc__.splitlines()[0])
     parser.add_argument("--input", nargs="+", required=True, help="shards: paths, globs, brace ranges, URLs")
     parser.add_argument("--run", required=True, help="run folder (reruns resume it)")
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the pipeline and prints its summary as JSON; returns 0 (bad arguments raise UsageError)."""
     args = parse_args(argv)
     run = RunDir(args.run)
     options = runner_options(args)

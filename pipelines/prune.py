@@ -25,6 +25,7 @@ METHODS = ("semdedup", "dbp")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Returns the command-line options."""
     parser = OneLineArgumentParser(prog="pipelines/prune.py", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run folder with embeddings")
     parser.add_argument("--method", choices=METHODS, required=True)
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the pipeline and prints its summary as JSON; returns 0 (bad arguments raise UsageError)."""
     args = parse_args(argv)
     run = existing_run(args.run)
     options = runner_options(args)

@@ -95,3 +95,16 @@ def datacomp_shard(folder: Path, image_embeddings: np.ndarray, name: str = "0000
     arrays = {"l14_img": image_embeddings, "l14_txt": text, "b32_img": image_embeddings, "b32_txt": text}
     np.savez(folder / f"{name}.npz", **{k: v.astype(np.float16) for k, v in arrays.items()})
     return uids
+
+
+def ingested_synth_pool(folder: Path, samples: int, shard_size: int):
+    """Returns (RunDir, held-out Parquet path): a synth pool of `samples` (no hq/, one held-out image per concept)
+    generated in `folder` and ingested into folder/run."""
+    from curate.rundir import RunDir
+    from curate.stages.ingest import ingest
+    from curate.synth import generate_pool
+
+    summary = generate_pool(folder, samples=samples, hq_samples=0, heldout_per_concept=1, shard_size=shard_size)
+    run = RunDir(folder / "run")
+    ingest([summary["pool"]], run, progress=False)
+    return run, folder / "heldout.parquet"

@@ -24,6 +24,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line instead of a usage block."""
 
     def error(self, message: str):
+        """Raises UsageError with the message and where to find help; never returns."""
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 

@@ -142,6 +142,7 @@ class _NoWeightsWarning(logging.Filter):
     """Drops open_clip's "No pretrained weights loaded" warning: random weights are what was asked for."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Returns False for the warning (dropped), True for every other record."""
         return "No pretrained weights loaded" not in record.getMessage()
 
 

@@ -22,9 +22,11 @@ class ShardJob(Protocol):
 
     name: str
 
-    def setup(self) -> None: ...
+    def setup(self) -> None:
+        """Prepares the worker (loads models); returns nothing."""
 
-    def process(self, task: ShardTask) -> ShardOutput: ...
+    def process(self, task: ShardTask) -> ShardOutput:
+        """Returns the shard's output files and counts."""
 
 
 def encode_output(job: str, task: ShardTask, output: ShardOutput) -> dict[str, bytes]:

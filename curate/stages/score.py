@@ -22,9 +22,11 @@ class ScoreStage(Protocol):
 
     name: str
 
-    def setup(self) -> None: ...
+    def setup(self) -> None:
+        """Prepares the worker (loads models); returns nothing."""
 
-    def process_batch(self, samples: pa.Table) -> pa.Table: ...
+    def process_batch(self, samples: pa.Table) -> pa.Table:
+        """Returns the scores of a shard's samples: uid, score columns and <name>_keep."""
 
 
 @dataclass

@@ -6,23 +6,19 @@ from PIL import Image
 
 from curate.catalogs import build_catalog, connect
 from curate.evaluate.baselines import baseline_subsets, format_table, run_baselines, subset_size
-from curate.rundir import RunDir, parquet_bytes
-from curate.stages.ingest import ingest
-from curate.synth import generate_pool
+from curate.rundir import parquet_bytes
+from tests.shards import ingested_synth_pool
 
 
 @pytest.fixture(scope="module")
 def run_with_flags(tmp_path_factory):
-    out = tmp_path_factory.mktemp("baselines")
-    summary = generate_pool(out, samples=200, hq_samples=0, heldout_per_concept=1, shard_size=200)
-    run = RunDir(out / "run")
-    ingest([summary["pool"]], run, progress=False)
+    run, heldout = ingested_synth_pool(tmp_path_factory.mktemp("baselines"), samples=200, shard_size=200)
     uids = [u for (u,) in connect(run).execute("SELECT uid FROM samples ORDER BY uid").fetchall()]
     flags = pa.table({"uid": uids, "a_keep": [i % 2 == 0 for i in range(len(uids))],
                       "b_keep": [i % 3 == 0 for i in range(len(uids))]})
     run.write_bytes("scores/toy/00000.parquet", parquet_bytes(flags))
     build_catalog(run)
-    return run, out / "heldout.parquet", len(uids)
+    return run, heldout, len(uids)
 
 
 def test_subsets_are_the_pool_each_flag_their_conjunction_and_same_size_random_ones(run_with_flags):

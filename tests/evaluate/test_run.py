@@ -10,19 +10,14 @@ from curate.cli.evaluate import add_arguments, run
 from curate.cli.main import OneLineArgumentParser, guarded
 from curate.errors import UsageError
 from curate.evaluate.run import METRICS, DynamicPruning, evaluate_subset, evaluation_name
-from curate.rundir import RunDir
-from curate.stages.ingest import ingest
-from curate.synth import CONCEPTS, generate_pool
+from curate.synth import CONCEPTS
+from tests.shards import ingested_synth_pool
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """A 300-sample synth pool ingested into a run, and its held-out set (one image per concept)."""
-    out = tmp_path_factory.mktemp("synth")
-    summary = generate_pool(out, samples=300, hq_samples=0, heldout_per_concept=1, shard_size=150)
-    run = RunDir(out / "run")
-    ingest([summary["pool"]], run, progress=False)
-    return run, out / "heldout.parquet"
+    return ingested_synth_pool(tmp_path_factory.mktemp("synth"), samples=300, shard_size=150)
 
 
 @pytest.fixture(scope="module")
