@@ -1,9 +1,9 @@
 """Dynamic pruning, accuracy against measured saved cost: full data, SeTa, InfoBatch and random dynamic pruning at
 prune ratios that save about 30%, 50% and 70% of the forward passes, over seeds, on two tasks:
 
-- classify: the small CNN of curate.dynamic.classify on labelled synth images (the 120 concepts as classes; a
-  training set of --per-class images per class and a test set of 50 per class drawn with another seed), trained
-  for --epochs, long enough that full data converges;
+- classify: the small CNN of curate.dynamic.classify on labelled synth images (the first --classes concepts as
+  classes; a training set of --per-class images per class and a test set of 50 per class drawn with another
+  seed), trained for --epochs, long enough that full data converges (the papers' regime);
 - clip: `curate evaluate --dynamic` (a tiny CLIP from scratch on the synth pool, zero-shot top-1 on its held-out
   set), with the pruned epochs of --samples-seen.
 
@@ -72,6 +72,13 @@ def plans_for(args: argparse.Namespace, n: int, epochs: int) -> list[tuple[str, 
     return plans
 
 
+def first_classes(images: torch.Tensor, labels: torch.Tensor, names: list[str],
+                  count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Returns the images, labels and names of the first `count` classes only."""
+    mask = labels < count
+    return images[mask], labels[mask], names[:count]
+
+
 def classify_runs(args: argparse.Namespace) -> list[dict]:
     """Trains the classifier for each calibrated plan and seed; returns one row per run."""
     from curate.dynamic.classify import ClassifyConfig, accuracy, load_labelled, train_classifier
@@ -79,8 +86,10 @@ def classify_runs(args: argparse.Namespace) -> list[dict]:
     train = ensure_synth(args.work / f"classify-train-{args.per_class}", 4, hq_samples=0, seed=1,
                          heldout_per_concept=args.per_class)
     test = ensure_synth(args.work / "classify-test-50", 4, hq_samples=0, seed=2, heldout_per_concept=50)
-    images, labels, names = load_labelled(train / "heldout.parquet", 32)
-    test_images, test_labels, _ = load_labelled(test / "heldout.parquet", 32, classnames=names)
+    images, labels, all_names = load_labelled(train / "heldout.parquet", 32)
+    test = load_labelled(test / "heldout.parquet", 32, classnames=all_names)
+    images, labels, names = first_classes(images, labels, all_names, args.classes)
+    test_images, test_labels, _ = first_classes(*test, args.classes)
     rows = []
     for method, ratio in plans_for(args, len(images), args.epochs):
         for seed in args.seeds:
@@ -157,7 +166,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", default="classify,clip")
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
-    parser.add_argument("--epochs", type=int, default=25, help="classify: epochs")
+    parser.add_argument("--classes", type=int, default=40, help="classify: classes (the first of the concepts)")
+    parser.add_argument("--epochs", type=int, default=80, help="classify: epochs")
     parser.add_argument("--per-class", type=int, default=40, help="classify: training images per class")
     parser.add_argument("--width", type=int, default=16, help="classify: CNN width")
     parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
