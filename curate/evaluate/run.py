@@ -25,6 +25,7 @@ from curate.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, resolve
 from curate.rundir import RunDir, parquet_bytes
 
 if TYPE_CHECKING:
+    from curate.dynamic.base import DynamicPruner
     from curate.models.pairs import PairDataset
 
 EVALUATIONS = "evaluations"
@@ -64,6 +65,13 @@ class DynamicPruning:
     def describe(self) -> dict:
         """Returns {method, prune_ratio, options} for the result JSON."""
         return dict(method=self.method, prune_ratio=self.prune_ratio, options=dict(self.options))
+
+    def pruner(self, num_samples: int, epochs: int, seed: int = 0) -> DynamicPruner:
+        """Returns the configured pruner over `num_samples` for `epochs`; raises UsageError for a bad method,
+        ratio or option."""
+        from curate.dynamic import make_pruner
+
+        return make_pruner(self.method, num_samples, epochs, self.prune_ratio, seed, **dict(self.options))
 
 
 def model_name(model_config: str) -> str:
@@ -143,11 +151,10 @@ def train_and_measure(name: str, pairs: PairDataset, heldout: HeldOut, seed: int
 def _train_pruned(loaded: LoadedModel, pairs: PairDataset, config, dynamic: DynamicPruning):
     from dataclasses import replace
 
-    from curate.dynamic import make_pruner
     from curate.dynamic.clip import train_clip_pruned
 
     epochs = -(-config.samples_seen // len(pairs))
-    pruner = make_pruner(dynamic.method, len(pairs), epochs, dynamic.prune_ratio, config.seed, **dict(dynamic.options))
+    pruner = dynamic.pruner(len(pairs), epochs, config.seed)
     result = train_clip_pruned(loaded, pairs, replace(config, samples_seen=None, epochs=epochs), pruner)
     return result, pruner.stats().saved_fraction
 
@@ -182,10 +189,7 @@ def _check_arguments(seeds: list[int], samples_seen: int, batch_size: int, dynam
     if samples_seen < 1 or batch_size < 1:
         raise UsageError(f"--samples-seen and --batch-size must be >= 1, got {samples_seen} and {batch_size}")
     if dynamic is not None:
-        from curate.dynamic import make_pruner
-
-        # raises the UsageError of a bad method, ratio or option
-        make_pruner(dynamic.method, 1, 1, dynamic.prune_ratio, **dict(dynamic.options))
+        dynamic.pruner(1, 1)  # raises the UsageError of a bad method, ratio or option
 
 
 def evaluate_subset(
