@@ -29,7 +29,7 @@ import torch
 from common import RESULTS, ensure_synth, write_results
 
 from curate.cli.evaluate import seed_list
-from curate.dynamic import make_pruner
+from curate.evaluate.run import DynamicPruning
 
 VARIANTS: dict[str, tuple[str, dict]] = {  # label: (pruner, its options)
     "seta": ("seta", {}),
@@ -40,15 +40,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {  # label: (pruner, its options)
 JSON_NAME = "dynamic_pruning"
 
 
-def pruner_for(variant: str, n: int, epochs: int, ratio: float, seed: int):
-    """Returns the variant's pruner over n samples."""
-    method, options = VARIANTS[variant]
-    return make_pruner(method, n, epochs, ratio, seed, **options)
+def dynamic_for(variant: str, ratio: float | None) -> DynamicPruning:
+    """Returns the variant's pruner configuration at `ratio` ("full": random pruning at ratio 0, all the data)."""
+    method, options = ("random", {}) if variant == "full" else VARIANTS[variant]
+    return DynamicPruning(method, 0.0 if ratio is None else ratio, tuple(options.items()))
 
 
 def dry_run_saved(variant: str, ratio: float, n: int, epochs: int) -> float:
     """Returns the saved fraction of the variant's selections over `epochs`, losses exponential and fresh."""
-    pruner = pruner_for(variant, n, epochs, ratio, seed=0)
+    pruner = dynamic_for(variant, ratio).pruner(n, epochs)
     generator = torch.Generator().manual_seed(0)
     for epoch in range(epochs):
         pruner.set_epoch(epoch)
@@ -94,7 +94,7 @@ def classify_runs(args: argparse.Namespace) -> list[dict]:
     for method, ratio in plans_for(args, len(images), args.epochs):
         for seed in args.seeds:
             config = ClassifyConfig(epochs=args.epochs, width=args.width, seed=seed)
-            pruner = None if method == "full" else pruner_for(method, len(images), args.epochs, ratio, seed)
+            pruner = dynamic_for(method, ratio).pruner(len(images), args.epochs, seed)
             model, result = train_classifier(images, labels, len(names), config, pruner)
             rows.append(dict(task="classify", method=method, prune_ratio=ratio, seed=seed,
                              accuracy=accuracy(model, test_images, test_labels), saved=result.saved_fraction,
@@ -105,7 +105,7 @@ def classify_runs(args: argparse.Namespace) -> list[dict]:
 
 def clip_runs(args: argparse.Namespace) -> list[dict]:
     """Runs `curate evaluate` with each calibrated plan's dynamic pruning on the synth pool; one row per run."""
-    from curate.evaluate.run import DynamicPruning, evaluate_subset
+    from curate.evaluate.run import evaluate_subset
     from curate.rundir import RunDir
     from curate.stages.ingest import ingest
 
@@ -114,9 +114,7 @@ def clip_runs(args: argparse.Namespace) -> list[dict]:
     kept = ingest([str(synth / "pool")], run, progress=False)["kept"]
     rows = []
     for method, ratio in plans_for(args, kept, -(-args.samples_seen // kept)):
-        # full data through the same pruned-epoch loop: random pruning at ratio 0 keeps everything
-        pruner, options = ("random", {}) if method == "full" else VARIANTS[method]
-        dynamic = DynamicPruning(pruner, 0.0 if ratio is None else ratio, tuple(options.items()))
+        dynamic = dynamic_for(method, ratio)  # full data through the same pruned-epoch loop
         result = evaluate_subset(run, None, synth / "heldout.parquet", args.samples_seen, args.seeds,
                                  progress=False, dynamic=dynamic)
         for seed in result["per_seed"]:
