@@ -79,9 +79,11 @@ def first_classes(images: torch.Tensor, labels: torch.Tensor, names: list[str],
     return images[mask], labels[mask], names[:count]
 
 
-def classify_runs(args: argparse.Namespace) -> list[dict]:
-    """Trains the classifier for each calibrated plan and seed; returns one row per run."""
-    from curate.dynamic.classify import ClassifyConfig, accuracy, load_labelled, train_classifier
+def classify_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor,
+                                                     torch.Tensor]:
+    """Returns the classify task's training images, labels, class names, test images and test labels
+    (generated into args.work the first time)."""
+    from curate.dynamic.classify import load_labelled
 
     train = ensure_synth(args.work / f"classify-train-{args.per_class}", 4, hq_samples=0, seed=1,
                          heldout_per_concept=args.per_class)
@@ -90,6 +92,14 @@ def classify_runs(args: argparse.Namespace) -> list[dict]:
     test = load_labelled(test / "heldout.parquet", 32, classnames=all_names)
     images, labels, names = first_classes(images, labels, all_names, args.classes)
     test_images, test_labels, _ = first_classes(*test, args.classes)
+    return images, labels, names, test_images, test_labels
+
+
+def classify_runs(args: argparse.Namespace) -> list[dict]:
+    """Trains the classifier for each calibrated plan and seed; returns one row per run."""
+    from curate.dynamic.classify import ClassifyConfig, accuracy, train_classifier
+
+    images, labels, names, test_images, test_labels = classify_data(args)
     rows = []
     for method, ratio in plans_for(args, len(images), args.epochs):
         for seed in args.seeds:
@@ -125,15 +135,15 @@ def clip_runs(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Returns mean and std of accuracy and saved fraction per (task, method, ratio)."""
+def summarize(rows: list[dict], keys: tuple[str, ...] = ("task", "method", "prune_ratio")) -> list[dict]:
+    """Returns mean and std of accuracy and mean saved fraction per distinct value of `keys` (over seeds)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["task"], row["method"], row["prune_ratio"]), []).append(row)
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
     out = []
-    for (task, method, ratio), runs in groups.items():
+    for values, runs in groups.items():
         acc, saved = [r["accuracy"] for r in runs], [r["saved"] for r in runs]
-        out.append(dict(task=task, method=method, prune_ratio=ratio, accuracy=statistics.fmean(acc),
+        out.append(dict(zip(keys, values, strict=True), accuracy=statistics.fmean(acc),
                         accuracy_std=statistics.stdev(acc) if len(acc) > 1 else 0.0, saved=statistics.fmean(saved)))
     return out
 
@@ -158,19 +168,24 @@ def plot(summary: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def parse_args() -> argparse.Namespace:
-    """Returns the command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="classify,clip")
+def add_classify_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds the classify task's options (seeds, data, epochs, CNN width, work folder); returns the parser."""
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
-    parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
     parser.add_argument("--classes", type=int, default=40, help="classify: classes (the first of the concepts)")
     parser.add_argument("--epochs", type=int, default=80, help="classify: epochs")
     parser.add_argument("--per-class", type=int, default=40, help="classify: training images per class")
     parser.add_argument("--width", type=int, default=16, help="classify: CNN width")
-    parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
-    parser.add_argument("--samples-seen", type=int, default=12_000, help="clip: full-data budget (10 epochs)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-dynamic")
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    """Returns the command-line options."""
+    parser = add_classify_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--tasks", default="classify,clip")
+    parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
+    parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
+    parser.add_argument("--samples-seen", type=int, default=36_000, help="clip: full-data budget (30 epochs)")
     return parser.parse_args()
 
 
