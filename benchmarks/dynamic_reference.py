@@ -26,9 +26,11 @@ import torch
 from common import write_results
 from dynamic_pruning import add_classify_options, classify_data, dynamic_for, summarize
 
+from curate.dynamic import DynamicPruner, SeTaPruner
 from curate.dynamic.classify import ClassifyConfig, accuracy, train_classifier
 
 JSON_NAME = "dynamic_reference"
+REFERENCE_VARIANTS = ("seta", "seta-cifar", "infobatch")  # random has no reference code
 
 
 class ReferencePruner:
@@ -69,27 +71,42 @@ def load_reference(path: Path) -> ModuleType:
     return module
 
 
-def reference_pruner(module: ModuleType, variant: str, ratio: float, n: int, epochs: int,
-                     seed: int) -> ReferencePruner:
-    """Returns the reference's SeTa or InfoBatch for `variant` (options as curate's variant), wrapped."""
-    options = dict(dynamic_for(variant, ratio).options)
-    dataset = torch.utils.data.TensorDataset(torch.arange(n))
+def reference_pruner(module: ModuleType, ours: DynamicPruner, seed: int) -> ReferencePruner:
+    """Returns the reference's SeTa or InfoBatch configured as curate's pruner `ours`, wrapped."""
+    dataset = torch.utils.data.TensorDataset(torch.arange(ours.num_samples))
     torch.manual_seed(seed)  # SeTa.prune draws its random share from the global torch RNG
-    if variant == "infobatch":
-        reference = module.InfoBatch(dataset, epochs, ratio)
+    if isinstance(ours, SeTaPruner):
+        reference = module.SeTa(dataset, ours.epochs, ours.prune_ratio, ours.num_groups, ours.window_scale,
+                                ours.delta)
     else:
-        reference = module.SeTa(dataset, epochs, ratio, options.get("num_groups", 10), options.get("window_scale", 0.5))
+        reference = module.InfoBatch(dataset, ours.epochs, ours.prune_ratio, ours.delta)
     return ReferencePruner(reference, module.IBSampler(reference))
+
+
+def plan_list(text: str) -> list[tuple[str, float]]:
+    """Returns "variant:ratio,..." as (variant, ratio) pairs; raises ArgumentTypeError naming a bad one."""
+    plans = []
+    for plan in text.split(","):
+        variant, _, ratio = plan.partition(":")
+        try:
+            plans.append((variant, float(ratio)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{plan!r} is not variant:prune_ratio, e.g. seta-cifar:0.1") from None
+        if variant not in REFERENCE_VARIANTS:
+            raise argparse.ArgumentTypeError(f"{variant!r} has no reference code; use one of "
+                                             f"{', '.join(REFERENCE_VARIANTS)}")
+    return plans
 
 
 def parse_args() -> argparse.Namespace:
     """Returns the command-line options."""
     parser = add_classify_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--reference", type=Path, required=True, help="mrazhou/SeTa's seta.py")
-    parser.add_argument("--plans", default="seta:0.05,seta-cifar:0.1,seta-cifar:0.35,infobatch:0.5",
-                        help="variant:prune_ratio,... (variants as in dynamic_pruning.py, not random)")
+    parser.add_argument("--plans", type=plan_list, default="seta:0.05,seta-cifar:0.1,seta-cifar:0.35,infobatch:0.5",
+                        help=f"variant:prune_ratio,... (variants: {', '.join(REFERENCE_VARIANTS)})")
     args = parser.parse_args()
-    args.plans = [(v, float(r)) for v, r in (p.split(":") for p in args.plans.split(","))]
+    if not args.reference.is_file():
+        parser.error(f"--reference {args.reference}: no such file; pass the seta.py of a mrazhou/SeTa clone")
     return args
 
 
@@ -102,9 +119,9 @@ def main() -> None:
     for variant, ratio in args.plans:
         for seed in args.seeds:
             for implementation in ("curate", "reference"):
-                pruner = (dynamic_for(variant, ratio).pruner(len(images), args.epochs, seed)
-                          if implementation == "curate"
-                          else reference_pruner(module, variant, ratio, len(images), args.epochs, seed))
+                pruner = dynamic_for(variant, ratio).pruner(len(images), args.epochs, seed)
+                if implementation == "reference":
+                    pruner = reference_pruner(module, pruner, seed)
                 config = ClassifyConfig(epochs=args.epochs, width=args.width, seed=seed)
                 model, result = train_classifier(images, labels, len(names), config, pruner)
                 rows.append(dict(implementation=implementation, method=variant, prune_ratio=ratio, seed=seed,
