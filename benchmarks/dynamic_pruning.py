@@ -7,14 +7,15 @@ prune ratios that save about 30%, 50% and 70% of the forward passes, over seeds,
 - clip: `curate evaluate --dynamic` (a tiny CLIP from scratch on the synth pool, zero-shot top-1 on its held-out
   set), with the pruned epochs of --samples-seen.
 
-    python benchmarks/dynamic_pruning.py [--tasks classify,clip] [--seeds 0,1,2] [--targets 0.3,0.5,0.7]
+    python benchmarks/dynamic_pruning.py [--tasks classify,clip] [--variants full,seta,random] [--seeds 0,1,2]
 
 SeTa runs in two settings: its code defaults (10 groups, window 0.5) and its CIFAR setting (5 groups, window 0.9).
 Each variant's prune ratio for a target is calibrated by a dry run of its selection sizes (losses drawn from an
 exponential distribution); the x axis is always the saved fraction measured in the real run. A target a variant
 cannot reach (InfoBatch only prunes below-mean samples, at most 90% of them; SeTa's default window alone saves
 about 45%) is run at the ratio that comes closest. Writes benchmarks/results/dynamic_pruning.json and .png; a run
-of some tasks keeps the other tasks' rows already in the JSON.
+of some tasks or --variants replaces only those rows in the JSON and keeps the rest (refused when the task's
+rows there were run with other options).
 """
 
 import argparse
@@ -38,6 +39,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {  # label: (pruner, its options)
     "random": ("random", {}),
 }
 JSON_NAME = "dynamic_pruning"
+TASK_OPTIONS = {"classify": ("seeds", "targets", "classes", "epochs", "per_class", "width"),  # the JSON's configs
+                "clip": ("seeds", "targets", "pool", "samples_seen")}
 
 
 def dynamic_for(variant: str, ratio: float | None) -> DynamicPruning:
@@ -64,9 +67,10 @@ def calibrate(variant: str, target: float, n: int, epochs: int) -> float:
 
 
 def plans_for(args: argparse.Namespace, n: int, epochs: int) -> list[tuple[str, float | None]]:
-    """Returns (variant, prune ratio) to run: full data, then each variant calibrated to each target."""
-    plans: list[tuple[str, float | None]] = [("full", None)]
-    for variant in VARIANTS:  # two targets may calibrate to one ratio
+    """Returns (variant, prune ratio) to run: full data, then each variant calibrated to each target (only those
+    in args.variants)."""
+    plans: list[tuple[str, float | None]] = [("full", None)] if "full" in args.variants else []
+    for variant in (v for v in VARIANTS if v in args.variants):  # two targets may calibrate to one ratio
         plans += sorted({(variant, calibrate(variant, t, n, epochs)) for t in args.targets}, key=lambda p: p[1])
     print("plans:", plans)
     return plans
@@ -179,31 +183,62 @@ def add_classify_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
+def task_list(text: str) -> list[str]:
+    """Returns the comma-separated tasks; raises a one-line error naming the known ones."""
+    if unknown := [t for t in text.split(",") if t not in TASK_OPTIONS]:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {unknown}; choose from {','.join(TASK_OPTIONS)}")
+    return text.split(",")
+
+
+def variant_list(text: str) -> list[str]:
+    """Returns the comma-separated variants; raises a one-line error naming the known ones."""
+    variants, known = text.split(","), ["full", *VARIANTS]
+    if unknown := [v for v in variants if v not in known]:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; choose from {','.join(known)}")
+    return variants
+
+
 def parse_args() -> argparse.Namespace:
     """Returns the command-line options."""
     parser = add_classify_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-    parser.add_argument("--tasks", default="classify,clip")
+    parser.add_argument("--tasks", type=task_list, default=["classify", "clip"])
+    parser.add_argument("--variants", type=variant_list, default=["full", *VARIANTS],
+                        help="which plans to run; the JSON's rows of the others are kept")
     parser.add_argument("--targets", type=lambda t: [float(s) for s in t.split(",")], default=[0.3, 0.5, 0.7])
     parser.add_argument("--pool", type=int, default=1200, help="clip: synth pool size")
     parser.add_argument("--samples-seen", type=int, default=36_000, help="clip: full-data budget (30 epochs)")
     return parser.parse_args()
 
 
+def merged_configs(previous: dict, args: argparse.Namespace, tasks: list[str]) -> dict:
+    """Returns the JSON's per-task configs updated with this run's options and variants; exits with a one-line
+    error when a task would mix rows run with different options."""
+    configs = dict(previous)
+    for task in tasks:
+        options = {k: str(getattr(args, k)) for k in TASK_OPTIONS[task]}
+        before = previous.get(task, {})
+        kept = [v for v in before.get("variants", "").split(",") if v and v not in args.variants]
+        if kept and (clash := {k: before[k] for k in options if before.get(k, options[k]) != options[k]}):
+            sys.exit(f"error: the JSON's {task} rows of {','.join(kept)} were run with {clash}; "
+                     f"pass the same options or rerun all variants")
+        configs[task] = options | dict(variants=",".join(kept + args.variants))
+    return configs
+
+
 def main() -> None:
     """Runs the benchmark, prints its figures and writes its results."""
     args = parse_args()
-    tasks = args.tasks.split(",")
+    tasks = args.tasks
     previous = RESULTS / f"{JSON_NAME}.json"
     before = json.loads(previous.read_text()) if previous.exists() else dict(configs={}, runs=[])
-    rows = [r for r in before["runs"] if r["task"] not in tasks]
-    configs = before.get("configs", {}) | {task: {k: str(v) for k, v in vars(args).items()} for task in tasks}
+    configs = merged_configs(before.get("configs", {}), args, tasks)
+    rows = [r for r in before["runs"] if r["task"] not in tasks or r["method"] not in args.variants]
     rows += (classify_runs(args) if "classify" in tasks else []) + (clip_runs(args) if "clip" in tasks else [])
     summary = summarize(rows)
     RESULTS.mkdir(exist_ok=True)
     plot(summary, RESULTS / "dynamic_pruning.png")
     path = write_results(JSON_NAME, dict(configs=configs, summary=summary, runs=rows))
     print(f"wrote {path} and {RESULTS / 'dynamic_pruning.png'}")
-
 
 if __name__ == "__main__":
     main()
