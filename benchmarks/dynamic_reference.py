@@ -15,6 +15,7 @@ Writes benchmarks/results/dynamic_reference.json.
 
 import argparse
 import contextlib
+import hashlib
 import importlib.util
 import io
 import sys
@@ -133,6 +134,7 @@ def main() -> None:
         print(f"{s['method']:>10} {s['prune_ratio']:.2f} {s['implementation']:>9}: top-1 {s['accuracy']:.3f} "
               f"± {s['accuracy_std']:.3f}, saved {s['saved']:.3f}")
     config = {k: str(v) for k, v in vars(args).items() if k != "reference"}
+    config["reference_sha256"] = hashlib.sha256(args.reference.read_bytes()).hexdigest()  # which seta.py
     print("wrote", write_results(JSON_NAME, dict(config=config, summary=summary, runs=rows)))
 
 
