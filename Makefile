@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 DEMO ?= demo
 DEMO_SAMPLES ?= 4000
+DEMO_BROKEN ?= 20
 
 .PHONY: venv demo test lint bench clean
 
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 demo: venv
-	$(BIN)/curate synth --out $(DEMO) --samples $(DEMO_SAMPLES) > /dev/null
+	$(BIN)/curate synth --out $(DEMO) --samples $(DEMO_SAMPLES) --broken-samples $(DEMO_BROKEN) > /dev/null
 	@echo "== training the tiny DFN on the trusted set $(DEMO)/hq"
 	$(BIN)/curate train-dfn $(DEMO)/hq --out $(DEMO)/dfn > /dev/null
 	@echo "== pipelines/dfn.py on local Ray: ingest, embed with the DFN, keep the top 30%"
@@ -28,6 +29,8 @@ demo: venv
 	$(BIN)/curate filter basic $(DEMO)/run --min-side 32 > /dev/null
 	@echo "== accounting (read = kept + quarantined)"
 	@$(BIN)/curate sql $(DEMO)/run --saved accounting
+	@echo "== why the quarantined ones were quarantined"
+	@$(BIN)/curate sql $(DEMO)/run --saved quarantine_reasons
 	@echo "== kept and dropped per stage"
 	@$(BIN)/curate sql $(DEMO)/run --saved stage_counts
 	@echo "== score histogram"

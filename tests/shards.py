@@ -2,9 +2,7 @@
 
 import io
 import json
-import struct
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +19,6 @@ def image_bytes(color=(200, 30, 30), size=(48, 40), fmt="JPEG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, fmt)
     return buffer.getvalue()
-
-
-def png_bomb_header(width=100_000, height=100_000) -> bytes:
-    """Returns a tiny PNG whose header claims a huge image: what a decompression bomb looks like."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def sample_members(key: str, caption: str | bytes | None = "a red square", image: bytes | None = None,

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-per-concept", type=non_negative_int, default=10,
                         help="labelled held-out images per concept (default 10)")
     parser.add_argument("--image-size", type=positive_int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--broken-samples", type=non_negative_int, default=0,
+                        help="broken samples (bad images, a decompression bomb, bad captions) in extra pool shards, "
+                             "for ingest to quarantine (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = generate_pool(args.out, samples=args.samples, seed=args.seed, shard_size=args.shard_size,
                             hq_samples=args.hq_samples, heldout_per_concept=args.heldout_per_concept,
-                            image_size=args.image_size)
+                            image_size=args.image_size, broken_samples=args.broken_samples)
     brief = {k: v for k, v in summary.items() if not k.endswith("_shards")}
     print(json.dumps(brief, indent=2, default=str))
     return 0

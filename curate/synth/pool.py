@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import UsageError
+from curate.synth.broken import BROKEN_KINDS, broken_kind_of
 from curate.synth.captions import concept_caption, fake_url, junk_caption, make_uid
 from curate.synth.concepts import CONCEPTS
 from curate.synth.plan import KINDS, PlannedSample, plan_pool
@@ -16,7 +17,7 @@ from curate.synth.render import encode_jpeg, near_duplicate, render_concept, ren
 from curate.synth.shards import ShardRow, clear_shards, shard_name, write_shard
 
 # Per-sample random streams: each image comes from default_rng([seed, stream, index...]).
-STREAM_POOL, STREAM_FAILED, STREAM_HQ, STREAM_HELDOUT = 1, 2, 3, 4
+STREAM_POOL, STREAM_FAILED, STREAM_HQ, STREAM_HELDOUT, STREAM_BROKEN = 1, 2, 3, 4, 5
 FAILED_RATE = 0.03
 DOWNLOAD_ERRORS: tuple[str, ...] = (
     "HTTP Error 404: Not Found",
@@ -122,6 +123,28 @@ def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int)
     return shards
 
 
+def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: int, first_shard: int) -> list[dict]:
+    """Writes `count` broken samples (BROKEN_KINDS in turn) into shards numbered from `first_shard`; returns
+    their truth rows (kind "broken")."""
+    truth: list[dict] = []
+    for shard_id, start in enumerate(range(0, count, shard_size), start=first_shard):
+        rows = []
+        for j in range(start, min(start + shard_size, count)):
+            rng = np.random.default_rng([seed, STREAM_BROKEN, j])
+            concept = int(rng.integers(len(CONCEPTS)))
+            rendered = render_concept(rng, concept, size)
+            caption = concept_caption(rng, concept, rendered.background, rendered.size_word)
+            jpg, caption = BROKEN_KINDS[broken_kind_of(j)].build(rng, encode_jpeg(rendered.image), caption)
+            uid = make_uid(seed, "broken", j)
+            rows.append(ShardRow(uid=uid, url=fake_url(rng, str(caption)), caption=caption, jpg=jpg,
+                                 width=size, height=size))
+            truth.append(dict(uid=uid, kind="broken", concept=None, dup_of=None, shard=shard_name(shard_id)))
+        keys = write_shard(folder, shard_id, rows)
+        for row in truth[start:]:
+            row["key"] = keys[row["uid"]]
+    return truth
+
+
 def _heldout_table(per_concept: int, seed: int, size: int) -> pa.Table:
     """Returns the held-out evaluation table: `per_concept` clean images of every concept, concept-major."""
     rows = []
@@ -135,9 +158,9 @@ def _heldout_table(per_concept: int, seed: int, size: int) -> pa.Table:
 
 
 def _check_args(samples: int, shard_size: int, hq_samples: int, heldout_per_concept: int,
-                image_size: int) -> None:
-    if samples < 1 or hq_samples < 0 or heldout_per_concept < 0:
-        raise UsageError("samples must be >= 1 and hq_samples, heldout_per_concept >= 0")
+                image_size: int, broken_samples: int) -> None:
+    if samples < 1 or min(hq_samples, heldout_per_concept, broken_samples) < 0:
+        raise UsageError("samples must be >= 1 and hq_samples, heldout_per_concept, broken_samples >= 0")
     if not 1 <= shard_size <= 9000:
         raise UsageError("shard_size must be in [1, 9000] (4-digit keys, with room for failed rows)")
     if image_size < 16:
@@ -146,36 +169,41 @@ def _check_args(samples: int, shard_size: int, hq_samples: int, heldout_per_conc
 
 def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_size: int = 500,
                   hq_samples: int | None = None, heldout_per_concept: int = 10,
-                  image_size: int = 64) -> dict:
+                  image_size: int = 64, broken_samples: int = 0) -> dict:
     """Writes the pool; returns a summary dict (counts per noise kind, paths).
 
     Layout under `out`: pool/ and hq/ (img2dataset webdataset shards: NNNNN.tar, NNNNN.parquet,
     NNNNN_stats.json), truth.parquet (uid, kind, concept, dup_of, shard, key of every pool sample) and
-    heldout.parquet (jpg, label, caption). The files are byte-identical for the same arguments.
+    heldout.parquet (jpg, label, caption). The files are byte-identical for the same arguments. With
+    `broken_samples`, that many broken samples (curate.synth.broken: truncated or undecodable images, a
+    decompression bomb, bad captions) follow in extra pool shards, truth kind "broken"; the other shards are
+    unchanged.
     Summary keys: out, pool, hq, truth, heldout (paths as str), pool_shards, hq_shards (lists of tar
-    paths), samples, hq_samples, heldout_samples, failed_to_download, kinds ({kind: count}), concepts, seed.
+    paths), samples, hq_samples, heldout_samples, failed_to_download, kinds ({kind: count}), broken_samples,
+    concepts, seed.
     """
     hq_samples = samples // 2 if hq_samples is None else hq_samples
-    _check_args(samples, shard_size, hq_samples, heldout_per_concept, image_size)
+    _check_args(samples, shard_size, hq_samples, heldout_per_concept, image_size, broken_samples)
     out = Path(out)
     pool_dir, hq_dir = out / "pool", out / "hq"
     for folder in (pool_dir, hq_dir):
         folder.mkdir(parents=True, exist_ok=True)
         clear_shards(folder)
     truth = _write_pool(pool_dir, plan_pool(samples, seed), seed, image_size, shard_size)
+    pool_shards = -(-samples // shard_size)
+    truth += _write_broken(pool_dir, broken_samples, seed, image_size, shard_size, pool_shards)
     pq.write_table(pa.Table.from_pylist(truth, schema=TRUTH_SCHEMA), out / "truth.parquet")
     hq_shards = _write_hq(hq_dir, hq_samples, seed, image_size, shard_size)
     pq.write_table(_heldout_table(heldout_per_concept, seed, image_size), out / "heldout.parquet")
-    pool_shards = -(-samples // shard_size)
     failed = sum(pq.read_metadata(pool_dir / f"{shard_name(s)}.parquet").num_rows for s in range(pool_shards))
     return {
         "out": str(out), "pool": str(pool_dir), "hq": str(hq_dir),
         "truth": str(out / "truth.parquet"), "heldout": str(out / "heldout.parquet"),
-        "pool_shards": [str(pool_dir / f"{shard_name(s)}.tar") for s in range(pool_shards)],
+        "pool_shards": sorted(str(p) for p in pool_dir.glob("*.tar")),
         "hq_shards": [str(hq_dir / f"{shard_name(s)}.tar") for s in range(hq_shards)],
         "samples": samples, "hq_samples": hq_samples,
         "heldout_samples": heldout_per_concept * len(CONCEPTS),
         "failed_to_download": failed - samples,
-        "kinds": {k: sum(1 for t in truth if t["kind"] == k) for k in KINDS},
+        "kinds": {k: sum(1 for t in truth if t["kind"] == k) for k in KINDS}, "broken_samples": broken_samples,
         "concepts": len(CONCEPTS), "seed": seed,
     }

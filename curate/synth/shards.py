@@ -45,7 +45,7 @@ class ShardRow:
 
     uid: str
     url: str
-    caption: str
+    caption: str | bytes  # bytes: written to the .txt as they are (a broken sample's undecodable caption)
     jpg: bytes | None = None
     width: int | None = None
     height: int | None = None
@@ -76,7 +76,7 @@ def _meta(row: ShardRow, key: str) -> dict:
     ok = row.jpg is not None
     return {
         "url": row.url,
-        "caption": row.caption,
+        "caption": row.caption if isinstance(row.caption, str) else None,
         "uid": row.uid,
         "key": key,
         "status": "success" if ok else "failed_to_download",
@@ -129,7 +129,7 @@ def write_shard(folder: Path, shard_id: int, rows: list[ShardRow]) -> dict[str, 
                 continue
             keys[row.uid] = key
             members = {"jpg": row.jpg, "json": json.dumps(meta, indent=4).encode(),
-                       "txt": row.caption.encode("utf-8")}
+                       "txt": row.caption if isinstance(row.caption, bytes) else row.caption.encode("utf-8")}
             for ext in sorted(members):
                 _add_member(tar, f"{key}.{ext}", members[ext])
     table = pa.Table.from_pylist(metas, schema=META_SCHEMA)

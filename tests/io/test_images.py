@@ -1,7 +1,8 @@
 import pytest
 
 from curate.io.images import BadImage, inspect_image
-from tests.shards import image_bytes, png_bomb_header
+from curate.synth.broken import png_bomb
+from tests.shards import image_bytes
 
 
 @pytest.mark.parametrize("fmt,ext", [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")])
@@ -25,7 +26,7 @@ def test_garbage_and_empty_bytes_are_rejected():
 
 def test_decompression_bomb_is_caught_from_the_header():
     with pytest.raises(BadImage, match="decompression bomb"):
-        inspect_image(png_bomb_header())
+        inspect_image(png_bomb())
 
 
 def test_pixel_limit_is_configurable():

@@ -10,13 +10,14 @@ from curate.catalogs import connect
 from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-from tests.shards import clean_shard, image_bytes, png_bomb_header, sample_members, write_tar
+from curate.synth.broken import png_bomb
+from tests.shards import clean_shard, image_bytes, sample_members, write_tar
 
 BAD_SAMPLES = {
     # key: (members kwargs, expected reason)
     "corrupt": (dict(image=b"\xff\xd8\xff\xe0 not really a jpeg"), "bad image"),
     "truncjpg": (dict(image=image_bytes(size=(64, 64))[:300]), "bad image"),
-    "bomb": (dict(image=png_bomb_header(), ext="png"), "bad image"),
+    "bomb": (dict(image=png_bomb(), ext="png"), "bad image"),
     "empty": (dict(caption=""), "empty caption"),
     "blank": (dict(caption="  \n\t"), "empty caption"),
     "latin1": (dict(caption="caf\xe9".encode("latin-1")), "caption is not valid UTF-8"),
@@ -87,3 +88,20 @@ def test_pixel_limit_option_quarantines_large_images(tmp_path):
     counts = ingest([str(tmp_path / "a.tar")], RunDir(tmp_path / "run"), options=ReadOptions(max_pixels=100),
                     progress=False)
     assert (counts["kept"], counts["quarantined"]) == (0, 2)
+
+
+def test_synth_broken_samples_are_quarantined_with_their_reasons(tmp_path):
+    from curate.synth import generate_pool
+    from curate.synth.broken import BROKEN_KINDS, broken_kind_of
+
+    pool = generate_pool(tmp_path / "synth", samples=40, shard_size=20, hq_samples=0, heldout_per_concept=0,
+                         broken_samples=12)
+    assert len(pool["pool_shards"]) == 3  # the broken samples come in a shard of their own
+    counts = ingest([pool["pool"]], RunDir(tmp_path / "run"), progress=False)
+    assert (counts["read"], counts["kept"], counts["quarantined"]) == (52, 40, 12)
+    truth = pq.read_table(pool["truth"]).to_pylist()
+    broken = [t for t in truth if t["kind"] == "broken"]
+    expected = {t["key"]: BROKEN_KINDS[broken_kind_of(j)].reason for j, t in enumerate(broken)}
+    rows = connect(RunDir(tmp_path / "run")).execute("SELECT key, reason FROM quarantine").fetchall()
+    assert dict(rows) == expected
+    assert {broken_kind_of(j) for j in range(len(broken))} == set(BROKEN_KINDS)
