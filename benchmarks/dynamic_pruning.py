@@ -240,5 +240,6 @@ def main() -> None:
     path = write_results(JSON_NAME, dict(configs=configs, summary=summary, runs=rows))
     print(f"wrote {path} and {RESULTS / 'dynamic_pruning.png'}")
 
+
 if __name__ == "__main__":
     main()

@@ -79,15 +79,35 @@ def _interleave(seed: int, shard_id: int, ok: list[ShardRow], failed: list[Shard
     return [next(failed_iter) if i in failed_at else next(ok_iter) for i in range(total)]
 
 
+def _shard_spans(count: int, shard_size: int, first_shard: int = 0):
+    """Yields (shard id, range of the item indices it holds) for `count` items in shards of `shard_size`."""
+    for shard_id, start in enumerate(range(0, count, shard_size), start=first_shard):
+        yield shard_id, range(start, min(start + shard_size, count))
+
+
+def _write_keyed(folder: Path, shard_id: int, rows: list[ShardRow], truth: list[dict]) -> None:
+    """Writes the shard and sets each of its truth rows' "key" to the key its sample got. Returns None."""
+    keys = write_shard(folder, shard_id, rows)
+    for row in truth:
+        row["key"] = keys[row["uid"]]
+
+
+def _rendered_pair(rng: np.random.Generator, concept: int, size: int, web_words: float) -> tuple[bytes, str]:
+    """Returns (jpg bytes, caption) of a fresh clean rendering of `concept`."""
+    rendered = render_concept(rng, concept, size)
+    caption = concept_caption(rng, concept, rendered.background, rendered.size_word, web_words=web_words)
+    return encode_jpeg(rendered.image), caption
+
+
 def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int,
                 shard_size: int) -> list[dict]:
     """Writes the pool shards; returns truth rows (uid, kind, concept, dup_of, shard, key) in pool order."""
     sources: dict[int, tuple[bytes, str]] = {}
     uids = [make_uid(seed, "pool", i) for i in range(len(plan))]
     truth: list[dict] = []
-    for shard_id, start in enumerate(range(0, len(plan), shard_size)):
+    for shard_id, span in _shard_spans(len(plan), shard_size):
         ok = []
-        for i in range(start, min(start + shard_size, len(plan))):
+        for i in span:
             p = plan[i]
             jpg, caption, (w, h) = _pool_sample(p, i, seed, size, sources)
             if p.kind == "clean":
@@ -99,9 +119,7 @@ def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int,
                               concept=None if p.kind == "junk_image" else CONCEPTS[p.concept],
                               shard=shard_name(shard_id)))
         rows = _interleave(seed, shard_id, ok, _failed_rows(seed, shard_id, len(ok)))
-        keys = write_shard(folder, shard_id, rows)
-        for row in truth[start:]:
-            row["key"] = keys[row["uid"]]
+        _write_keyed(folder, shard_id, rows, truth[span.start:])
     return truth
 
 
@@ -109,15 +127,13 @@ def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int)
     """Writes the trusted set: clean pairs, concepts cycled in a seeded order; returns its shard count."""
     order = np.random.default_rng([seed, STREAM_HQ]).permutation(len(CONCEPTS))
     shards = 0
-    for shard_id, start in enumerate(range(0, samples, shard_size)):
+    for shard_id, span in _shard_spans(samples, shard_size):
         rows = []
-        for j in range(start, min(start + shard_size, samples)):
+        for j in span:
             rng = np.random.default_rng([seed, STREAM_HQ, j])
-            concept = int(order[j % len(CONCEPTS)])
-            rendered = render_concept(rng, concept, size)
-            caption = concept_caption(rng, concept, rendered.background, rendered.size_word, web_words=0.0)
+            jpg, caption = _rendered_pair(rng, int(order[j % len(CONCEPTS)]), size, web_words=0.0)
             rows.append(ShardRow(uid=make_uid(seed, "hq", j), url=fake_url(rng, caption), caption=caption,
-                                 jpg=encode_jpeg(rendered.image), width=size, height=size))
+                                 jpg=jpg, width=size, height=size))
         write_shard(folder, shard_id, rows)
         shards += 1
     return shards
@@ -127,21 +143,17 @@ def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: in
     """Writes `count` broken samples (BROKEN_KINDS in turn) into shards numbered from `first_shard`; returns
     their truth rows (kind "broken")."""
     truth: list[dict] = []
-    for shard_id, start in enumerate(range(0, count, shard_size), start=first_shard):
+    for shard_id, span in _shard_spans(count, shard_size, first_shard):
         rows = []
-        for j in range(start, min(start + shard_size, count)):
+        for j in span:
             rng = np.random.default_rng([seed, STREAM_BROKEN, j])
-            concept = int(rng.integers(len(CONCEPTS)))
-            rendered = render_concept(rng, concept, size)
-            caption = concept_caption(rng, concept, rendered.background, rendered.size_word)
-            jpg, caption = BROKEN_KINDS[broken_kind_of(j)].build(rng, encode_jpeg(rendered.image), caption)
+            jpg, caption = _rendered_pair(rng, int(rng.integers(len(CONCEPTS))), size, web_words=0.3)
+            url = fake_url(rng, caption)  # from the intact caption, as the crawl saw it
+            jpg, caption = BROKEN_KINDS[broken_kind_of(j)].build(rng, jpg, caption)
             uid = make_uid(seed, "broken", j)
-            rows.append(ShardRow(uid=uid, url=fake_url(rng, str(caption)), caption=caption, jpg=jpg,
-                                 width=size, height=size))
+            rows.append(ShardRow(uid=uid, url=url, caption=caption, jpg=jpg, width=size, height=size))
             truth.append(dict(uid=uid, kind="broken", concept=None, dup_of=None, shard=shard_name(shard_id)))
-        keys = write_shard(folder, shard_id, rows)
-        for row in truth[start:]:
-            row["key"] = keys[row["uid"]]
+        _write_keyed(folder, shard_id, rows, truth[span.start:])
     return truth
 
 
@@ -151,9 +163,8 @@ def _heldout_table(per_concept: int, seed: int, size: int) -> pa.Table:
     for concept, label in enumerate(CONCEPTS):
         for k in range(per_concept):
             rng = np.random.default_rng([seed, STREAM_HELDOUT, concept, k])
-            rendered = render_concept(rng, concept, size)
-            caption = concept_caption(rng, concept, rendered.background, rendered.size_word, web_words=0.0)
-            rows.append(dict(jpg=encode_jpeg(rendered.image), label=label, caption=caption))
+            jpg, caption = _rendered_pair(rng, concept, size, web_words=0.0)
+            rows.append(dict(jpg=jpg, label=label, caption=caption))
     return pa.Table.from_pylist(rows, schema=HELDOUT_SCHEMA)
 
 
