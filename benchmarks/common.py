@@ -30,7 +30,7 @@ def dfn_scored_run(synth: Path, work: Path, keep_fraction: float, seed: int = 0,
     work/<run_name> (resuming), applies the DFN filter at `keep_fraction`; returns the run and step seconds."""
     import shutil
 
-    from curate.filters.dfn import apply_dfn
+    from curate.filters.dfn import DFNFilter
     from curate.models import ModelSpec
     from curate.models.dfn import train_dfn
     from curate.rundir import RunDir
@@ -44,7 +44,7 @@ def dfn_scored_run(synth: Path, work: Path, keep_fraction: float, seed: int = 0,
         timings["train_dfn_seconds"], _ = timed(train_dfn, [str(synth / "hq")], model_dir, seed=seed, progress=False)
     timings["ingest_seconds"], _ = timed(ingest, [str(synth / "pool")], run, progress=False)
     timings["embed_seconds"], _ = timed(embed, run, ModelSpec(model=str(model_dir)), progress=False)
-    apply_dfn(run, keep_fraction=keep_fraction)
+    DFNFilter(keep_fraction=keep_fraction).apply(run, progress=False)
     return run, {k: round(v, 1) for k, v in timings.items()}
 
 

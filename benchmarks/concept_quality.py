@@ -23,11 +23,10 @@ from common import RESULTS, dfn_scored_run, ensure_synth, write_results
 
 from curate.catalogs import connect
 from curate.cli.evaluate import seed_list
-from curate.concepts.kmeans import KMeansConfig
 from curate.evaluate.baselines import random_subset
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
-from curate.filters.dbp import apply_dbp
-from curate.filters.semdedup import apply_semdedup
+from curate.filters.dbp import DBP
+from curate.filters.semdedup import SemDeDup
 from curate.rundir import RunDir
 
 EPS_GRID = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -123,17 +122,18 @@ def main() -> None:
     """Runs the benchmark, prints its figures and writes its results."""
     args = parse_args()
     synth = ensure_synth(args.work / f"synth-{args.samples}", args.samples, args.hq_samples)
-    truth, kmeans = synth / "truth.parquet", KMeansConfig(clusters=args.clusters)
+    truth, clusters = synth / "truth.parquet", args.clusters
     run, _ = dfn_scored_run(synth, args.work, args.dfn_fraction, run_name="run-concepts")
-    apply_semdedup(run, eps=EPS_GRID[0], kmeans=kmeans, progress=False)
+    SemDeDup(eps=EPS_GRID[0], clusters=clusters).apply(run, progress=False)
     rows = truth_rows(run, truth)
     grid = [duplicate_figures(rows, eps) for eps in EPS_GRID]
     chosen = max((g for g in grid if g["false_removals"] < MAX_FALSE_REMOVALS), key=lambda g: g["eps"])
     for g in grid:
         print(f"eps {g['eps']:<7}: exact {g['exact_dup_recall']:.3f}  near {g['near_dup_recall']:.3f}"
               f"  distinct clean removed {g['false_removals']:.3f}")
-    apply_semdedup(run, eps=chosen["eps"], kmeans=kmeans, progress=False)
-    dbp = apply_dbp(run, args.final_fraction, where="semdedup_keep AND dfn_keep", kmeans=kmeans, progress=False)
+    SemDeDup(eps=chosen["eps"], clusters=clusters).apply(run, progress=False)
+    dbp = DBP(keep_fraction=args.final_fraction, where="semdedup_keep AND dfn_keep", clusters=clusters).apply(
+        run, progress=False)
     size = dbp["kept"]
     subsets = {"DFN+DBP": "dbp_keep",
                "DFN alone": f"uid IN (SELECT uid FROM samples ORDER BY dfn_score DESC, uid LIMIT {size})",

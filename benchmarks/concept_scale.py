@@ -87,9 +87,10 @@ def reset_peak() -> None:
 
 def measure(n: int, dim: int) -> dict:
     """Runs k-means, SemDeDup, DBP and the dense comparison on n points; returns the figures."""
-    from curate.concepts.dbp import complexity, keep_in_clusters, quotas
     from curate.concepts.kmeans import KMeansConfig, spherical_kmeans
-    from curate.concepts.semdedup import cluster_members, cluster_similarities, gather_scores
+    from curate.concepts.members import cluster_members
+    from curate.concepts.quotas import complexity, keep_in_clusters, quotas
+    from curate.concepts.similarity import cluster_similarities, gather_scores
 
     x, original = mixture(n, dim)
     generation_gib = peak_rss_gib()

@@ -5,7 +5,7 @@ the pool's ground truth; beside it the same model trained the same way on as man
 
 Prints a table and writes benchmarks/results/dfn_quality.json and dfn_quality.png (score histograms per truth
 kind for both models). dfn_score is cosine(image, text) from the run's `embeddings` view; keeping the top
-fraction uses `curate filter dfn`'s stage (curate.filters.dfn.apply_dfn: DataComp's rule, threshold =
+fraction uses `curate filter dfn`'s stage (curate.filters.dfn.DFNFilter: DataComp's rule, threshold =
 descending scores[int(N * F)], keep score >= threshold, over the whole pool).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 from common import ALIGNED, RESULTS, timed, write_results
 
 from curate.catalogs import connect
-from curate.filters.dfn import apply_dfn
+from curate.filters.dfn import DFNFilter
 from curate.models import ModelSpec
 from curate.models.dfn import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, train_dfn
 from curate.rundir import RunDir
@@ -34,7 +34,7 @@ NEGATIVES = ("misaligned", "junk_caption")
 
 def pool_scores(run: RunDir, truth: Path, fraction: float) -> dict[str, np.ndarray]:
     """Applies the DFN filter at `fraction`; returns score, keep and truth kind of every pool sample."""
-    apply_dfn(run, keep_fraction=fraction)
+    DFNFilter(keep_fraction=fraction).apply(run, progress=False)
     con = connect(run)
     try:
         rows = con.execute(

@@ -24,9 +24,10 @@ from common import ensure_synth, timed, write_results
 from curate.io.inputs import ShardTask
 from curate.models import ModelSpec, load_model
 from curate.models.encode import encode_batch
+from curate.models.loading import config_of
 from curate.rundir import RunDir
 from curate.runners.ray import init_ray
-from curate.stages.embed import EmbedJob, embed, model_image_size
+from curate.stages.embed import EmbedJob, embed
 from curate.stages.ingest import ingest
 
 
@@ -77,8 +78,7 @@ def stage(run_template: Path, work: Path, spec: ModelSpec, runner: str, batch: i
     run = work / f"run-{runner}"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(run_template, run)
-    options = {"progress": False} if runner == "local" else {}
-    return embed(RunDir(run), spec, runner, batch, device, **options)["embedded"]
+    return embed(RunDir(run), spec, runner, batch, device, progress=False)["embedded"]
 
 
 def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
@@ -87,7 +87,8 @@ def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
     spec = ModelSpec(name, random_weights=True)
     run = RunDir(run_template)
     tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
-    job = EmbedJob(str(run.path), spec, model_image_size(spec), batch_size=args.batch_size)
+    shape = config_of(spec)
+    job = EmbedJob(str(run.path), spec, shape.image_size, shape.embed_dim, batch_size=args.batch_size)
     prepared = [job.prepare(t) for t in tasks]
     cases = {
         "decode only (ceiling)": lambda: decode_only(job, tasks),

@@ -56,8 +56,7 @@ def run_ingest(pool: Path, work: Path, runner: str) -> int:
     """Ingests the pool into a fresh run folder; returns the kept count."""
     run = work / f"run-{runner}"
     shutil.rmtree(run, ignore_errors=True)
-    options = {"progress": False} if runner == "local" else {}
-    return ingest([str(pool)], RunDir(run), runner, **options)["kept"]
+    return ingest([str(pool)], RunDir(run), runner, progress=False)["kept"]
 
 
 def main() -> None:

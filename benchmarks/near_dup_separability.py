@@ -27,7 +27,8 @@ from concept_quality import EPS_GRID, MAX_FALSE_REMOVALS, duplicate_figures
 from PIL import Image
 
 from curate.concepts.kmeans import spherical_kmeans
-from curate.concepts.semdedup import cluster_members, cluster_similarities, gather_scores
+from curate.concepts.members import cluster_members
+from curate.concepts.similarity import cluster_similarities, gather_scores
 
 PIXEL_EPS_GRID = (*EPS_GRID, 0.05, 0.1, 0.2)  # pixel similarities of near copies are far below the DFN's
 

@@ -14,9 +14,10 @@ import json
 import sys
 
 from curate.cli.main import OneLineArgumentParser, guarded
-from curate.cli.options import positive_int, runner_options
-from curate.filters.dfn import apply_dfn
+from curate.cli.options import add_runner_arguments, runner_from
+from curate.filters.dfn import DFNFilter
 from curate.models import ModelSpec
+from curate.options import add_options, options_from, positive_int
 from curate.rundir import RunDir
 from curate.stages.embed import embed
 from curate.stages.ingest import ingest
@@ -29,23 +30,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run", required=True, help="run folder (reruns resume it)")
     parser.add_argument("--model", required=True, help="the DFN: a train-dfn folder, an open_clip name, hf-hub:")
     parser.add_argument("--pretrained", help="pretrained tag or checkpoint file for a named model")
-    keep = parser.add_mutually_exclusive_group(required=True)
-    keep.add_argument("--keep-fraction", type=float, help="keep this top fraction of the whole pool")
-    keep.add_argument("--threshold", type=float, help="keep samples whose dfn_score is >= this")
-    parser.add_argument("--runner", choices=("ray", "local"), default="ray")
-    parser.add_argument("--workers", type=positive_int, help="model actors (default: one per GPU, else one)")
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    add_options(parser, DFNFilter)
+    add_runner_arguments(parser, default="ray")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="samples per model batch (default 256)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the pipeline and prints its summary as JSON; returns 0 (bad arguments raise UsageError)."""
     args = parse_args(argv)
-    run = RunDir(args.run)
-    options = runner_options(args)
-    summary = {"ingest": ingest(args.input, run, args.runner, **options)}
-    summary["embed"] = embed(run, ModelSpec(args.model, args.pretrained), args.runner, args.batch_size, **options)
-    summary["dfn"] = apply_dfn(run, args.keep_fraction, args.threshold)
+    run, runner = RunDir(args.run), runner_from(args)
+    method = options_from(DFNFilter, args)  # checked before hours of embedding, not after
+    summary = {"ingest": ingest(args.input, run, runner)}
+    summary["embed"] = embed(run, ModelSpec(args.model, args.pretrained), runner, args.batch_size)
+    summary["dfn"] = method.apply(run)
     print(json.dumps(summary, indent=2))
     return 0
 

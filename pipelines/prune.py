@@ -16,42 +16,31 @@ import json
 import sys
 
 from curate.cli.main import OneLineArgumentParser, guarded
-from curate.cli.options import existing_run, positive_int, runner_options
-from curate.filters.dbp import apply_dbp
-from curate.filters.semdedup import add_arguments as add_semdedup_arguments
-from curate.filters.semdedup import apply_semdedup, kmeans_config
+from curate.cli.options import add_runner_arguments, existing_run, runner_from
+from curate.filters import filter_class
+from curate.options import add_options, options_from
 
 METHODS = ("semdedup", "dbp")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Returns the command-line options."""
+    """Returns the command-line options: the method's own, and --runner/--workers for a method that uses them."""
     parser = OneLineArgumentParser(prog="pipelines/prune.py", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run folder with embeddings")
     parser.add_argument("--method", choices=METHODS, required=True)
-    parser.add_argument("--runner", choices=("ray", "local"), default="ray")
-    parser.add_argument("--workers", type=positive_int, help="Ray: concurrent SemDeDup tasks (default: all CPUs)")
-    method = parser.parse_known_args(argv)[0].method
-    if method == "semdedup":
-        add_semdedup_arguments(parser)
-    else:
-        from curate.filters.dbp import add_arguments as add_dbp_arguments
-
-        add_dbp_arguments(parser)
+    method = filter_class(parser.parse_known_args(argv)[0].method)
+    add_options(parser, method)
+    if method.uses_runner:
+        add_runner_arguments(parser, default="ray")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the pipeline and prints its summary as JSON; returns 0 (bad arguments raise UsageError)."""
     args = parse_args(argv)
-    run = existing_run(args.run)
-    options = runner_options(args)
-    if args.method == "semdedup":
-        counts = apply_semdedup(run, args.eps, args.keep_fraction, args.keep, args.seed, kmeans_config(args),
-                                args.embedding, args.runner, **options)
-    else:
-        counts = apply_dbp(run, args.keep_fraction, args.where, args.tau, args.neighbors, args.keep, args.seed,
-                           kmeans_config(args), args.embedding)
+    cls = filter_class(args.method)
+    runner = runner_from(args) if cls.uses_runner else "local"
+    counts = options_from(cls, args).apply(existing_run(args.run), runner)
     print(json.dumps({args.method: counts}, indent=2))
     return 0
 

@@ -99,14 +99,9 @@ def _setuptools() -> dict:
 
 
 def _package_folders() -> set[str]:
-    """Returns the top-level folders that pyproject.toml's packages come from."""
-    setuptools = _setuptools()
-    mapped = setuptools.get("package-dir", {})
-    folders = set()
-    for package in setuptools["packages"]:
-        owners = [p for p in mapped if package == p or package.startswith(p + ".")]
-        folders.add(mapped[max(owners, key=len)].split("/")[0] if owners else package.split(".")[0])
-    return folders
+    """Returns the top-level folders that pyproject.toml's packages come from (its packages.find include patterns)."""
+    patterns = _setuptools()["packages"]["find"]["include"]
+    return {pattern.split(".")[0].rstrip("*") for pattern in patterns}
 
 
 SOURCE = "~/curate-src/"  # where the configs copy the repo on every node
@@ -129,7 +124,7 @@ def test_nothing_in_home_shadows_the_installed_package(name):
     # `ray submit` runs ~/SCRIPT.py, so ~ is sys.path[0] on the head: a ~/curate folder (or ~/filters, ...)
     # would be imported as a namespace package instead of the editable install.
     tops = {remote.removeprefix("~/").split("/")[0] for remote in load(name)["file_mounts"]}
-    packages = {p.split(".")[0] for p in _setuptools()["packages"]} | _package_folders()
+    packages = _package_folders()
     assert not tops & packages, f"file_mounts put {sorted(tops & packages)} in the home folder"
 
 

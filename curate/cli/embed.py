@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from curate.cli.options import add_model_arguments, add_runner_arguments, existing_run, model_spec, runner_options
+from curate.cli.options import add_model_arguments, add_runner_arguments, existing_run, model_spec, runner_from
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,6 @@ def run(args: argparse.Namespace) -> int:
     """Embeds the run and prints the count as JSON; returns 0."""
     from curate.stages.embed import embed
 
-    counts = embed(existing_run(args.run), model_spec(args), args.runner, args.batch_size, args.device,
-                   **runner_options(args))
+    counts = embed(existing_run(args.run), model_spec(args), runner_from(args), args.batch_size, args.device)
     print(json.dumps(counts))
     return 0

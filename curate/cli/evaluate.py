@@ -3,8 +3,9 @@
 import argparse
 import json
 
-from curate.cli.options import existing_run, positive_int
+from curate.cli.options import existing_run
 from curate.errors import UsageError
+from curate.options import positive_int
 
 
 def seed_list(text: str) -> list[int]:

@@ -3,7 +3,8 @@
 import argparse
 import json
 
-from curate.cli.options import existing_run, positive_int
+from curate.cli.options import existing_run
+from curate.options import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

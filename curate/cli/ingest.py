@@ -3,10 +3,11 @@
 import argparse
 import json
 
-from curate.cli.options import add_runner_arguments, positive_int, runner_options
+from curate.cli.options import add_runner_arguments, runner_from
 from curate.io.images import DEFAULT_MAX_PIXELS
 from curate.io.inputs import INPUT_FORMATS
 from curate.io.samples import ReadOptions
+from curate.options import positive_int
 from curate.rundir import RunDir
 
 
@@ -33,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, image_column=args.image_column, caption_column=args.caption_column,
         key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
     )
-    counts = ingest(args.inputs, RunDir(args.run), args.runner, options, args.input_format, **runner_options(args))
+    counts = ingest(args.inputs, RunDir(args.run), runner_from(args), options, args.input_format)
     print(json.dumps(counts))
     return 0

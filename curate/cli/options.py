@@ -1,38 +1,18 @@
-"""Argument types and checks shared by the subcommands."""
+"""Arguments the subcommands and pipelines share: the run folder, the runner, the model."""
+
+from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curate.errors import UsageError
+from curate.options import positive_int
 from curate.rundir import MANIFEST, RunDir
 
 if TYPE_CHECKING:
     from curate.models import ModelSpec
-
-
-def positive_int(text: str) -> int:
-    """Returns text as an int >= 1; argparse turns the ValueError into a one-line error."""
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """Returns text as an int >= 0; argparse turns the ValueError into a one-line error."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def positive_float(text: str) -> float:
-    """Returns text as a float > 0; argparse turns the ValueError into a one-line error."""
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
+    from curate.runners import Runner
 
 
 def existing_run(path: str) -> RunDir:
@@ -42,17 +22,23 @@ def existing_run(path: str) -> RunDir:
     return RunDir(path)
 
 
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declares --runner and --workers."""
+WORKERS_HELP = ("how many run at once (default: local 1, in this process; ray: one per CPU, or for embedding one "
+                "actor per GPU, else one CPU actor)")
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, default: str = "local") -> None:
+    """Declares --runner (a registered runner) and --workers, which every runner takes."""
     from curate.runners import RUNNER_NAMES
 
-    parser.add_argument("--runner", choices=RUNNER_NAMES, default="local", help="where to run (default local)")
-    parser.add_argument("--workers", type=positive_int, help="Ray: actors (default: one per GPU, else one)")
+    parser.add_argument("--runner", choices=RUNNER_NAMES, default=default, help=f"where to run (default {default})")
+    parser.add_argument("--workers", type=positive_int, help=WORKERS_HELP)
 
 
-def runner_options(args: argparse.Namespace) -> dict:
-    """Returns the keyword options for the chosen runner."""
-    return {"workers": args.workers} if args.runner == "ray" and args.workers else {}
+def runner_from(args: argparse.Namespace, progress: bool = True) -> Runner:
+    """Returns the runner the --runner and --workers arguments name."""
+    from curate.runners import make_runner
+
+    return make_runner(args.runner, workers=args.workers, progress=progress)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +48,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", help="pretrained tag of a named model (dfn2b) or a checkpoint file")
 
 
-def model_spec(args: argparse.Namespace) -> "ModelSpec":
+def model_spec(args: argparse.Namespace) -> ModelSpec:
     """Returns the ModelSpec the arguments name."""
     from curate.models import ModelSpec
 

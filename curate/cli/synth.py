@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from curate.cli.options import non_negative_int, positive_int
+from curate.options import non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

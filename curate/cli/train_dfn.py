@@ -4,8 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from curate.cli.options import positive_float, positive_int
 from curate.errors import UsageError
+from curate.options import positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,60 +1,59 @@
-"""The run's concept clusters: k-means over its embeddings once, shared by SemDeDup and DBP.
+"""The run's concept clusters: one k-means over its embeddings, a stage of its own that SemDeDup and DBP read.
 
 Writes scores/kmeans/ (uid, cluster_id, dist_to_centroid: columns of the `samples` view),
-concepts/centroids.parquet (cluster_id, centroid) and concepts/kmeans.parquet (cluster_id, size, mean_distance).
-A rerun with the same options and embeddings reuses them; new ones recluster and discard what SemDeDup and DBP
-had decided on the old clusters.
+concepts/kmeans_centroids.parquet (cluster_id, centroid) and concepts/kmeans.parquet (cluster_id, size,
+mean_distance). A method with the same k-means options reuses them; other options recluster, and the stage graph
+invalidates what was decided on the old clusters.
 """
 
 from __future__ import annotations
 
-import shutil
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.concepts.data import RunEmbeddings, load_embeddings, write_clusters_table, write_scores
-from curate.concepts.kmeans import DEFAULT_KMEANS, Clustering, KMeansConfig, spherical_kmeans
+from curate.concepts.kmeans import (
+    DEFAULT_MAX_POINTS_PER_CENTROID,
+    DEFAULT_NITER,
+    Clustering,
+    KMeansConfig,
+    spherical_kmeans,
+)
+from curate.graph import StageRun, current_versions, entries, version_of
+from curate.options import option, positive_int
 from curate.rundir import RunDir
-from curate.stages.common import record_stage
+from curate.stages.embeddings import EMBEDDING_COLUMNS, RunEmbeddings, write_clusters_table, write_scores
+from curate.stages.pool import Pool, PoolMethod, embedding_stage
+from curate.stages.step import stage_step
 
 STAGE = "kmeans"
-DEPENDENTS = ("semdedup", "dbp")
+COLUMNS = ("cluster_id", "dist_to_centroid")
 
 
-def stage_config(run: RunDir, config: KMeansConfig, kind: str) -> dict:
-    """Returns the manifest config of a clustering: its options and what made the embeddings."""
-    stages = run.manifest()["stages"]
-    source = stages.get("embed", stages.get("ingest", {})).get("config")
-    return dict(clusters=config.clusters, niter=config.niter, max_points_per_centroid=config.max_points_per_centroid,
-                seed=config.seed, embedding=kind, embeddings_from=source)
+def kmeans_step(run: RunDir, config: KMeansConfig, kind: str) -> StageRun:
+    """Returns the k-means stage with these options over the run's `kind` embeddings, as a step of the graph."""
+    options = dict(clusters=config.clusters, niter=config.niter, max_points_per_centroid=config.max_points_per_centroid,
+                   seed=config.seed, embedding=kind)
+    return StageRun(STAGE, options, (embedding_stage(run),), columns=COLUMNS,
+                    hint="rerun SemDeDup or DBP, which recluster with their k-means options")
 
 
-def reset_stage(run: RunDir, stage: str) -> None:
-    """Deletes a whole-pool stage's scores, per-cluster table and manifest entry."""
-    shutil.rmtree(run.path / "scores" / stage, ignore_errors=True)
-    (run.path / "concepts" / f"{stage}.parquet").unlink(missing_ok=True)
-    run.update_manifest(stages={k: v for k, v in run.manifest()["stages"].items() if k != stage})
-
-
-def ensure_clusters(run: RunDir, config: KMeansConfig = DEFAULT_KMEANS, kind: str = "image",
-                    progress: bool = True) -> tuple[RunEmbeddings, Clustering]:
-    """Returns the run's embeddings and their Clustering, computing and writing it unless it is up to date."""
-    embeddings = load_embeddings(run, kind, progress)
-    wanted = stage_config(run, config, kind)
-    previous = run.manifest()["stages"].get(STAGE)
-    if previous is not None and previous["config"] == wanted:
-        stored = read_clustering(run, embeddings, previous["counts"]["seed"])
+def ensure_clusters(run: RunDir, embeddings: RunEmbeddings, config: KMeansConfig, kind: str) -> Clustering:
+    """Returns the Clustering of the embeddings, computing and recording it unless the run has it current."""
+    step = kmeans_step(run, config, kind)
+    versions = current_versions(entries(run))
+    if versions.get(STAGE) == version_of(step, {n: versions.get(n) for n in step.inputs}):
+        stored = read_clustering(run, embeddings, entries(run)[STAGE]["counts"]["seed"])
         if stored is not None:
-            return embeddings, stored
-    for stage in (STAGE, *DEPENDENTS):
-        reset_stage(run, stage)
-    clustering = spherical_kmeans(embeddings.vectors, config)
-    write_clustering(run, embeddings, clustering)
-    record_stage(run, STAGE, wanted, counts=dict(samples=len(embeddings), clusters=len(clustering.centroids),
-                                                 seed=clustering.seed))
-    return embeddings, clustering
+            return stored
+    with stage_step(run, step) as record:
+        clustering = spherical_kmeans(embeddings.vectors, config)
+        write_clustering(run, embeddings, clustering)
+        record["counts"] = dict(samples=len(embeddings), clusters=len(clustering.centroids), seed=clustering.seed)
+    return clustering
 
 
 def write_clustering(run: RunDir, embeddings: RunEmbeddings, clustering: Clustering) -> None:
@@ -64,8 +63,8 @@ def write_clustering(run: RunDir, embeddings: RunEmbeddings, clustering: Cluster
     k, dim = clustering.centroids.shape
     ids = pa.array(np.arange(k, dtype=np.int32))
     flat = pa.array(clustering.centroids.reshape(-1).astype(np.float32))
-    write_clusters_table(run, "centroids", pa.table({"cluster_id": ids,
-                                                     "centroid": pa.FixedSizeListArray.from_arrays(flat, dim)}))
+    write_clusters_table(run, f"{STAGE}_centroids", pa.table({
+        "cluster_id": ids, "centroid": pa.FixedSizeListArray.from_arrays(flat, dim)}))
     sizes = clustering.sizes
     mean_distance = np.bincount(clustering.assignment, weights=clustering.distance, minlength=k) / np.maximum(sizes, 1)
     write_clusters_table(run, STAGE, pa.table({"cluster_id": ids, "size": pa.array(sizes, pa.int64()),
@@ -79,6 +78,45 @@ def read_clustering(run: RunDir, embeddings: RunEmbeddings, seed: int) -> Cluste
     table = pa.concat_tables(tables) if tables else None
     if table is None or not table["uid"].combine_chunks().equals(embeddings.uids):
         return None
-    centroids = pq.read_table(run.path / "concepts" / "centroids.parquet")["centroid"].combine_chunks()
+    centroids = pq.read_table(run.path / "concepts" / f"{STAGE}_centroids.parquet")["centroid"].combine_chunks()
     matrix = centroids.values.to_numpy(zero_copy_only=False).reshape(len(centroids), -1)
     return Clustering(matrix, table["cluster_id"].to_numpy(), table["dist_to_centroid"].to_numpy(), seed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterMethod(PoolMethod):
+    """A whole-pool method that works within the run's k-means concept clusters; these are its k-means options."""
+
+    clusters: int | None = option(None, "k (default: round(sqrt(N)))", type=positive_int)
+    niter: int = option(DEFAULT_NITER, "k-means iterations", type=positive_int)
+    max_points_per_centroid: int = option(DEFAULT_MAX_POINTS_PER_CENTROID, "k-means trains on at most k times this "
+                                          "many points", type=positive_int)
+    kmeans_seed: int = option(0, "k-means seed")
+    embedding: str = option("image", "which embedding to cluster", choices=tuple(EMBEDDING_COLUMNS))
+    kmeans_fields: ClassVar[tuple[str, ...]] = ("clusters", "niter", "max_points_per_centroid", "kmeans_seed",
+                                                "embedding")
+
+    @property
+    def kmeans(self) -> KMeansConfig:
+        """Returns the k-means configuration these options name."""
+        return KMeansConfig(self.clusters, self.niter, self.max_points_per_centroid, self.kmeans_seed)
+
+    def reads(self, run: RunDir) -> tuple[str, ...]:
+        """Returns the embeddings' stage and the k-means stage."""
+        return (embedding_stage(run), STAGE)
+
+    def upstream(self, run: RunDir) -> list[StageRun]:
+        """Returns the k-means step these options name."""
+        return [kmeans_step(run, self.kmeans, self.embedding)]
+
+    def run_upstream(self, pool: Pool) -> None:
+        """Brings the k-means stage up to date with these options."""
+        self.clustering(pool)
+
+    def clustering(self, pool: Pool) -> Clustering:
+        """Returns the pool's concept clusters under these k-means options (computed once per run and options)."""
+        return ensure_clusters(pool.run, pool.embeddings(self.embedding), self.kmeans, self.embedding)
+
+    def config(self) -> dict:
+        """Returns the method's own options; the k-means ones belong to the k-means stage it reads."""
+        return {k: v for k, v in super().config().items() if k not in self.kmeans_fields}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.errors import UsageError
+from curate.stages.embeddings import normalized
 
 DEFAULT_NITER = 20
 DEFAULT_MAX_POINTS_PER_CENTROID = 256  # faiss's own default: it trains on a sample of k * 256 points
@@ -48,15 +49,6 @@ class Clustering:
     def sizes(self) -> np.ndarray:
         """Returns the number of points in each cluster (length k)."""
         return np.bincount(self.assignment, minlength=len(self.centroids))
-
-
-def normalized(x: np.ndarray) -> np.ndarray:
-    """Returns x as C-contiguous float32 rows of unit L2 norm (zero rows stay zero); x itself when it already is."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # no N x d temporary, unlike np.linalg.norm
-    if np.all(np.abs(norms - 1) < 1e-5):
-        return x  # no copy of a large matrix that is already normalized
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
 
 
 def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

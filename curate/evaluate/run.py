@@ -21,7 +21,7 @@ import pyarrow as pa
 from curate.errors import UsageError
 from curate.evaluate.heldout import HeldOut, load_heldout
 from curate.evaluate.metrics import TEMPLATES, class_prompts, retrieval_recall, topk_accuracy, zeroshot_weights
-from curate.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, resolve_model, scratch_model
+from curate.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, config_of, resolve_model, scratch_model
 from curate.rundir import RunDir, parquet_bytes
 
 if TYPE_CHECKING:
@@ -80,14 +80,6 @@ def model_name(model_config: str) -> str:
     if Path(name).exists() or name.startswith(("hf-hub:", "local-dir:")):
         raise UsageError(f"--model-config {model_config!r} must name an open_clip model config, not a model")
     return resolve_model(ModelSpec(name, random_weights=True))[0]
-
-
-def config_image_size(name: str) -> int:
-    """Returns the image input side of an open_clip model config, without building the model."""
-    import open_clip
-
-    size = open_clip.get_model_config(name)["vision_cfg"]["image_size"]
-    return size if isinstance(size, int) else size[0]
 
 
 def encode_images(loaded: LoadedModel, pixels: np.ndarray) -> np.ndarray:
@@ -210,7 +202,7 @@ def evaluate_subset(
     _check_arguments(seeds, samples_seen, batch_size, dynamic)
     name = model_name(model_config)
     heldout = Path(heldout)
-    image_size = config_image_size(name)
+    image_size = config_of(ModelSpec(name, random_weights=True)).image_size
     held = load_heldout(heldout, image_size)
     pairs = load_pairs(run, where, image_size, progress=progress)
     per_seed = [train_and_measure(name, pairs, held, s, samples_seen, batch_size, progress, dynamic) for s in seeds]

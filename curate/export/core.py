@@ -11,12 +11,12 @@ from tqdm import tqdm
 
 from curate import __version__
 from curate.catalogs import connect
+from curate.catalogs.selection import Selection, iter_selected, select
 from curate.errors import UsageError
 from curate.export.base import ExportWriter
 from curate.export.datacomp import DataCompWriter
 from curate.export.hf import HFWriter
 from curate.export.parquet import ParquetWriter
-from curate.export.selection import Selection, iter_selected, select
 from curate.export.wds import WebDatasetWriter
 from curate.io.samples import ReadOptions
 from curate.io.sources import SourceImages

@@ -11,7 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from curate.errors import UsageError
-from curate.models.loading import FOLDER_CONFIG, LoadedModel, ModelSpec, load_model, resolve_model, scratch_model
+from curate.models.loading import (
+    FOLDER_CONFIG,
+    LoadedModel,
+    ModelSpec,
+    config_of,
+    load_model,
+    resolve_model,
+    scratch_model,
+)
 from curate.models.pairs import load_pairs
 from curate.models.train import TrainConfig, config_dict, save_model_folder, train_clip
 from curate.rundir import RunDir
@@ -37,11 +45,9 @@ def build_model(init: ModelSpec | None, seed: int, device: str = "auto") -> tupl
     Without `init`: the tiny default from scratch, initialised from `seed` (the global RNG is restored after).
     With it: that model and its weights (name + tag or checkpoint, hf-hub: id, or model folder).
     """
-    import open_clip
-
     spec = init or ModelSpec(random_weights=True)
     name, _ = resolve_model(spec)
-    model_cfg = open_clip.get_model_config(name)
+    model_cfg = config_of(spec).cfg
     if init is not None:
         return load_model(spec, device), model_cfg
     return scratch_model(name, seed, device), model_cfg
@@ -92,7 +98,7 @@ def train_dfn(
     config = train_config(init, epochs, seed, batch_size, lr, samples_seen, progress)
     loaded, model_cfg = build_model(init, seed, device)
     run = RunDir(out / TRUSTED_RUN)
-    counts = ingest(inputs, run, runner, **({"progress": progress} if runner == "local" else {}))
+    counts = ingest(inputs, run, runner, progress=progress)
     pairs = load_pairs(run, where, loaded.image_size, progress=progress)
     result = train_clip(loaded, pairs, config)
     info = dict(

@@ -108,6 +108,26 @@ def _check_tag(name: str, tag: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """A CLIP's open_clip model config, with the two figures curate reads from it."""
+
+    cfg: dict
+    image_size: int
+    embed_dim: int
+
+
+def config_of(spec: ModelSpec) -> ModelConfig:
+    """Returns the model config of a name, hf-hub: id or model folder, from open_clip's own config lookup, without
+    building the model; raises UsageError as resolve_model does."""
+    import open_clip
+
+    name, _ = resolve_model(spec)
+    cfg = open_clip.get_model_config(name)
+    size = cfg["vision_cfg"].get("image_size", 224)
+    return ModelConfig(cfg, size if isinstance(size, int) else size[0], int(cfg["embed_dim"]))
+
+
 def pick_device(device: str = "auto") -> str:
     """Returns "cuda" when asked for auto and a GPU is visible, else the device asked for (auto -> cpu)."""
     import torch

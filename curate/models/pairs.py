@@ -77,12 +77,12 @@ def load_pairs(
     or pixels over `memory_limit` bytes (default: half of physical memory).
     """
     from curate.catalogs import connect
-    from curate.export.selection import iter_selected, select
+    from curate.catalogs.selection import iter_selected, select
+    from curate.graph import require_current
     from curate.io.samples import ReadOptions
     from curate.io.sources import SourceImages
-    from curate.stages.common import require_stage
 
-    entry = require_stage(run, "ingest", "ingest the trusted shards first (`curate ingest`)")
+    entry = require_current(run, "ingest")
     size = stored_size(image_size)
     sources = SourceImages(ReadOptions(**entry["config"]["options"]))
     con = connect(run)

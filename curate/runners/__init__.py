@@ -1,5 +1,14 @@
-"""Runners execute a shard job over shards and commit each shard's outputs; they never know what the job does."""
+"""Runners execute jobs over shards and commit each shard's outputs; they never know what a job does."""
 
-from curate.runners.base import RUNNER_NAMES, ShardJob, run_shard_job
+from curate.runners.base import (
+    RUNNER_NAMES,
+    ModelJob,
+    Resources,
+    Runner,
+    ShardJob,
+    as_runner,
+    make_runner,
+    run_shard_job,
+)
 
-__all__ = ["RUNNER_NAMES", "ShardJob", "run_shard_job"]
+__all__ = ["RUNNER_NAMES", "ModelJob", "Resources", "Runner", "ShardJob", "as_runner", "make_runner", "run_shard_job"]

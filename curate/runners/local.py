@@ -1,23 +1,74 @@
-"""The local runner: a plain loop over shards in this process."""
+"""The local runner: a plain loop in this process, or with workers > 1 a pool of that many processes on this
+machine, each set up once; the parent alone writes the run folder."""
 
+from __future__ import annotations
+
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
-from curate.runners.base import ShardJob, encode_output
+from curate.runners.base import Runner, ShardJob, encode_output
+
+# What each pool process holds after its initializer ran: the set-up job, or a map's function and shared data.
+_worker_state: dict[str, Any] = {}
 
 
-def run_local(job: ShardJob, tasks: list[ShardTask], run: RunDir, progress: bool = True) -> None:
-    """Processes and commits each shard in turn, showing a progress bar."""
+def _init_job(job: ShardJob) -> None:
     job.setup()
-    for task in tqdm(tasks, desc=job.name, unit="shard", disable=not progress):
-        run.commit(encode_output(job.name, task, job.process(task)))
+    _worker_state["job"] = job
 
 
-def map_local(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, progress: bool = True,
-              desc: str = "tasks") -> list:
-    """Returns [fn(shared, item) for item in items], one after another, with a progress bar."""
-    return [fn(shared, item) for item in tqdm(items, desc=desc, unit="task", disable=not progress)]
+def _process_shard(task: ShardTask) -> dict[str, bytes]:
+    job = _worker_state["job"]
+    return encode_output(job.name, task, job.process(task))
+
+
+def _init_map(fn: Callable[[Any, Any], Any], shared: Any) -> None:
+    _worker_state["map"] = (fn, shared)
+
+
+def _map_item(item: Any) -> Any:
+    fn, shared = _worker_state["map"]
+    return fn(shared, item)
+
+
+@dataclass(frozen=True)
+class LocalRunner(Runner):
+    """Runs on this machine: `workers` processes (default 1: in this process, no pool)."""
+
+    name = "local"
+
+    def _pool(self, initializer, initargs, jobs: int) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent may hold torch or Ray threads that a forked child would inherit locked.
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(min(self.workers or 1, jobs), context, initializer, initargs)
+
+    def run_shards(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
+        """Processes and commits each shard, in order in this process or as pool processes finish them."""
+        with tqdm(total=len(tasks), desc=job.name, unit="shard", disable=not self.progress) as bar:
+            if (self.workers or 1) == 1:
+                job.setup()
+                for task in tasks:
+                    run.commit(encode_output(job.name, task, job.process(task)))
+                    bar.update(1)
+                return
+            with self._pool(_init_job, (job,), len(tasks)) as pool:
+                for done in as_completed([pool.submit(_process_shard, task) for task in tasks]):
+                    run.commit(done.result())
+                    bar.update(1)
+
+    def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
+        """Returns [fn(shared, item) for item in items], in this process or spread over the pool."""
+        if (self.workers or 1) == 1 or len(items) < 2:
+            return [fn(shared, item) for item in tqdm(items, desc=desc, unit="task", disable=not self.progress)]
+        with self._pool(_init_map, (fn, shared), len(items)) as pool:
+            futures = [pool.submit(_map_item, item) for item in items]
+            for _ in tqdm(as_completed(futures), total=len(items), desc=desc, unit="task", disable=not self.progress):
+                pass
+            return [f.result() for f in futures]

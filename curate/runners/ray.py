@@ -1,19 +1,28 @@
-"""The Ray runner: shards as a Ray Dataset, processed by an actor pool; the driver commits what comes back.
+"""The Ray runner, the one module that imports ray: shards as a Ray Dataset, the driver commits what comes back.
 
-Workers return each shard's encoded files in one row, so the run folder needs to be visible only to the
-driver, not to every node of a cluster.
+A shard job runs on an actor pool, one shard per call. A model job runs as a pipeline:
+
+    shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each if any) -> driver
+
+Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes the run
+folder: on a cluster it needs to be visible to the driver only.
 """
+
+from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
-from curate.runners.base import ShardJob, encode_output
+from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 
 
 def init_ray() -> None:
@@ -28,8 +37,27 @@ def init_ray() -> None:
         ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
 
 
+def _cluster(resource: str) -> int:
+    import ray
+
+    return int(ray.cluster_resources().get(resource, 0))
+
+
+def shard_items(tasks: list[ShardTask]):
+    """Returns a Ray Dataset with one row (shard_id, url, kind) and one block per shard."""
+    import ray
+
+    items = [dict(shard_id=t.shard_id, url=t.url, kind=t.kind) for t in tasks]
+    return ray.data.from_items(items, override_num_blocks=len(items))
+
+
+def task_of(row: dict) -> ShardTask:
+    """Returns the ShardTask of a row made by shard_items."""
+    return ShardTask(row["shard_id"], row["url"], row["kind"])
+
+
 class _ShardJobActor:
-    """Holds one set-up copy of the job per Ray actor."""
+    """Holds one set-up copy of the job per Ray actor and returns each shard's encoded files as one row."""
 
     def __init__(self, job: ShardJob):
         self.job = job
@@ -47,67 +75,119 @@ class _ShardJobActor:
         )
 
 
-def run_ray(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: int | None = None) -> None:
-    """Runs the job on Ray and commits each shard; a job with a model part gets a pipelined plan (see below)."""
-    init_ray()
-    if hasattr(job, "prepare"):
-        from curate.runners.ray_pipelined import run_pipelined
-
-        run_pipelined(job, tasks, run, workers)
-    else:
-        _run_per_shard(job, tasks, run, workers)
+def _prepare(batch: pa.Table, job: ModelJob) -> pa.Table:
+    return pa.concat_tables([job.prepare(task_of(row)) for row in batch.to_pylist()])
 
 
-def shard_items(tasks: list[ShardTask]):
-    """Returns a Ray Dataset with one row (shard_id, url, kind) and one block per shard."""
-    import ray
+class _ModelActor:
+    """One model per actor, loaded once; CPU actors use as many torch threads as CPUs they were given."""
 
-    items = [dict(shard_id=t.shard_id, url=t.url, kind=t.kind) for t in tasks]
-    return ray.data.from_items(items, override_num_blocks=len(items))
+    def __init__(self, job: ModelJob, threads: int):
+        import torch
 
+        if threads:
+            torch.set_num_threads(threads)
+        self.job = job
+        job.setup()
 
-def task_of(row: dict) -> ShardTask:
-    """Returns the ShardTask of a row made by shard_items."""
-    return ShardTask(row["shard_id"], row["url"], row["kind"])
-
-
-def _run_per_shard(job: ShardJob, tasks: list[ShardTask], run: RunDir, workers: int | None) -> None:
-    """Processes shards on an actor pool (one CPU each, `workers` of them, default all CPUs) and commits them."""
-    import ray
-
-    size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    results = shard_items(tasks).map_batches(
-        _ShardJobActor,
-        fn_constructor_kwargs={"job": job},
-        batch_size=1,
-        batch_format="pyarrow",
-        num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
-    )
-    for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.job.run_batch(batch)
 
 
-def map_ray(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, progress: bool = True, desc: str = "tasks",
-            workers: int | None = None) -> list:
-    """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers` (default:
-    all CPUs) at a time; `shared` is put in the object store once."""
-    import ray
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class RayRunner(Runner):
+    """Runs on the Ray cluster in RAY_ADDRESS, or a local Ray. Default workers: one per CPU for shard jobs and
+    maps; for model jobs one actor per GPU, or one CPU actor using all CPUs but one (left for decoding)."""
 
-    init_ray()
-    limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    remote, shared_ref = ray.remote(num_cpus=1)(fn), ray.put(shared)
-    results: dict[int, Any] = {}
-    pending: dict[Any, int] = {}
-    queue = list(enumerate(items))[::-1]
-    with tqdm(total=len(items), desc=desc, unit="task", disable=not progress) as bar:
-        while queue or pending:
-            while queue and len(pending) < limit:
-                index, item = queue.pop()
-                pending[remote.remote(shared_ref, item)] = index
-            done, _ = ray.wait(list(pending), num_returns=1)
-            results[pending.pop(done[0])] = ray.get(done[0])
-            bar.update(1)
-    return [results[i] for i in range(len(items))]
+    name = "ray"
+
+    def run_shards(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
+        """Runs the job on Ray and commits each shard through the driver."""
+        import ray
+
+        init_ray()
+        ray.data.DataContext.get_current().enable_progress_bars = self.progress
+        if isinstance(job, ModelJob):
+            self._run_model_job(job, tasks, run)
+        else:
+            self._run_shard_job(job, tasks, run)
+
+    def _run_shard_job(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
+        import ray
+
+        size = self.workers or max(1, int(_cluster("CPU") // max(job.resources.cpus, 1)))
+        results = shard_items(tasks).map_batches(
+            _ShardJobActor, fn_constructor_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
+            num_cpus=job.resources.cpus, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
+        )
+        for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))
+
+    def model_pool(self, job: ModelJob) -> dict:
+        """Returns the model actors' map_batches resources: GPUs when the cluster has them, else CPU threads."""
+        gpus = _cluster("GPU")
+        if gpus and job.resources.gpus:
+            per_actor = job.resources.gpus
+            return dict(resources=dict(num_gpus=per_actor), size=self.workers or max(1, int(gpus // per_actor)),
+                        threads=0)
+        size = self.workers or 1
+        threads = max(1, (max(_cluster("CPU"), 2) - 1) // size)
+        return dict(resources=dict(num_cpus=threads), size=size, threads=threads)
+
+    def _run_model_job(self, job: ModelJob, tasks: list[ShardTask], run: RunDir) -> None:
+        import ray
+
+        expected = {t.shard_id: job.expected_rows(t) for t in tasks}
+        for task in tasks:
+            if expected[task.shard_id] == 0:
+                run.commit(encode_output(job.name, task, job.finish(task, [])))  # nothing for the model to do
+        busy = [t for t in tasks if expected[t.shard_id]]
+        if not busy:
+            return
+        pool = self.model_pool(job)
+        results = (
+            shard_items(busy)
+            # Retrying a decode task (a flaky object store read) also keeps Ray from fusing the decoding into the
+            # model actors, whose remote args differ: decoding stays in CPU tasks of its own.
+            .map_batches(_prepare, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
+                         num_cpus=1, max_retries=3)
+            .map_batches(
+                _ModelActor, fn_constructor_kwargs={"job": job, "threads": pool["threads"]},
+                batch_size=job.resources.batch_size, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), **pool["resources"],
+            )
+        )
+        by_id = {t.shard_id: t for t in busy}
+        parts: dict[str, list[pa.Table]] = defaultdict(list)
+        received: dict[str, int] = defaultdict(int)
+        for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for shard_id in pc.unique(batch["shard_id"]).to_pylist():
+                part = batch.filter(pc.equal(batch["shard_id"], shard_id))
+                parts[shard_id].append(part)
+                received[shard_id] += part.num_rows
+                if received[shard_id] == expected[shard_id]:
+                    task = by_id[shard_id]
+                    run.commit(encode_output(job.name, task, job.finish(task, parts.pop(shard_id))))
+
+    def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
+        """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers`
+        (default: all CPUs) at a time; `shared` goes to the object store once."""
+        import ray
+        from tqdm import tqdm
+
+        init_ray()
+        limit = self.workers or max(1, _cluster("CPU"))
+        remote, shared_ref = ray.remote(num_cpus=1)(fn), ray.put(shared)
+        results: dict[int, Any] = {}
+        pending: dict[Any, int] = {}
+        queue = list(enumerate(items))[::-1]
+        with tqdm(total=len(items), desc=desc, unit="task", disable=not self.progress) as bar:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    index, item = queue.pop()
+                    pending[remote.remote(shared_ref, item)] = index
+                done, _ = ray.wait(list(pending), num_returns=1)
+                results[pending.pop(done[0])] = ray.get(done[0])
+                bar.update(1)
+        return [results[i] for i in range(len(items))]

@@ -1,39 +1,39 @@
 """Embed: L2-normalized CLIP image and text embeddings of every accepted sample, written to embeddings/.
 
-Two parts, so Ray can run them on different workers: `prepare` (CPU: re-read and decode the shard's images
-to uint8 pixels) and `embed_batch` (the model, on a GPU when there is one). The local runner calls both in turn.
+A model job in two parts, so Ray can run them on different workers: `prepare` (CPU: re-read and decode the
+shard's images to uint8 pixels) and `run_batch` (the model, on a GPU when there is one). The local runner calls
+both in turn.
 """
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from curate.catalogs import build_catalog, connect
+from curate.catalogs import connect
 from curate.errors import UsageError
+from curate.graph import StageRun, require_current
 from curate.io.inputs import ShardTask
 from curate.io.readers import ShardOutput
 from curate.io.samples import ReadOptions
 from curate.io.schema import embeddings_schema
 from curate.io.sources import SourceImages
 from curate.models.encode import encode_batch, image_to_pixels
-from curate.models.loading import FOLDER_CONFIG, ModelSpec, load_model, resolve_model
+from curate.models.loading import ModelSpec, config_of, load_model
 from curate.rundir import RunDir
-from curate.runners import run_shard_job
-from curate.stages.common import check_stage_config, record_stage, require_stage, shard_samples
-
-PREPARED_COLUMNS = ["row", "uid", "caption", "pixels"]
+from curate.runners import ModelJob, Resources, Runner, as_runner, run_shard_job
+from curate.stages.samples import shard_samples
+from curate.stages.step import stage_step
 
 
 @dataclass
-class EmbedJob:
-    """The shard job that embeds one shard's samples with one CLIP model."""
+class EmbedJob(ModelJob):
+    """The model job that embeds one shard's samples with one CLIP model."""
 
     run_path: str
     spec: ModelSpec
     image_size: int
+    embed_dim: int
     read_options: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = 256
     device: str = "auto"
@@ -41,6 +41,11 @@ class EmbedJob:
 
     def __post_init__(self):
         self._loaded = None
+
+    @property
+    def resources(self) -> Resources:
+        """One CPU, or a GPU where the cluster has them, and batch_size images per model call."""
+        return Resources(cpus=1, gpus=1, batch_size=self.batch_size)
 
     def setup(self) -> None:
         """Loads the model once per worker."""
@@ -69,7 +74,7 @@ class EmbedJob:
             "pixels": pa.FixedSizeListArray.from_arrays(flat, size * size * 3),
         })
 
-    def embed_batch(self, batch: pa.Table) -> pa.Table:
+    def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the two embeddings of a prepared batch: the model part."""
         size = self.image_size
         pixels = batch["pixels"].combine_chunks().values.to_numpy().reshape(-1, size, size, 3)
@@ -81,48 +86,14 @@ class EmbedJob:
             "text_embedding": pa.FixedSizeListArray.from_arrays(pa.array(text.reshape(-1)), dim),
         })
 
-    def finish(self, task: ShardTask, embedded: pa.Table) -> ShardOutput:
+    def finish(self, task: ShardTask, parts: list[pa.Table]) -> ShardOutput:
         """Returns the shard's embeddings table, in the samples' order, as the job's output."""
-        embedded = embedded.sort_by("row")
-        dim = model_embed_dim(self.spec)
-        table = embedded.select(["uid", "image_embedding", "text_embedding"]).cast(embeddings_schema(dim))
+        schema = embeddings_schema(self.embed_dim)
+        if not parts:
+            return ShardOutput({"embeddings": schema.empty_table()}, {"embedded": 0})
+        embedded = pa.concat_tables(parts).sort_by("row")
+        table = embedded.select(["uid", "image_embedding", "text_embedding"]).cast(schema)
         return ShardOutput({"embeddings": table}, {"embedded": table.num_rows})
-
-    def process(self, task: ShardTask) -> ShardOutput:
-        """Prepares, embeds in batches and finishes one shard in this process."""
-        prepared = self.prepare(task)
-        parts = [self.embed_batch(prepared.slice(i, self.batch_size))
-                 for i in range(0, prepared.num_rows, self.batch_size)]
-        return self.finish(task, pa.concat_tables(parts) if parts else _empty_embedded(model_embed_dim(self.spec)))
-
-
-def _empty_embedded(dim: int) -> pa.Table:
-    schema = embeddings_schema(dim)
-    return pa.schema([("shard_id", pa.string()), ("row", pa.int64()), *schema]).empty_table()
-
-
-def _model_config(spec: ModelSpec) -> dict:
-    import open_clip
-
-    name, _ = resolve_model(spec)
-    if name.startswith("local-dir:"):
-        return json.loads((Path(name.removeprefix("local-dir:")) / FOLDER_CONFIG).read_text())["model_cfg"]
-    if name.startswith("hf-hub:"):
-        from open_clip.factory import _get_hf_config
-
-        return _get_hf_config(name.removeprefix("hf-hub:"))["model_cfg"]
-    return open_clip.get_model_config(name)
-
-
-def model_image_size(spec: ModelSpec) -> int:
-    """Returns the input size the model's config declares, without building the model."""
-    size = _model_config(spec)["vision_cfg"].get("image_size", 224)
-    return size if isinstance(size, int) else size[0]
-
-
-def model_embed_dim(spec: ModelSpec) -> int:
-    """Returns the embedding width the model's config declares."""
-    return int(_model_config(spec)["embed_dim"])
 
 
 def embed_config(spec: ModelSpec) -> dict:
@@ -131,22 +102,24 @@ def embed_config(spec: ModelSpec) -> dict:
 
 
 def embed(
-    run: RunDir, spec: ModelSpec, runner: str = "local", batch_size: int = 256, device: str = "auto", **runner_options
+    run: RunDir, spec: ModelSpec, runner: str | Runner = "local", batch_size: int = 256, device: str = "auto",
+    **runner_options,
 ) -> dict:
     """Embeds every accepted sample of an ingested run, resuming where an earlier attempt stopped; returns counts."""
-    ingest_entry = require_stage(run, "ingest", "run `curate ingest` first")
+    runner = as_runner(runner, **runner_options)
+    ingest_entry = require_current(run, "ingest")
     if _has_metadata_only_samples(run):
         raise UsageError("this run holds DataComp metadata without images: its embeddings came from the .npz files")
-    config = embed_config(spec)
-    check_stage_config(run, "embed", config)
+    shape = config_of(spec)
     options = ReadOptions(**ingest_entry["config"]["options"])
-    job = EmbedJob(str(run.path), spec, model_image_size(spec), options, batch_size, device)
-    tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
-    ran = run_shard_job(job, tasks, run, runner, **runner_options)
-    build_catalog(run)
-    embedded = sum(m["embedded"] for m in run.markers("embed"))
-    record_stage(run, "embed", config, counts=dict(embedded=embedded), shards_run=ran,
-                 dim=model_embed_dim(spec), image_size=job.image_size)
+    job = EmbedJob(str(run.path), spec, shape.image_size, shape.embed_dim, options, batch_size, device)
+    step = StageRun("embed", embed_config(spec), ("ingest",), refuse_changes=True,
+                    hint="curate embed RUN --model MODEL")
+    with stage_step(run, step) as record:
+        tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
+        ran = run_shard_job(job, tasks, run, runner)
+        embedded = sum(m["embedded"] for m in run.markers("embed"))
+        record.update(counts=dict(embedded=embedded), shards_run=ran, dim=shape.embed_dim, image_size=shape.image_size)
     return dict(embedded=embedded)
 
 

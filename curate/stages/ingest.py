@@ -7,17 +7,19 @@ import duckdb
 
 from curate.catalogs import build_catalog, connect
 from curate.catalogs.views import DUPLICATES
+from curate.graph import StageRun
+from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
 from curate.io.inputs import ShardTask, expand_inputs
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
-from curate.io.schema import QUARANTINE_SCHEMA
+from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.rundir import RunDir, parquet_bytes
-from curate.runners import run_shard_job
-from curate.stages.common import check_stage_config, record_stage
+from curate.runners import Runner, ShardJob, as_runner, run_shard_job
+from curate.stages.step import stage_step
 
 
 @dataclass
-class IngestJob:
+class IngestJob(ShardJob):
     """The shard job that reads one shard; it needs no per-worker setup."""
 
     options: ReadOptions
@@ -32,22 +34,27 @@ class IngestJob:
 
 
 def ingest(
-    inputs: list[str], run: RunDir, runner: str = "local", options: ReadOptions | None = None,
+    inputs: list[str], run: RunDir, runner: str | Runner = "local", options: ReadOptions | None = None,
     input_format: str = "auto", **runner_options,
 ) -> dict:
-    """Ingests INPUTS into the run, resuming where an earlier attempt stopped; returns the accounting counts."""
+    """Ingests INPUTS into the run, resuming where an earlier attempt stopped; returns the accounting counts.
+
+    The inputs and options are recorded before the first shard runs, so a rerun with others is refused even
+    after a kill."""
     options = options or ReadOptions()
+    runner = as_runner(runner, **runner_options)
     tasks = expand_inputs(inputs, input_format)
     config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=asdict(options))
-    check_stage_config(run, "ingest", config)
     run.path.mkdir(parents=True, exist_ok=True)
-    ran = run_shard_job(IngestJob(options), tasks, run, runner, **runner_options)
-    write_duplicate_uids(run)
-    build_catalog(run)
-    counts = accounting(run)
-    record_stage(run, "ingest", config, counts=counts, shards=len(tasks), shards_run=ran)
+    step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
+                    score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")
+    with stage_step(run, step) as record:
+        ran = run_shard_job(IngestJob(options), tasks, run, runner)
+        write_duplicate_uids(run)
+        build_catalog(run)
+        record.update(counts=accounting(run), shards=len(tasks), shards_run=ran)
     run.update_manifest(python=platform.python_version())
-    return counts
+    return record["counts"]
 
 
 def write_duplicate_uids(run: RunDir) -> None:

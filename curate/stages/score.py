@@ -1,36 +1,56 @@
-"""Score stages: a stage scores each shard's samples into scores/<stage>/, on either runner.
+"""Score stages: a stage that scores each shard's samples on its own, into scores/<name>/, on any runner.
 
-A stage is a small object: `name`, `setup()` (load models once per worker) and
-`process_batch(samples: pa.Table) -> pa.Table` returning uid plus the stage's `<name>_*` columns.
+A stage is a small dataclass of its options: `setup()` (load models once per worker) and
+`process_batch(samples: pa.Table) -> pa.Table` returning uid plus the stage's declared `<name>_*` columns.
+It never imports Ray and is tested by calling process_batch directly.
 """
 
-import shutil
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.graph import StageRun
 from curate.io.inputs import ShardTask
 from curate.io.readers import ShardOutput
-from curate.rundir import DONE, RunDir
-from curate.stages.common import record_stage, require_stage, shard_samples
+from curate.options import option_values
+from curate.rundir import RunDir
+from curate.runners import Runner, ShardJob, as_runner, run_shard_job
+from curate.stages.samples import shard_samples
+from curate.stages.step import check_column_prefix, stage_step
 
 
-class ScoreStage(Protocol):
-    """Adds score and keep columns to a batch of samples (the samples view's columns)."""
+@dataclass(kw_only=True)
+class ScoreStage(ABC):
+    """Adds score and keep columns to each shard's samples; subclasses' option fields are the stage's options."""
 
-    name: str
+    name: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]
+    uses_runner: ClassVar[bool] = True
+    hint: ClassVar[str] = ""
 
-    def setup(self) -> None:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_column_prefix(cls)
+
+    def setup(self) -> None:  # noqa: B027 - a stage without a model loads nothing
         """Prepares the worker (loads models); returns nothing."""
 
+    @abstractmethod
     def process_batch(self, samples: pa.Table) -> pa.Table:
-        """Returns the scores of a shard's samples: uid, score columns and <name>_keep."""
+        """Returns the scores of a shard's samples: uid and the declared columns, <name>_keep among them."""
+
+    def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
+        """Scores every shard of the run; returns the scored and kept counts."""
+        return run_score_stage(run, self, as_runner(runner, **runner_options))
 
 
 @dataclass
-class ScoreJob:
+class ScoreJob(ShardJob):
     """The shard job that runs one score stage over one shard's accepted samples."""
 
     run_path: str
@@ -48,31 +68,19 @@ class ScoreJob:
     def process(self, task: ShardTask) -> ShardOutput:
         """Returns the stage's scores for the shard and how many samples it kept."""
         scores = self.stage.process_batch(shard_samples(RunDir(self.run_path), task.shard_id))
+        if scores.column_names != ["uid", *self.stage.columns]:
+            raise TypeError(f"{self.name} returned {scores.column_names}, declared uid + {list(self.stage.columns)}")
         kept = pc.sum(scores[f"{self.name}_keep"]).as_py() or 0
         return ShardOutput({f"scores/{self.name}": scores}, {"scored": scores.num_rows, "kept": kept})
 
 
-def reset_if_changed(run: RunDir, stage: str, config: dict) -> None:
-    """Deletes a stage's scores and markers when it last ran with another config, so it recomputes."""
-    previous = run.manifest()["stages"].get(stage)
-    if previous is not None and previous["config"] != config:
-        shutil.rmtree(run.path / "scores" / stage, ignore_errors=True)
-        shutil.rmtree(run.path / DONE / stage, ignore_errors=True)
-        stages = {k: v for k, v in run.manifest()["stages"].items() if k != stage}
-        run.update_manifest(stages=stages)
-
-
-def run_score_stage(run: RunDir, stage: ScoreStage, config: dict, runner: str = "local", **runner_options) -> dict:
-    """Scores every shard of an ingested run (resuming; recomputing if the config changed); returns counts."""
-    from curate.catalogs import build_catalog
-    from curate.runners import run_shard_job
-
-    require_stage(run, "ingest", "run `curate ingest` first")
-    reset_if_changed(run, stage.name, config)
-    tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
-    ran = run_shard_job(ScoreJob(str(run.path), stage), tasks, run, runner, **runner_options)
-    build_catalog(run)
-    markers = run.markers(stage.name)
-    counts = dict(scored=sum(m["scored"] for m in markers), kept=sum(m["kept"] for m in markers))
-    record_stage(run, stage.name, config, counts=counts, shards_run=ran)
-    return counts
+def run_score_stage(run: RunDir, stage: ScoreStage, runner: Runner) -> dict:
+    """Scores every shard of an ingested run (resuming; recomputing if the options changed); returns counts."""
+    step = StageRun(stage.name, option_values(stage), ("ingest",), columns=stage.columns, hint=stage.hint)
+    with stage_step(run, step) as record:
+        tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
+        ran = run_shard_job(ScoreJob(str(run.path), stage), tasks, run, runner)
+        markers = run.markers(stage.name)
+        record["counts"] = dict(scored=sum(m["scored"] for m in markers), kept=sum(m["kept"] for m in markers))
+        record["shards_run"] = ran
+    return record["counts"]

@@ -1,24 +1,20 @@
 """The baselines mode: which subsets it builds, equal compute for each, and its table and chart."""
 
-import pyarrow as pa
 import pytest
 from PIL import Image
 
-from curate.catalogs import build_catalog, connect
+from curate.catalogs import connect
 from curate.evaluate.baselines import baseline_subsets, format_table, run_baselines, subset_size
-from curate.rundir import parquet_bytes
 from tests.shards import ingested_synth_pool
+from tests.toy_stages import A, B
 
 
 @pytest.fixture(scope="module")
 def run_with_flags(tmp_path_factory):
     run, heldout = ingested_synth_pool(tmp_path_factory.mktemp("baselines"), samples=200, shard_size=200)
-    uids = [u for (u,) in connect(run).execute("SELECT uid FROM samples ORDER BY uid").fetchall()]
-    flags = pa.table({"uid": uids, "a_keep": [i % 2 == 0 for i in range(len(uids))],
-                      "b_keep": [i % 3 == 0 for i in range(len(uids))]})
-    run.write_bytes("scores/toy/00000.parquet", parquet_bytes(flags))
-    build_catalog(run)
-    return run, heldout, len(uids)
+    A().apply(run, progress=False)
+    B().apply(run, progress=False)
+    return run, heldout, connect(run).execute("SELECT count(*) FROM samples").fetchone()[0]
 
 
 def test_subsets_are_the_pool_each_flag_their_conjunction_and_same_size_random_ones(run_with_flags):

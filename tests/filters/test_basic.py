@@ -7,7 +7,6 @@ from curate.catalogs import connect
 from curate.filters.basic import BasicFilter
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-from curate.stages.score import run_score_stage
 from tests.shards import image_bytes, sample_members, write_tar
 
 
@@ -49,7 +48,7 @@ def test_runs_as_a_stage_into_the_catalog(tmp_path):
     write_tar(tmp_path / "s.tar", members)
     run = RunDir(tmp_path / "run")
     ingest([str(tmp_path / "s.tar")], run, progress=False)
-    counts = run_score_stage(run, BasicFilter(min_side=32), {"min_side": 32}, progress=False)
+    counts = BasicFilter(min_side=32).apply(run, progress=False)
     assert counts == {"scored": 2, "kept": 1}
     con = connect(run)
     assert con.execute("SELECT key, basic_keep, basic_reason FROM samples ORDER BY key").fetchall() == [

@@ -10,16 +10,15 @@ import pytest
 from PIL import Image
 
 from curate.catalogs import connect
-from curate.concepts.kmeans import KMeansConfig
 from curate.errors import UsageError
-from curate.filters.dbp import apply_dbp
-from curate.filters.semdedup import apply_semdedup
+from curate.filters.dbp import DBP
+from curate.filters.semdedup import SemDeDup
 from curate.report import write_report
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
 from tests.shards import datacomp_shard
 
-KMEANS = KMeansConfig(clusters=3, seed=0)
+KMEANS = dict(clusters=3, kmeans_seed=0)
 SCRIPT = Path(__file__).parents[2] / "pipelines" / "prune.py"
 
 
@@ -52,7 +51,7 @@ def decisions(run: RunDir) -> dict[str, tuple]:
 
 def test_semdedup_removes_one_of_each_planted_pair_and_nothing_else(pruned_run):
     run, uids, pairs = pruned_run
-    counts = apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
+    counts = SemDeDup(eps=0.01, **KMEANS).apply(run, progress=False)
     assert counts == dict(scored=132, kept=120, dropped=12, eps=0.01, clusters=3)
     got = decisions(run)
     for a, b in pairs:
@@ -67,17 +66,17 @@ def test_semdedup_removes_one_of_each_planted_pair_and_nothing_else(pruned_run):
 
 def test_ray_runner_writes_the_same_files(pruned_run, ray_local, tmp_path):
     run, _, _ = pruned_run
-    apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
+    SemDeDup(eps=0.01, **KMEANS).apply(run, progress=False)
     local = {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")}
-    apply_semdedup(run, eps=0.01, kmeans=KMEANS, runner="ray", progress=False, workers=2)
+    SemDeDup(eps=0.01, **KMEANS).apply(run, runner="ray", progress=False, workers=2)
     assert {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")} == local
 
 
 def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
     run, _, _ = pruned_run
-    counts = apply_semdedup(run, keep_fraction=0.5, kmeans=KMEANS, progress=False)
+    counts = SemDeDup(keep_fraction=0.5, **KMEANS).apply(run, progress=False)
     assert counts["kept"] == 66
-    dbp = apply_dbp(run, keep_fraction=0.25, kmeans=KMEANS, progress=False)
+    dbp = DBP(keep_fraction=0.25, **KMEANS).apply(run, progress=False)
     assert dbp == dict(input=66, kept=33, dropped=33, pool=132, clusters=3)
     con = connect(run)
     unscored = con.execute("SELECT count(*) FROM samples WHERE NOT semdedup_keep AND dbp_keep IS NOT NULL")
@@ -91,7 +90,7 @@ def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
                           " WHERE s2.cluster_id = s.cluster_id AND s2.semdedup_keep AND NOT s2.dbp_keep))"
                           " FROM samples s WHERE dbp_keep").fetchone()
     assert hardest == (True,)
-    again = apply_dbp(run, keep_fraction=0.25, kmeans=KMEANS, progress=False)
+    again = DBP(keep_fraction=0.25, **KMEANS).apply(run, progress=False)
     assert again == dbp
     figure = write_report(run)[-1]
     assert figure == run.path / "report" / "clusters.png"
@@ -101,16 +100,16 @@ def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
 
 def test_new_clusters_discard_old_decisions(pruned_run):
     run, _, _ = pruned_run
-    apply_semdedup(run, eps=0.01, kmeans=KMEANS, progress=False)
-    apply_dbp(run, keep_fraction=0.5, kmeans=KMEANS, progress=False)
-    apply_semdedup(run, eps=0.01, kmeans=KMeansConfig(clusters=4), progress=False)
+    SemDeDup(eps=0.01, **KMEANS).apply(run, progress=False)
+    DBP(keep_fraction=0.5, **KMEANS).apply(run, progress=False)
+    SemDeDup(eps=0.01, clusters=4).apply(run, progress=False)
     con = connect(run)
     assert con.execute("SELECT count(DISTINCT cluster_id) FROM samples").fetchone() == (4,)
     assert "dbp_keep" not in [c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE samples)").fetchall()]
     with pytest.raises(UsageError, match="cannot keep 132 samples from 120"):
-        apply_dbp(run, keep_fraction=1.0, kmeans=KMeansConfig(clusters=4), progress=False)
+        DBP(keep_fraction=1.0, clusters=4).apply(run, progress=False)
     with pytest.raises(UsageError, match="invalid --where"):
-        apply_dbp(run, keep_fraction=0.5, where="no_such_column", kmeans=KMeansConfig(clusters=4), progress=False)
+        DBP(keep_fraction=0.5, where="no_such_column", clusters=4).apply(run, progress=False)
 
 
 def test_prune_pipeline_script(pruned_run, tmp_path):
@@ -120,12 +119,14 @@ def test_prune_pipeline_script(pruned_run, tmp_path):
     shutil.copy(SCRIPT, copy)
 
     def script(*args):
-        return subprocess.run([sys.executable, str(copy), "--run", str(run.path), "--runner", "local", *args],
+        return subprocess.run([sys.executable, str(copy), "--run", str(run.path), *args],
                               capture_output=True, text=True, cwd=tmp_path)
 
-    done = script("--method", "semdedup", "--eps", "0.01", "--clusters", "3")
+    done = script("--method", "semdedup", "--eps", "0.01", "--clusters", "3", "--runner", "local")
     assert done.returncode == 0, done.stderr
     assert script("--method", "dbp", "--keep-fraction", "0.5", "--clusters", "3").returncode == 0
     assert connect(run).execute("SELECT count(*) FILTER (dbp_keep) FROM samples").fetchone() == (66,)
+    ignored = script("--method", "dbp", "--keep-fraction", "0.5", "--runner", "ray")  # DBP runs on the driver
+    assert ignored.returncode == 2 and "unrecognized arguments: --runner ray" in ignored.stderr
     bad = script("--method", "dbp")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--keep-fraction" in bad.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from curate.catalogs import connect
 from curate.errors import UsageError
-from curate.filters.dfn import apply_dfn, fraction_threshold
+from curate.filters.dfn import DFNFilter, fraction_threshold
 from curate.models import ModelSpec
 from curate.rundir import RunDir
 from curate.stages.embed import embed
@@ -35,7 +35,7 @@ def embedded_run(tmp_path):
 
 
 def test_keep_is_decided_over_the_whole_pool(embedded_run):
-    counts = apply_dfn(embedded_run, keep_fraction=0.3)
+    counts = DFNFilter(keep_fraction=0.3).apply(embedded_run)
     con = connect(embedded_run)
     rows = con.execute(
         "SELECT dfn_score, dfn_keep, list_dot_product(image_embedding, text_embedding) "
@@ -51,12 +51,12 @@ def test_keep_is_decided_over_the_whole_pool(embedded_run):
 
 
 def test_threshold_and_rerun_with_other_options(embedded_run):
-    apply_dfn(embedded_run, keep_fraction=0.5)
-    counts = apply_dfn(embedded_run, threshold=2.0)  # cosine never reaches 2: nothing kept
+    DFNFilter(keep_fraction=0.5).apply(embedded_run)
+    counts = DFNFilter(threshold=2.0).apply(embedded_run)  # cosine never reaches 2: nothing kept
     assert counts["kept"] == 0
     assert connect(embedded_run).execute("SELECT count(*) FROM samples WHERE dfn_keep").fetchone() == (0,)
     with pytest.raises(UsageError, match="exactly one"):
-        apply_dfn(embedded_run)
+        DFNFilter()
 
 
 def test_dfn_needs_embeddings(tmp_path):
@@ -64,4 +64,4 @@ def test_dfn_needs_embeddings(tmp_path):
     run = RunDir(tmp_path / "run")
     ingest([str(tmp_path / "a.tar")], run, progress=False)
     with pytest.raises(UsageError, match="no completed embed stage"):
-        apply_dfn(run, keep_fraction=0.5)
+        DFNFilter(keep_fraction=0.5).apply(run)

@@ -1,5 +1,6 @@
 """What an export takes: the user's SQL predicate on the catalog's `samples` view, checked, streamed."""
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -81,3 +82,30 @@ def iter_selected(
 def _predicate_error(where: str | None, exc: duckdb.Error) -> UsageError:
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return UsageError(f"invalid --where predicate {where!r}: {first_line}")
+
+
+def predicate_columns(where: str | None) -> set[str]:
+    """Returns the column names a SQL predicate refers to, as DuckDB parses it (names inside strings and comments
+    don't count); raises UsageError when it is not one expression."""
+    if where is None:
+        return set()
+    predicate = check_predicate(where)
+    con = duckdb.connect()
+    try:
+        sql = con.execute("SELECT json_serialize_sql($q)", {"q": f"SELECT * FROM samples WHERE ({predicate})"})
+        tree = json.loads(sql.fetchone()[0])
+    finally:
+        con.close()
+    if tree.get("error"):
+        raise UsageError(f"invalid --where predicate {where!r}: {tree.get('error_message', 'does not parse')}")
+    found: set[str] = set()
+    stack: list = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "COLUMN_REF":
+                found.add(node["column_names"][-1])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found

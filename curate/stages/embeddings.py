@@ -1,4 +1,5 @@
-"""A run's embeddings as one matrix for whole-pool methods, and their per-shard score files.
+"""A run's embeddings as one matrix for whole-pool methods, the samples a predicate selects among them, and the
+per-shard score files those methods write.
 
 Rows come shard by shard in the order of the run's embeddings/ files, so results map back to shards without a
 join. Memory: N x d float32 (1M x 512 is 2 GiB); the uids ride along as one Arrow string array.
@@ -14,6 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from curate.catalogs import connect
+from curate.catalogs.selection import selected_uids
 from curate.errors import UsageError
 from curate.rundir import RunDir, parquet_bytes
 
@@ -30,18 +33,38 @@ class RunEmbeddings:
 
     def __len__(self) -> int:
         """Returns the number of samples."""
-        return len(self.vectors)
+        return len(self.uids)
 
 
-def load_embeddings(run: RunDir, kind: str = "image", progress: bool = True) -> RunEmbeddings:
-    """Returns the run's image (or text) embeddings as RunEmbeddings; raises UsageError when it has none."""
-    from curate.concepts.kmeans import normalized
+def normalized(x: np.ndarray) -> np.ndarray:
+    """Returns x as C-contiguous float32 rows of unit L2 norm (zero rows stay zero); x itself when it already is."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # no N x d temporary, unlike np.linalg.norm
+    if np.all(np.abs(norms - 1) < 1e-5):
+        return x  # no copy of a large matrix that is already normalized
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
 
-    if kind not in EMBEDDING_COLUMNS:
-        raise UsageError(f"unknown --embedding {kind!r}; choose one of {', '.join(EMBEDDING_COLUMNS)}")
+
+def embedding_files(run: RunDir) -> list:
+    """Returns the run's embeddings/*.parquet paths in shard order; raises UsageError when it has none."""
     files = sorted((run.path / "embeddings").glob("*.parquet"))
     if not files:
         raise UsageError(f"{run.path} has no embeddings; run `curate embed` (or ingest DataComp .npz) first")
+    return files
+
+
+def load_embeddings(run: RunDir, kind: str | None = "image", progress: bool = True) -> RunEmbeddings:
+    """Returns the run's image (or text) embeddings as RunEmbeddings; kind None reads only the uids (vectors of
+    width 0). Raises UsageError when the run has none."""
+    if kind is not None and kind not in EMBEDDING_COLUMNS:
+        raise UsageError(f"unknown --embedding {kind!r}; choose one of {', '.join(EMBEDDING_COLUMNS)}")
+    files = embedding_files(run)
+    if kind is None:
+        tables = [pq.read_table(path, columns=["uid"]) for path in files]
+        bounds = np.cumsum([0] + [t.num_rows for t in tables])
+        shards = [(p.stem, int(a), int(b)) for p, a, b in zip(files, bounds[:-1], bounds[1:], strict=True)]
+        uids = pa.concat_arrays([t["uid"].combine_chunks() for t in tables])
+        return RunEmbeddings(uids, np.zeros((len(uids), 0), np.float32), shards)
     uids, blocks, shards, start = [], [], [], 0
     for path in tqdm(files, desc="load embeddings", unit="shard", disable=not progress):
         table = pq.read_table(path, columns=["uid", EMBEDDING_COLUMNS[kind]])
@@ -57,9 +80,6 @@ def load_embeddings(run: RunDir, kind: str = "image", progress: bool = True) -> 
 
 def selected_rows(run: RunDir, embeddings: RunEmbeddings, where: str | None) -> np.ndarray:
     """Returns a boolean mask of the embedding rows whose samples the SQL predicate `where` selects."""
-    from curate.catalogs import connect
-    from curate.export.selection import selected_uids
-
     if where is None:
         return np.ones(len(embeddings), dtype=bool)
     con = connect(run)

@@ -1,4 +1,4 @@
-"""SemDeDup (Abbas et al. 2023): remove semantic duplicates within each concept cluster.
+"""SemDeDup's search (Abbas et al. 2023): each member's highest similarity to an earlier member of its cluster.
 
 Within a cluster the members are put in an order (keep="hard", the default: farthest from the centroid first;
 "easy": nearest first; "random": a shuffle seeded by (seed, cluster)). Member j is removed iff its highest
@@ -12,7 +12,6 @@ size, and every pair (i < j) is compared exactly once: no duplicate is missed at
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,40 +20,6 @@ from curate.errors import UsageError
 
 # Similarity block budget in float32 entries (128 MiB): a cluster of 100,000 members runs in blocks of 335 rows.
 BLOCK_ENTRIES = 1 << 25
-
-
-def order_hard(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Returns member positions farthest-from-centroid first (ties in member order)."""
-    return np.argsort(-distance, kind="stable")
-
-
-def order_easy(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Returns member positions nearest-to-centroid first (ties in member order)."""
-    return np.argsort(distance, kind="stable")
-
-
-def order_random(distance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Returns member positions in a seeded random order."""
-    return rng.permutation(len(distance))
-
-
-MEMBER_ORDERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
-    "hard": order_hard, "easy": order_easy, "random": order_random,
-}
-
-
-def cluster_members(assignment: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[np.ndarray]:
-    """Returns, per cluster id, the row indices of its members in SemDeDup order (see the module docstring)."""
-    if keep not in MEMBER_ORDERS:
-        raise UsageError(f"unknown --keep {keep!r}; choose one of {', '.join(MEMBER_ORDERS)}")
-    order = MEMBER_ORDERS[keep]
-    by_cluster = np.argsort(assignment, kind="stable")
-    bounds = np.searchsorted(assignment[by_cluster], np.arange(int(assignment.max(initial=-1)) + 2))
-    members = []
-    for cluster in range(len(bounds) - 1):
-        rows = by_cluster[bounds[cluster]:bounds[cluster + 1]]
-        members.append(rows[order(distance[rows], np.random.default_rng([seed, cluster]))])
-    return members
 
 
 def earlier_max_similarity(x: np.ndarray, block_entries: int = BLOCK_ENTRIES) -> tuple[np.ndarray, np.ndarray]:

@@ -1,17 +1,21 @@
 """Builds catalog.duckdb: views over the run's Parquet files, with paths relative to the run folder.
 
 The views hold no data, only relative globs, so the run folder can be moved; a connection resolves them
-through DuckDB's file_search_path set to the run folder.
+through DuckDB's file_search_path set to the run folder. One small table, `stages`, is the stage graph's status
+when the catalog was last built (every stage rebuilds it when it runs).
 """
 
+import json
 import os
 import re
 import uuid
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.graph import entries, status
 from curate.rundir import RunDir
 
 CATALOG = "catalog.duckdb"
@@ -44,6 +48,9 @@ def build_catalog(run: RunDir) -> Path:
     try:
         for statement in catalog_statements(run):
             con.execute(statement)
+        stages = stages_table(run)
+        con.register("stage_rows", stages)
+        con.execute("CREATE TABLE stages AS SELECT * FROM stage_rows")
     finally:
         con.close()
     final = run.path / CATALOG
@@ -84,11 +91,33 @@ def catalog_statements(run: RunDir) -> list[str]:
 
 
 def score_stages(run: RunDir) -> list[str]:
-    """Returns the names of stages that have written scores, sorted."""
-    folder = run.path / "scores"
-    if not folder.exists():
-        return []
-    return sorted(p.name for p in folder.iterdir() if STAGE_NAME.match(p.name) and any(p.glob("*.parquet")))
+    """Returns the scores/ folders of the current stages that have written scores, sorted: stale or unfinished
+    stages' columns are not in `samples`."""
+    recorded, folder = entries(run), run.path / "scores"
+    current = [name for name, state in status(run).items() if state == "current"]
+    folders = {f for name in current for f in recorded[name].get("score_folders", [name])}
+    return sorted(f for f in folders if STAGE_NAME.match(f) and any((folder / f).glob("*.parquet")))
+
+
+def stages_table(run: RunDir) -> pa.Table:
+    """Returns one row per recorded stage, inputs before the stages that read them: stage, status (current,
+    stale or incomplete), options and counts (JSON), input_predicate, inputs, columns and stale_because."""
+    recorded, states = entries(run), status(run)
+    order: list[str] = []
+    while len(order) < len(recorded):
+        ready = sorted(n for n, e in recorded.items() if n not in order and set(e.get("inputs", {})) <= {*order})
+        order += ready or sorted(set(recorded) - set(order))  # a legacy entry naming an unknown input
+    rows = [recorded[n] for n in order]
+    return pa.table({
+        "stage": pa.array(order, pa.string()),
+        "status": pa.array([states[n] for n in order], pa.string()),
+        "options": pa.array([json.dumps(e.get("config"), sort_keys=True) for e in rows], pa.string()),
+        "input_predicate": pa.array([e.get("where") for e in rows], pa.string()),
+        "inputs": pa.array([sorted(e.get("inputs", {})) for e in rows], pa.list_(pa.string())),
+        "columns": pa.array([list(e.get("columns", [])) for e in rows], pa.list_(pa.string())),
+        "counts": pa.array([json.dumps(e.get("counts"), sort_keys=True) for e in rows], pa.string()),
+        "stale_because": pa.array([e.get("stale_because") for e in rows], pa.string()),
+    })
 
 
 def _samples_view(run: RunDir, stages: list[str]) -> str:
@@ -120,13 +149,14 @@ def _stage_counts_view(run: RunDir, stages: list[str]) -> str:
 
 
 def _clusters_view(run: RunDir) -> str | None:
-    """Per concept cluster: k-means sizes, then SemDeDup's and DBP's per-cluster figures where they ran."""
+    """Per concept cluster: k-means sizes, then each current stage's per-cluster table (concepts/<stage>.parquet)."""
     folder = run.path / "concepts"
-    if not (folder / "kmeans.parquet").exists():
+    current = [name for name, state in status(run).items() if state == "current"]
+    if "kmeans" not in current or not (folder / "kmeans.parquet").exists():
         return None
     sql = "CREATE VIEW clusters AS SELECT * FROM read_parquet('concepts/kmeans.parquet') AS kmeans"
-    for name in ("semdedup", "dbp"):
-        if (folder / f"{name}.parquet").exists():
+    for name in sorted(current):
+        if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
             sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
     return sql + " ORDER BY cluster_id"
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.concepts.dbp import complexity, inter_distance, keep_in_clusters, quotas, round_to_total
+from curate.concepts.quotas import complexity, inter_distance, keep_in_clusters, quotas, round_to_total
 from curate.errors import UsageError
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from curate.concepts.semdedup import (
-    cluster_members,
+from curate.concepts.members import cluster_members
+from curate.concepts.similarity import (
     cluster_similarities,
     earlier_max_similarity,
     eps_for_fraction,

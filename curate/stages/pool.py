@@ -1,0 +1,137 @@
+"""Whole-pool methods: selections computed over every embedded sample at once (DFN, SemDeDup, DBP, ...).
+
+A method is a frozen dataclass of its options (declared with curate.options.option) that keeps only its
+mathematics: `compute(pool) -> PoolResult`, one value per embedded sample for each of its declared `columns`.
+This base does the rest, the same way for every method: it checks the keep fraction, plans the step in the
+stage graph (refusing one that would make its own input stale), runs the stages it needs first, selects its
+input with `where`, enforces the `<name>_` column prefix, writes scores/<name>/ and concepts/<name>.parquet,
+records the stage and rebuilds the catalog.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import UsageError
+from curate.graph import StageRun, entries
+from curate.options import option_values
+from curate.rundir import RunDir
+from curate.runners import Runner, as_runner
+from curate.stages.embeddings import RunEmbeddings, load_embeddings, selected_rows, write_clusters_table, write_scores
+from curate.stages.step import check_column_prefix, check_plan, predicate_stages, stage_step
+
+
+def embedding_stage(run: RunDir) -> str:
+    """Returns the stage whose embeddings the run holds: embed, or ingest for DataComp .npz embeddings."""
+    return "embed" if "embed" in entries(run) else "ingest"
+
+
+@dataclass
+class Pool:
+    """What a method computes on: the run, its embedded samples (uids and shard spans, in embeddings/ order), the
+    input rows that `where` selects, and the runner for work a method spreads out."""
+
+    run: RunDir
+    index: RunEmbeddings
+    rows: np.ndarray
+    runner: Runner
+    _vectors: dict[str, RunEmbeddings] = field(default_factory=dict)
+
+    def embeddings(self, kind: str = "image") -> RunEmbeddings:
+        """Returns every embedded sample's L2-normalized image or text embeddings (loaded once)."""
+        if kind not in self._vectors:
+            self._vectors[kind] = load_embeddings(self.run, kind, self.runner.progress)
+        return self._vectors[kind]
+
+
+@dataclass
+class PoolResult:
+    """A method's output: its columns (one value per embedded sample; only the input rows are written), its
+    counts, and optionally per-cluster figures keyed by cluster_id (they join the `clusters` view)."""
+
+    columns: dict[str, Any]
+    counts: dict
+    clusters: pa.Table | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolMethod(ABC):
+    """A whole-pool method; subclasses are frozen dataclasses whose option fields are the method's options."""
+
+    name: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]
+    uses_runner: ClassVar[bool] = False  # spreads work over --runner/--workers
+    hint: ClassVar[str] = ""  # the command that reruns it
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_column_prefix(cls)
+
+    def __post_init__(self):
+        fraction = getattr(self, "keep_fraction", None)
+        if fraction is not None and not 0 < fraction <= 1:
+            raise UsageError(f"--keep-fraction must be in (0, 1], got {fraction}")
+        self.validate()
+
+    def validate(self) -> None:  # noqa: B027 - most methods' options need no check beyond their types
+        """Raises UsageError for options that cannot go together; returns nothing."""
+
+    def input_predicate(self, run: RunDir) -> str | None:
+        """Returns the SQL predicate choosing the method's input (None: every embedded sample)."""
+        return getattr(self, "where", None)
+
+    def reads(self, run: RunDir) -> tuple[str, ...]:
+        """Returns the stages the method reads besides those its predicate names (default: the embeddings)."""
+        return (embedding_stage(run),)
+
+    def upstream(self, run: RunDir) -> list[StageRun]:
+        """Returns the shared stages to run before this one (e.g. k-means), in order."""
+        return []
+
+    def run_upstream(self, pool: Pool) -> None:  # noqa: B027 - only methods with upstream stages run them
+        """Brings the upstream stages up to date; returns nothing."""
+
+    def config(self) -> dict:
+        """Returns the options recorded as the stage's config: the option fields that belong to this stage."""
+        return {k: v for k, v in option_values(self).items() if k != "where"}
+
+    def step(self, run: RunDir) -> StageRun:
+        """Returns this run of the method as a step of the stage graph."""
+        where = self.input_predicate(run)
+        inputs = tuple(dict.fromkeys((*self.reads(run), *predicate_stages(run, where))))
+        return StageRun(self.name, self.config(), inputs, where, self.columns, hint=self.hint)
+
+    @abstractmethod
+    def compute(self, pool: Pool) -> PoolResult:
+        """Returns the method's columns and counts for the pool."""
+
+    def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
+        """Runs the method over the run's whole embedded pool; returns its counts."""
+        return run_pool_method(run, self, as_runner(runner, **runner_options))
+
+
+def run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
+    """Runs `method` as one step of the stage graph (see the module docstring); returns its counts."""
+    step = method.step(run)
+    check_plan(run, [*method.upstream(run), step])
+    pool = Pool(run, load_embeddings(run, None), np.zeros(0, bool), runner)
+    method.run_upstream(pool)
+    step = method.step(run)  # upstream stages may have changed the columns the predicate names
+    with stage_step(run, step) as record:
+        pool.rows = selected_rows(run, pool.index, step.where)
+        result = method.compute(pool)
+        if set(result.columns) != set(method.columns):
+            raise TypeError(f"{type(method).__name__} returned columns {sorted(result.columns)}, "
+                            f"declared {sorted(method.columns)}")
+        columns = {k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in result.columns.items()}
+        write_scores(run, method.name, pool.index, columns, rows=None if step.where is None else pool.rows)
+        if result.clusters is not None:
+            write_clusters_table(run, method.name, result.clusters)
+        record["counts"] = result.counts
+    return result.counts
+

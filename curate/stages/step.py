@@ -1,0 +1,126 @@
+"""Running one stage inside the stage graph (curate.graph): check its inputs and columns, invalidate what read an
+older version of it, record it, and rebuild the catalog in the same step."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Iterator
+
+from curate import __version__
+from curate.catalogs import build_catalog
+from curate.catalogs.selection import predicate_columns
+from curate.errors import UsageError
+from curate.graph import (
+    COMPLETE,
+    RUNNING,
+    STALE,
+    StageRun,
+    column_owners,
+    current_versions,
+    dependents,
+    entries,
+    missing_stage,
+    version_of,
+)
+from curate.rundir import DONE, MANIFEST, RunDir
+
+
+def predicate_stages(run: RunDir, where: str | None) -> tuple[str, ...]:
+    """Returns the stages whose columns the SQL predicate `where` names, sorted."""
+    owners = column_owners(run)
+    return tuple(sorted({owners[c] for c in predicate_columns(where) if c in owners}))
+
+
+def check_plan(run: RunDir, steps: list[StageRun]) -> None:
+    """Raises UsageError when running `steps` in order would invalidate a stage a later step reads, or a step
+    reads a stage that is missing or stale; changes nothing."""
+    stages = entries(run)
+    versions = current_versions(stages)
+    planned = {s.name for s in steps}
+    lost: dict[str, str] = {}  # stage -> the step whose rerun invalidates it
+    for step in steps:
+        for name in step.inputs:
+            if name in lost:
+                raise UsageError(
+                    f"{step.name} reads {name}, which running {lost[name]} with these options would make stale; "
+                    f"rerun {name} with the same {lost[name]} options first, or pass the ones it last ran with: "
+                    f"{json.dumps(stages[lost[name]]['config'], sort_keys=True)}")
+            if name not in versions:
+                raise missing_stage(run, stages, name)
+        version = version_of(step, {n: versions[n] for n in step.inputs})
+        if step.name in stages and versions.get(step.name) != version:
+            lost |= {n: step.name for n in dependents(stages, {step.name}) - planned}
+        versions[step.name] = version
+
+
+def check_columns(run: RunDir, step: StageRun) -> None:
+    """Raises UsageError when a column of the step would clash with another stage's in `samples`."""
+    owners = column_owners(run)
+    for column in step.columns:
+        owner = owners.get(column, step.name)
+        if owner != step.name:
+            raise UsageError(f"stage {step.name} would add the column {column}, which {owner} already adds to "
+                             "samples; give the stage another name")
+
+
+def check_column_prefix(cls: type) -> None:
+    """Raises TypeError when a stage class declares a column that does not start with its name and an underscore
+    (a programming error, caught when the class is defined)."""
+    bad = [c for c in getattr(cls, "columns", ()) if not c.startswith(f"{cls.name}_")]
+    if bad:
+        raise TypeError(f"{cls.__name__}: columns must start with {cls.name}_: {bad}")
+
+
+def remove_outputs(run: RunDir, name: str) -> None:
+    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and its completion markers."""
+    shutil.rmtree(run.path / "scores" / name, ignore_errors=True)
+    (run.path / "concepts" / f"{name}.parquet").unlink(missing_ok=True)
+    shutil.rmtree(run.path / DONE / name, ignore_errors=True)
+
+
+def _entry(step: StageRun, state: str, version: str, inputs: dict[str, str], **fields) -> dict:
+    folders = [step.name] if step.score_folders is None else list(step.score_folders)
+    return dict(status=state, config=step.config, inputs=inputs, version=version, where=step.where,
+                columns=list(step.columns), score_folders=folders, hint=step.hint, **fields)
+
+
+def _start(run: RunDir, step: StageRun, version: str, inputs: dict[str, str]) -> None:
+    stages = entries(run)
+    previous = stages.get(step.name)
+    if previous is not None and previous.get("status") != STALE and (
+        previous.get("version") == version
+        or ("version" not in previous and previous.get("config") == step.config)  # recorded before versions
+    ):
+        return  # the same stage again: resume (or recompute identically)
+    if previous is not None and step.refuse_changes:
+        raise UsageError(f"{run.path} already holds the {step.name} stage made with other inputs or options; "
+                         "pass the same ones to resume, or choose a new --run folder")
+    for name in sorted(dependents(stages, {step.name})):
+        remove_outputs(run, name)
+        stages[name] = stages[name] | dict(status=STALE, stale_because=f"{step.name} reran with other options")
+    remove_outputs(run, step.name)
+    stages[step.name] = _entry(step, RUNNING, version, inputs)
+    run.update_manifest(stages=stages)
+
+
+@contextlib.contextmanager
+def stage_step(run: RunDir, step: StageRun) -> Iterator[dict]:
+    """Runs one stage: checks its inputs and columns, invalidates what read an older version of it, and yields a
+    dict for the step to fill with `counts` and other fields to record. On success the stage is recorded
+    complete; either way the catalog is rebuilt, so the run stays queryable."""
+    check_plan(run, [step])
+    check_columns(run, step)
+    versions = current_versions(entries(run))
+    inputs = {n: versions[n] for n in step.inputs}
+    version = version_of(step, inputs)
+    record: dict = {}
+    try:
+        _start(run, step, version, inputs)
+        yield record
+        stages = entries(run) | {step.name: _entry(step, COMPLETE, version, inputs, **record)}
+        run.update_manifest(stages=stages, curate_version=__version__)
+    finally:
+        if (run.path / MANIFEST).exists():
+            build_catalog(run)
