@@ -92,7 +92,7 @@ def predicate_columns(where: str | None) -> set[str]:
     predicate = check_predicate(where)
     con = duckdb.connect()
     try:
-        sql = con.execute("SELECT json_serialize_sql($q)", {"q": f"SELECT * FROM samples WHERE ({predicate})"})
+        sql = con.execute("SELECT json_serialize_sql($q)", {"q": f"SELECT * FROM samples WHERE (\n{predicate}\n)"})
         tree = json.loads(sql.fetchone()[0])
     finally:
         con.close()

@@ -3,7 +3,6 @@
 import argparse
 import json
 
-from curate.cli.options import existing_run
 from curate.options import positive_int
 
 
@@ -21,10 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exports the selection and prints a summary as JSON; returns 0."""
-    from curate.export import export_subset
+    from curate.api import open as open_run
 
-    summary = export_subset(
-        existing_run(args.run), args.where, args.format, args.out, args.shard_size, overwrite=args.overwrite
-    )
+    summary = open_run(args.run).samples(args.where).export(args.out, args.format, args.shard_size, args.overwrite)
     print(json.dumps(summary, default=str))
     return 0

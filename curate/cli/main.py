@@ -11,6 +11,7 @@ COMMANDS = {
     "synth": "curate.cli.synth",
     "ingest": "curate.cli.ingest",
     "sql": "curate.cli.sql",
+    "status": "curate.cli.status",
     "export": "curate.cli.export",
     "embed": "curate.cli.embed",
     "filter": "curate.cli.filter",

@@ -9,9 +9,8 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.cli.options import existing_run
+from curate.api import open as open_run
 from curate.errors import UsageError
-from curate.rundir import RunDir
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
 
@@ -35,25 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     query = saved_query(args.saved) if args.saved else args.query
-    table = query_catalog(existing_run(args.run), query)
+    table = open_run(args.run).arrow(query)
     write_result(table, args.format, args.out, args.max_rows)
     return 0
-
-
-def query_catalog(run: RunDir, query: str) -> pa.Table:
-    """Returns the result of `query` on the run's catalog; a SQL error becomes a one-line UsageError."""
-    import duckdb
-
-    from curate.catalogs import connect
-
-    con = connect(run)
-    try:
-        relation = con.sql(query)
-        return relation.to_arrow_table() if relation is not None else pa.table({})
-    except duckdb.Error as exc:
-        raise UsageError(f"SQL error: {str(exc).splitlines()[0]}") from None
-    finally:
-        con.close()
 
 
 def write_result(table: pa.Table, fmt: str, out: str | None, max_rows: int = 40) -> None:

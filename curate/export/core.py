@@ -9,7 +9,6 @@ from pathlib import Path
 import duckdb
 from tqdm import tqdm
 
-from curate import __version__
 from curate.catalogs import connect
 from curate.catalogs.selection import Selection, iter_selected, select
 from curate.errors import UsageError
@@ -21,6 +20,7 @@ from curate.export.wds import WebDatasetWriter
 from curate.io.samples import ReadOptions
 from curate.io.sources import SourceImages
 from curate.rundir import RunDir
+from curate.version import __version__
 
 # A format is added by one writer class and one line here.
 WRITERS: dict[str, type[ExportWriter]] = {

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from curate import __version__
 from curate.models.loading import FOLDER_CONFIG, LoadedModel
 from curate.models.pairs import PairDataset, normalize, random_resized_crop
+from curate.version import __version__
 
 if TYPE_CHECKING:
     import torch

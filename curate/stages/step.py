@@ -8,7 +8,6 @@ import json
 import shutil
 from collections.abc import Iterator
 
-from curate import __version__
 from curate.catalogs import build_catalog
 from curate.catalogs.selection import predicate_columns
 from curate.errors import UsageError
@@ -25,6 +24,7 @@ from curate.graph import (
     version_of,
 )
 from curate.rundir import DONE, MANIFEST, RunDir
+from curate.version import __version__
 
 
 def predicate_stages(run: RunDir, where: str | None) -> tuple[str, ...]:

@@ -64,14 +64,6 @@ def test_semdedup_removes_one_of_each_planted_pair_and_nothing_else(pruned_run):
     assert con.execute("SELECT kept, dropped FROM stage_counts WHERE stage = 'semdedup_keep'").fetchone() == (120, 12)
 
 
-def test_ray_runner_writes_the_same_files(pruned_run, ray_local, tmp_path):
-    run, _, _ = pruned_run
-    SemDeDup(eps=0.01, **KMEANS).apply(run, progress=False)
-    local = {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")}
-    SemDeDup(eps=0.01, **KMEANS).apply(run, runner="ray", progress=False, workers=2)
-    assert {p.name: p.read_bytes() for p in (run.path / "scores" / "semdedup").glob("*.parquet")} == local
-
-
 def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
     run, _, _ = pruned_run
     counts = SemDeDup(keep_fraction=0.5, **KMEANS).apply(run, progress=False)

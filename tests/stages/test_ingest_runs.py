@@ -22,16 +22,6 @@ def _pool(folder, shards=4, per_shard=5):
     return folder
 
 
-def test_ray_and_local_runners_give_identical_catalogs(tmp_path, ray_local):
-    pool = _pool(tmp_path / "pool")
-    local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
-    assert ingest([str(pool)], local, "local", progress=False) == ingest([str(pool)], on_ray, "ray", workers=2)
-    assert catalog_snapshot(local) == catalog_snapshot(on_ray)
-    for folder in ("samples", "quarantine"):
-        for path in (local.path / folder).glob("*.parquet"):
-            assert path.read_bytes() == (on_ray.path / folder / path.name).read_bytes()
-
-
 def test_rerun_of_a_finished_run_changes_nothing(tmp_path):
     pool = _pool(tmp_path / "pool", shards=2)
     run = RunDir(tmp_path / "run")

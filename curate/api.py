@@ -1,0 +1,145 @@
+"""A run as a Python object, for notebooks and scripts; the CLI commands are thin layers over it.
+
+    import curate
+    run = curate.open("runs/demo")
+    run.stages()                                      # the stage graph: options, counts, current or stale
+    run.filter("dfn", keep_fraction=0.3)              # any registered method, with its options
+    run.sql("SELECT caption, dfn_score FROM samples ORDER BY dfn_score DESC LIMIT 5")   # a Polars DataFrame
+    subset = run.samples(where="dfn_keep AND basic_keep")                               # lazy: nothing runs yet
+    subset.count(); subset.to_polars(); subset.export("subset/", format="webdataset")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from curate.catalogs import connect
+from curate.catalogs.selection import check_predicate
+from curate.catalogs.views import stages_table
+from curate.errors import UsageError
+from curate.rundir import MANIFEST, RunDir
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from curate.runners import Runner
+
+
+class Run:
+    """An ingested run folder: its catalog in SQL, its stage graph, its methods and its selections."""
+
+    def __init__(self, path: str | os.PathLike | RunDir):
+        self.dir = path if isinstance(path, RunDir) else RunDir(path)
+        if not (self.dir.path / MANIFEST).exists():
+            raise UsageError(f"{path} is not a run folder (no {MANIFEST}); run `curate ingest INPUTS --run "
+                             f"{path}` first")
+
+    @property
+    def path(self) -> Path:
+        """The run folder's absolute path."""
+        return self.dir.path
+
+    def __repr__(self) -> str:
+        return f"curate.open({str(self.path)!r})"
+
+    def arrow(self, query: str, params: dict | None = None) -> pa.Table:
+        """Returns the result of a SQL query on the catalog as an Arrow table; a SQL error is a one-line
+        UsageError. `params` binds $name placeholders."""
+        import duckdb
+
+        con = connect(self.dir)
+        try:
+            relation = con.sql(query, params=params)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
+        except duckdb.Error as exc:
+            raise UsageError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+
+    def sql(self, query: str, params: dict | None = None) -> pl.DataFrame:
+        """Returns the result of a SQL query on the catalog as a Polars DataFrame (from Arrow, without a copy)."""
+        import polars as pl
+
+        return pl.from_arrow(self.arrow(query, params))
+
+    def stages(self) -> pl.DataFrame:
+        """Returns the stage graph as it stands now: one row per stage with its status (current, stale or
+        incomplete), options, input predicate, inputs, columns, counts and why it is stale."""
+        import polars as pl
+
+        return pl.from_arrow(stages_table(self.dir))
+
+    def accounting(self) -> dict:
+        """Returns read, kept, quarantined and shard_errors: read = kept + quarantined."""
+        return self.arrow("SELECT * FROM accounting").to_pylist()[0]
+
+    def samples(self, where: str | None = None) -> Samples:
+        """Returns the lazy selection of the samples `where` selects (a SQL predicate; None: all)."""
+        return Samples(self, check_predicate(where) if where is not None else None)
+
+    def filter(self, method: str, runner: str | Runner = "local", **options) -> dict:
+        """Runs the registered method `method` (basic, dfn, semdedup, dbp, ...) with `options`; returns its
+        counts. Runner options (workers, progress) go to `runner` as a Runner or by name: `runner="ray"`."""
+        from curate.filters import filter_class
+
+        cls = filter_class(method)
+        try:
+            instance = cls(**options)
+        except TypeError as exc:
+            raise UsageError(f"{method}: {exc}") from None
+        return instance.apply(self.dir, runner)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A selection of a run's samples by a SQL predicate on the `samples` view; it runs when asked."""
+
+    run: Run
+    where: str | None
+
+    def _predicate(self) -> str:
+        return self.where if self.where is not None else "TRUE"
+
+    def filter(self, where: str) -> Samples:
+        """Returns the selection narrowed by another predicate (both must hold)."""
+        check_predicate(where)
+        return Samples(self.run, f"({self._predicate()}) AND ({where})")
+
+    def count(self) -> int:
+        """Returns how many samples the selection holds."""
+        return int(self.run.arrow(f"SELECT count(*) AS n FROM samples WHERE ({self._predicate()})")["n"][0].as_py())
+
+    def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Returns the selected samples' rows (all columns, or `columns`) as a Polars DataFrame, in uid order."""
+        names = "*" if columns is None else ", ".join(f'"{c}"' for c in _column_names(self.run, columns))
+        return self.run.sql(f"SELECT {names} FROM samples WHERE ({self._predicate()}) ORDER BY uid")
+
+    def export(self, out: str | os.PathLike, format: str = "webdataset", shard_size: int = 10000,
+               overwrite: bool = False, progress: bool = True) -> dict:
+        """Writes the selection to `out` in `format` (webdataset, parquet, datacomp, hf); returns the export's
+        summary (format, out, samples, files, ...)."""
+        from curate.export import export_subset
+
+        return export_subset(self.run.dir, self.where, format, out, shard_size, overwrite=overwrite,
+                             progress=progress)
+
+
+def _column_names(run: Run, columns: list[str]) -> list[str]:
+    """Returns `columns` after checking each is a column of `samples` (names are quoted, never pasted raw)."""
+    from curate.catalogs.views import sample_columns
+
+    known = sample_columns(run.dir)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise UsageError(f"no column {unknown[0]!r} in samples; columns: {', '.join(known)}")
+    return columns
+
+
+def open(path: str | os.PathLike) -> Run:
+    """Returns the Run at `path`; raises UsageError when it is not a run folder."""
+    return Run(path)

@@ -1,0 +1,142 @@
+"""The stage graph: invalidation of what read an older stage, refusal of a step that would stale its own input,
+the stages table, column clashes, and a failed step leaving the run queryable."""
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pytest
+
+from curate.api import open as open_run
+from curate.catalogs import connect
+from curate.catalogs.selection import predicate_columns
+from curate.errors import UsageError
+from curate.filters.dbp import DBP
+from curate.filters.dfn import DFNFilter
+from curate.filters.semdedup import SemDeDup
+from curate.graph import require_current, status
+from curate.models import ModelSpec
+from curate.options import option
+from curate.rundir import RunDir
+from curate.stages.embed import embed
+from curate.stages.ingest import ingest
+from curate.stages.pool import Pool, PoolMethod, PoolResult
+from curate.stages.score import ScoreStage
+from tests.filters.test_concepts import planted_embeddings
+from tests.shards import clean_shard, datacomp_shard
+
+
+@pytest.fixture
+def embedded_run(tmp_path):
+    for i in range(3):
+        clean_shard(tmp_path / f"{i}.tar", 8, start=i * 8)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "*.tar")], run, progress=False)
+    embed(run, ModelSpec(random_weights=True), progress=False)
+    return run
+
+
+@pytest.fixture
+def datacomp_run(tmp_path):
+    x, _ = planted_embeddings()
+    datacomp_shard(tmp_path, x[:70], name="0000", seed=1)
+    datacomp_shard(tmp_path, x[70:], name="0001", seed=2)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "*.parquet")], run, progress=False)
+    return run
+
+
+def columns(run: RunDir) -> list[str]:
+    return [c for (c,) in connect(run).execute("SELECT column_name FROM (DESCRIBE samples)").fetchall()]
+
+
+def test_dfn_rerun_with_other_options_makes_the_dbp_that_read_dfn_keep_stale(embedded_run):
+    run = embedded_run
+    half = DFNFilter(keep_fraction=0.5).apply(run)
+    first = DBP(keep_fraction=0.25, where="dfn_keep", clusters=3).apply(run, progress=False)
+    DFNFilter(keep_fraction=0.5).apply(run)  # the same options: nothing goes stale
+    assert status(run)["dbp"] == "current" and "dbp_keep" in columns(run)
+    most = DFNFilter(keep_fraction=0.75).apply(run)
+    assert status(run) == dict(ingest="current", embed="current", dfn="current", kmeans="current", dbp="stale")
+    assert "dbp_keep" not in columns(run) and not (run.path / "scores" / "dbp").exists()
+    stages = open_run(run.path).sql("SELECT stage, status, input_predicate, stale_because FROM stages")
+    assert stages.row(4) == ("dbp", "stale", "dfn_keep", "dfn reran with other options")
+    with pytest.raises(UsageError, match=r"the dbp stage of .* is stale \(dfn reran with other options\); rerun "
+                                         "`curate filter dbp"):
+        require_current(run, "dbp")
+    again = DBP(keep_fraction=0.25, where="dfn_keep", clusters=3).apply(run, progress=False)
+    assert (first["input"], again["input"]) == (half["kept"], most["kept"]) and status(run)["dbp"] == "current"
+
+
+def test_dbp_with_other_kmeans_options_is_refused_before_it_touches_semdedup(datacomp_run):
+    run = datacomp_run
+    SemDeDup(eps=0.01, clusters=3).apply(run, progress=False)
+    before = connect(run).execute("SELECT uid, semdedup_keep FROM samples ORDER BY uid").fetchall()
+    with pytest.raises(UsageError, match=r"dbp reads semdedup, which running kmeans with these options would make "
+                                         r"stale.*\"clusters\": 3") as refused:
+        DBP(keep_fraction=0.25, clusters=4).apply(run, progress=False)
+    assert "\n" not in str(refused.value)
+    assert connect(run).execute("SELECT uid, semdedup_keep FROM samples ORDER BY uid").fetchall() == before
+    assert status(run) == dict(ingest="current", kmeans="current", semdedup="current")
+    # With an input that does not name SemDeDup's columns, the new clusters go ahead and SemDeDup goes stale.
+    DBP(keep_fraction=0.25, where="TRUE", clusters=4).apply(run, progress=False)
+    assert status(run)["semdedup"] == "stale" and status(run)["dbp"] == "current"
+    assert "semdedup_keep" not in columns(run)
+    assert connect(run).execute("SELECT count(DISTINCT cluster_id) FROM samples").fetchone() == (4,)
+
+
+def test_the_default_dbp_input_follows_semdedup_and_is_recorded(datacomp_run):
+    run = datacomp_run
+    SemDeDup(keep_fraction=0.5, clusters=3).apply(run, progress=False)
+    DBP(keep_fraction=0.25, clusters=3).apply(run, progress=False)
+    row = open_run(run.path).sql("SELECT inputs, input_predicate FROM stages WHERE stage = 'dbp'").row(0)
+    assert row == (["ingest", "kmeans", "semdedup"], "semdedup_keep")
+    SemDeDup(keep_fraction=0.6, clusters=3).apply(run, progress=False)
+    assert status(run)["dbp"] == "stale"
+
+
+def test_predicate_columns_are_parsed_not_matched_as_text():
+    assert predicate_columns("semdedup_keep AND caption = 'dfn_keep' -- dbp_keep") == {"semdedup_keep", "caption"}
+    assert predicate_columns("uid IN (SELECT uid FROM samples s WHERE s.basic_keep)") == {"uid", "basic_keep"}
+    with pytest.raises(UsageError, match="invalid --where"):
+        predicate_columns("dfn_keep) OR (TRUE")
+
+
+@dataclass(kw_only=True)
+class ImageFormatStage(ScoreStage):
+    """A stage whose column would shadow ingest's image_format."""
+
+    name = "image"
+    columns = ("image_format",)
+
+    def process_batch(self, samples: pa.Table) -> pa.Table:
+        return pa.table({"uid": samples["uid"], "image_format": samples["image_format"]})
+
+
+def test_a_column_clash_is_refused_and_a_column_without_the_prefix_cannot_be_declared(embedded_run):
+    with pytest.raises(UsageError, match="image_format, which ingest already adds"):
+        ImageFormatStage().apply(embedded_run, progress=False)
+    assert "image" not in status(embedded_run)
+    with pytest.raises(TypeError, match="must start with late_"):
+        type("Late", (ScoreStage,), {"name": "late", "columns": ("keep",), "process_batch": lambda s, b: b})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failing(PoolMethod):
+    """A whole-pool method that fails halfway, as a killed or broken run would."""
+
+    name = "failing"
+    columns = ("failing_keep",)
+    keep_fraction: float = option(0.5, "share")
+
+    def compute(self, pool: Pool) -> PoolResult:
+        raise RuntimeError("halfway")
+
+
+def test_a_failed_step_is_incomplete_and_the_run_stays_queryable(embedded_run):
+    kept = DFNFilter(keep_fraction=0.5).apply(embedded_run)["kept"]
+    with pytest.raises(RuntimeError, match="halfway"):
+        Failing().apply(embedded_run, progress=False)
+    assert status(embedded_run)["failing"] == "incomplete"
+    assert connect(embedded_run).execute("SELECT count(*) FILTER (dfn_keep) FROM samples").fetchone() == (kept,)
+    with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
+        Failing(keep_fraction=1.5)
