@@ -82,17 +82,20 @@ class Run:
         """Returns the lazy selection of the samples `where` selects (a SQL predicate; None: all)."""
         return Samples(self, check_predicate(where) if where is not None else None)
 
-    def filter(self, method: str, runner: str | Runner = "local", **options) -> dict:
-        """Runs the registered method `method` (basic, dfn, semdedup, dbp, ...) with `options`; returns its
-        counts. Runner options (workers, progress) go to `runner` as a Runner or by name: `runner="ray"`."""
+    def filter(self, method: str, runner: str | Runner = "local", workers: int | None = None,
+               progress: bool = True, **options) -> dict:
+        """Runs the registered method `method` (basic, dfn, semdedup, dbp, ...) with its `options`; returns its
+        counts. `runner` is a Runner or a runner's name, made with `workers` and `progress`."""
         from curate.filters import filter_class
+        from curate.runners import as_runner
 
         cls = filter_class(method)
         try:
             instance = cls(**options)
         except TypeError as exc:
             raise UsageError(f"{method}: {exc}") from None
-        return instance.apply(self.dir, runner)
+        chosen = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
+        return instance.apply(self.dir, chosen)
 
 
 @dataclass(frozen=True)

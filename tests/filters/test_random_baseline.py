@@ -1,0 +1,36 @@
+"""The random baseline: an exact fraction of the pool, each sample's draw fixed by its uid and the seed."""
+
+import numpy as np
+import pytest
+
+from curate.api import open as open_run
+from curate.cli.main import main
+from curate.errors import UsageError
+from curate.filters.random_baseline import RandomBaseline, uid_draws
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from tests.filters.test_concepts import planted_embeddings
+from tests.shards import datacomp_shard
+
+
+def test_draws_depend_on_uid_and_seed_only():
+    draws = uid_draws(["a", "b", "c"], 0)
+    assert uid_draws(["c", "a"], 0).tolist() == [draws[2], draws[0]]
+    assert not np.array_equal(uid_draws(["a", "b", "c"], 1), draws)
+    many = uid_draws([str(i) for i in range(20000)], 3)
+    assert many.min() >= 0 and many.max() < 1 and abs(many.mean() - 0.5) < 0.01
+
+
+def test_keeps_the_fraction_of_the_pool_from_the_command_line(tmp_path, capsys):
+    x, _ = planted_embeddings()
+    datacomp_shard(tmp_path, x[:70], name="0000", seed=1)
+    datacomp_shard(tmp_path, x[70:], name="0001", seed=2)
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "*.parquet")], run, progress=False)
+    assert main(["filter", "random", str(run.path), "--keep-fraction", "0.25", "--seed", "7"]) == 0
+    # DataComp's rule: the threshold is the score at index int(132 * 0.25) = 33, kept when >= it: 34 samples
+    assert capsys.readouterr().out.strip() == '{"scored": 132, "kept": 34, "dropped": 98}'
+    kept = open_run(run.path).sql("SELECT uid FROM samples WHERE random_keep ORDER BY random_score DESC")
+    assert kept.height == 34
+    with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
+        RandomBaseline(keep_fraction=0)
