@@ -33,6 +33,8 @@ demo: venv
 	@$(BIN)/curate sql $(DEMO)/run --saved quarantine_reasons
 	@echo "== kept and dropped per stage"
 	@$(BIN)/curate sql $(DEMO)/run --saved stage_counts
+	@echo "== the stages, what each read, and whether it is current"
+	@$(BIN)/curate status $(DEMO)/run
 	@echo "== score histogram"
 	@$(BIN)/curate report $(DEMO)/run | grep png
 	@echo "Query it:  $(BIN)/curate sql $(DEMO)/run \"SELECT caption, dfn_score FROM samples ORDER BY dfn_score LIMIT 5\""
