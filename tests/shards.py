@@ -97,3 +97,20 @@ def ingested_synth_pool(folder: Path, samples: int, shard_size: int):
     run = RunDir(folder / "run")
     ingest([summary["pool"]], run, progress=False)
     return run, folder / "heldout.parquet"
+
+
+def ingested_tars(folder: Path, shards: int, per_shard: int, embedded: bool = False):
+    """Returns the RunDir folder/run of `shards` clean tars of `per_shard` samples each, ingested, and embedded with
+    the tiny model's random weights when `embedded`."""
+    from curate.models import ModelSpec
+    from curate.rundir import RunDir
+    from curate.stages.embed import embed
+    from curate.stages.ingest import ingest
+
+    for i in range(shards):
+        clean_shard(folder / f"{i}.tar", per_shard, start=i * per_shard)
+    run = RunDir(folder / "run")
+    ingest([str(folder / "*.tar")], run, progress=False)
+    if embedded:
+        embed(run, ModelSpec(random_weights=True), progress=False)
+    return run

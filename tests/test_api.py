@@ -9,18 +9,13 @@ import pytest
 import curate
 from curate.cli.main import main
 from curate.errors import UsageError
-from curate.rundir import RunDir
-from curate.stages.ingest import ingest
-from tests.shards import clean_shard
+from tests.shards import ingested_tars
 from tests.toy_stages import A, B
 
 
 @pytest.fixture
 def run_path(tmp_path):
-    for i in range(2):
-        clean_shard(tmp_path / f"{i}.tar", 6, start=i * 6)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.tar")], run, progress=False)
+    run = ingested_tars(tmp_path, shards=2, per_shard=6)
     A().apply(run, progress=False)
     return run.path
 

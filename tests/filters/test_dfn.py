@@ -6,11 +6,7 @@ import pytest
 from curate.catalogs import connect
 from curate.errors import UsageError
 from curate.filters.dfn import DFNFilter, fraction_threshold
-from curate.models import ModelSpec
-from curate.rundir import RunDir
-from curate.stages.embed import embed
-from curate.stages.ingest import ingest
-from tests.shards import clean_shard
+from tests.shards import ingested_tars
 
 
 def test_fraction_threshold_follows_datacomp():
@@ -26,12 +22,7 @@ def test_fraction_threshold_follows_datacomp():
 
 @pytest.fixture
 def embedded_run(tmp_path):
-    for i in range(3):
-        clean_shard(tmp_path / f"{i}.tar", 7, start=i * 7)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.tar")], run, progress=False)
-    embed(run, ModelSpec(random_weights=True), progress=False)
-    return run
+    return ingested_tars(tmp_path, shards=3, per_shard=7, embedded=True)
 
 
 def test_keep_is_decided_over_the_whole_pool(embedded_run):
@@ -60,8 +51,6 @@ def test_threshold_and_rerun_with_other_options(embedded_run):
 
 
 def test_dfn_needs_embeddings(tmp_path):
-    clean_shard(tmp_path / "a.tar", 2)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "a.tar")], run, progress=False)
+    run = ingested_tars(tmp_path, shards=1, per_shard=2)
     with pytest.raises(UsageError, match="no completed embed stage"):
         DFNFilter(keep_fraction=0.5).apply(run)

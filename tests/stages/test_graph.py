@@ -14,25 +14,18 @@ from curate.filters.dbp import DBP
 from curate.filters.dfn import DFNFilter
 from curate.filters.semdedup import SemDeDup
 from curate.graph import require_current, status
-from curate.models import ModelSpec
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.embed import embed
 from curate.stages.ingest import ingest
 from curate.stages.pool import Pool, PoolMethod, PoolResult
 from curate.stages.score import ScoreStage
 from tests.filters.test_concepts import planted_embeddings
-from tests.shards import clean_shard, datacomp_shard
+from tests.shards import datacomp_shard, ingested_tars
 
 
 @pytest.fixture
 def embedded_run(tmp_path):
-    for i in range(3):
-        clean_shard(tmp_path / f"{i}.tar", 8, start=i * 8)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.tar")], run, progress=False)
-    embed(run, ModelSpec(random_weights=True), progress=False)
-    return run
+    return ingested_tars(tmp_path, shards=3, per_shard=8, embedded=True)
 
 
 @pytest.fixture
