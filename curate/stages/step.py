@@ -74,9 +74,12 @@ def check_column_prefix(cls: type) -> None:
 
 
 def remove_outputs(run: RunDir, name: str) -> None:
-    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and its completion markers."""
+    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and <name>_*.parquet, and its completion
+    markers."""
     shutil.rmtree(run.path / "scores" / name, ignore_errors=True)
-    (run.path / "concepts" / f"{name}.parquet").unlink(missing_ok=True)
+    concepts = run.path / "concepts"
+    for path in [concepts / f"{name}.parquet", *concepts.glob(f"{name}_*.parquet")]:
+        path.unlink(missing_ok=True)
     shutil.rmtree(run.path / DONE / name, ignore_errors=True)
 
 
