@@ -48,12 +48,14 @@ class Run:
         return f"curate.open({str(self.path)!r})"
 
     def arrow(self, query: str, params: dict | None = None) -> pa.Table:
-        """Returns the result of a SQL query on the catalog as an Arrow table; a SQL error is a one-line
-        UsageError. `params` binds $name placeholders."""
+        """Returns the result of one read-only SQL query (SELECT, DESCRIBE, SUMMARIZE, EXPLAIN, ...) on the catalog
+        as an Arrow table; anything else, or a SQL error, is a one-line UsageError. `params` binds $name
+        placeholders. The query reaches no file outside the run folder."""
         import duckdb
 
         con = connect(self.dir)
         try:
+            _check_read_only(con, query)
             relation = con.sql(query, params=params)
             return relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.Error as exc:
@@ -130,6 +132,21 @@ class Samples:
 
         return export_subset(self.run.dir, self.where, format, out, shard_size, overwrite=overwrite,
                              progress=progress)
+
+
+READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def _check_read_only(con, query: str) -> None:
+    """Raises UsageError unless `query` is one statement that only reads (COPY, ATTACH, SET, INSTALL, ... are
+    refused: results go to a file through `curate sql --out`)."""
+    statements = con.extract_statements(query)
+    if len(statements) != 1:
+        raise UsageError(f"give one SQL statement, got {len(statements)}")
+    kind = str(statements[0].type).rsplit(".", 1)[-1]
+    if kind not in READ_ONLY_STATEMENTS:
+        raise UsageError(f"{kind} statements are not allowed: the catalog is read-only (SELECT, DESCRIBE, SUMMARIZE, "
+                         "EXPLAIN); write a result to a file with curate sql --out")
 
 
 def _column_names(run: Run, columns: list[str]) -> list[str]:

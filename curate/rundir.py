@@ -72,7 +72,13 @@ class RunDir:
         return json.loads(p.read_text()) if p.exists() else {"stages": {}}
 
     def update_manifest(self, **fields) -> dict:
-        """Merges top-level `fields` into the manifest, writes it atomically, and returns it."""
-        manifest = self.manifest() | fields
+        """Merges top-level `fields` into the manifest, writes it atomically, and returns it. A new manifest gets
+        a random run_id, which the catalog checks it is reading."""
+        manifest = self.manifest()
+        manifest = {"run_id": manifest.get("run_id") or uuid.uuid4().hex} | manifest | fields
         self.write_json(MANIFEST, manifest)
         return manifest
+
+    def run_id(self) -> str:
+        """Returns the run's id, giving a run made before ids existed one now."""
+        return self.manifest().get("run_id") or self.update_manifest()["run_id"]

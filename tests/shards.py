@@ -107,6 +107,7 @@ def ingested_tars(folder: Path, shards: int, per_shard: int, embedded: bool = Fa
     from curate.stages.embed import embed
     from curate.stages.ingest import ingest
 
+    folder.mkdir(parents=True, exist_ok=True)
     for i in range(shards):
         clean_shard(folder / f"{i}.tar", per_shard, start=i * per_shard)
     run = RunDir(folder / "run")

@@ -1,8 +1,10 @@
 """Builds catalog.duckdb: views over the run's Parquet files, with paths relative to the run folder.
 
 The views hold no data, only relative globs, so the run folder can be moved; a connection resolves them
-through DuckDB's file_search_path set to the run folder. One small table, `stages`, is the stage graph's status
-when the catalog was last built (every stage rebuilds it when it runs).
+through DuckDB's file_search_path set to the run folder, and each view checks that the folder it reads is the
+run's own (a plain DuckDB opening the catalog from elsewhere gets an error, not another run's rows). Two small
+tables: `stages`, the stage graph's status when the catalog was last built (every stage rebuilds it), and
+`catalog_info`, the run's id.
 """
 
 import json
@@ -15,21 +17,21 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.catalogs.connection import CATALOG, connect
 from curate.graph import entries, status
 from curate.rundir import RunDir
 
-CATALOG = "catalog.duckdb"
 DUPLICATES = "quarantine/_duplicate_uids.parquet"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Returns a connection to the run's catalog with its relative paths resolving into the run folder."""
-    run = run if isinstance(run, RunDir) else RunDir(run)
-    path = run.path / CATALOG
-    if read_only and not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    return duckdb.connect(str(path), read_only=read_only, config={"file_search_path": str(run.path)})
+# Every view over the run's files checks that the manifest its relative paths reach is this run's: a catalog
+# opened by a plain DuckDB from inside another run's folder fails with this message instead of reading that run.
+GUARD = "curate_run_check"
+GUARD_MACRO = (
+    f"CREATE MACRO {GUARD}() AS (SELECT CASE WHEN max(m.run_id) IS NOT DISTINCT FROM (SELECT run_id FROM catalog_info)"
+    " THEN true ELSE error('this catalog.duckdb belongs to another run folder than the one its relative paths reach:"
+    " open it from inside its own run folder, or with curate.catalogs.connect(RUN)') END"
+    " FROM read_json('manifest.json', columns = {run_id: 'VARCHAR'}) AS m)"
+)
 
 
 def sample_columns(run: RunDir) -> dict[str, str]:
@@ -46,10 +48,12 @@ def build_catalog(run: RunDir) -> Path:
     temp = run.path / f"{CATALOG}.tmp-{uuid.uuid4().hex}"
     con = duckdb.connect(str(temp), config={"file_search_path": str(run.path)})
     try:
+        con.register("info_rows", pa.table({"run_id": [run.run_id()]}))
+        con.execute("CREATE TABLE catalog_info AS SELECT * FROM info_rows")
+        con.execute(GUARD_MACRO)
         for statement in catalog_statements(run):
             con.execute(statement)
-        stages = stages_table(run)
-        con.register("stage_rows", stages)
+        con.register("stage_rows", stages_table(run))
         con.execute("CREATE TABLE stages AS SELECT * FROM stage_rows")
     finally:
         con.close()
@@ -58,18 +62,26 @@ def build_catalog(run: RunDir) -> Path:
     return final
 
 
+def parquet(glob: str) -> str:
+    """Returns the DuckDB reader of the run's Parquet files matching a relative glob (a constant of this module)."""
+    return f"read_parquet('{glob}', union_by_name = true)"
+
+
+def guarded(reader: str) -> str:
+    """Returns a SELECT of every row `reader` (a table function over the run's relative paths) gives, that fails
+    with a clear error instead when the paths resolve into another run's folder."""
+    return f"SELECT * FROM {reader} WHERE {GUARD}()"
+
+
 def catalog_statements(run: RunDir) -> list[str]:
     """Returns the CREATE VIEW statements for the run's current files, in dependency order."""
     stages = score_stages(run)
     statements = [
-        "CREATE VIEW ingested AS SELECT * FROM read_parquet('samples/*.parquet', union_by_name = true)",
-        "CREATE VIEW quarantine AS SELECT * FROM read_parquet('quarantine/*.parquet', union_by_name = true)",
-        "CREATE VIEW shards AS SELECT * FROM read_json_auto('_done/ingest/*.json')",
+        "CREATE VIEW ingested AS " + guarded(parquet("samples/*.parquet")),
+        "CREATE VIEW quarantine AS " + guarded(parquet("quarantine/*.parquet")),
+        "CREATE VIEW shards AS " + guarded("read_json_auto('_done/ingest/*.json')"),
     ]
-    statements += [
-        f"CREATE VIEW scores_{s} AS SELECT * FROM read_parquet('scores/{s}/*.parquet', union_by_name = true)"
-        for s in stages
-    ]
+    statements += [f"CREATE VIEW scores_{s} AS " + guarded(parquet(f"scores/{s}/*.parquet")) for s in stages]
     statements.append(_samples_view(run, stages))
     statements.append(_stage_counts_view(run, stages))
     statements.append(
@@ -83,9 +95,7 @@ def catalog_statements(run: RunDir) -> list[str]:
     if clusters:
         statements.append(clusters)
     if any((run.path / "evaluations").glob("*.parquet")):
-        statements.append(
-            "CREATE VIEW evaluations AS SELECT * FROM read_parquet('evaluations/*.parquet', union_by_name = true)"
-        )
+        statements.append("CREATE VIEW evaluations AS " + guarded(parquet("evaluations/*.parquet")))
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
 
@@ -154,7 +164,7 @@ def _clusters_view(run: RunDir) -> str | None:
     current = [name for name, state in status(run).items() if state == "current"]
     if "kmeans" not in current or not (folder / "kmeans.parquet").exists():
         return None
-    sql = "CREATE VIEW clusters AS SELECT * FROM read_parquet('concepts/kmeans.parquet') AS kmeans"
+    sql = f"CREATE VIEW clusters AS SELECT * FROM ({guarded(parquet('concepts/kmeans.parquet'))}) AS kmeans"
     for name in sorted(current):
         if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
             sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
@@ -169,5 +179,5 @@ def _embeddings_view(run: RunDir) -> str | None:
     # Parquet has no fixed-size list: DuckDB reads FLOAT[] back, so cast to the fixed width on read.
     return (
         f"CREATE VIEW embeddings AS SELECT uid, image_embedding::FLOAT[{dim}] AS image_embedding,"
-        f" text_embedding::FLOAT[{dim}] AS text_embedding FROM read_parquet('embeddings/*.parquet')"
+        f" text_embedding::FLOAT[{dim}] AS text_embedding FROM ({guarded(parquet('embeddings/*.parquet'))})"
     )
