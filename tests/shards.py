@@ -86,9 +86,9 @@ def datacomp_shard(folder: Path, image_embeddings: np.ndarray, name: str = "0000
     return uids
 
 
-def ingested_synth_pool(folder: Path, samples: int, shard_size: int):
-    """Returns (RunDir, held-out Parquet path): a synth pool of `samples` (no hq/, one held-out image per concept)
-    generated in `folder` and ingested into folder/run."""
+def ingested_synth_pool(folder: Path, samples: int, shard_size: int, heldout_classes: int | None = None):
+    """Returns (RunDir, held-out Parquet path): a synth pool of `samples` (no hq/, one held-out image per concept,
+    or per each of the first `heldout_classes` concepts) generated in `folder` and ingested into folder/run."""
     from curate.rundir import RunDir
     from curate.stages.ingest import ingest
     from curate.synth import generate_pool
@@ -96,7 +96,11 @@ def ingested_synth_pool(folder: Path, samples: int, shard_size: int):
     summary = generate_pool(folder, samples=samples, hq_samples=0, heldout_per_concept=1, shard_size=shard_size)
     run = RunDir(folder / "run")
     ingest([summary["pool"]], run, progress=False)
-    return run, folder / "heldout.parquet"
+    heldout = folder / "heldout.parquet"
+    if heldout_classes is not None:  # fewer classes: fewer prompts to encode, the same code path
+        table = pq.read_table(heldout)
+        pq.write_table(table.slice(0, heldout_classes), heldout)
+    return run, heldout
 
 
 def ingested_tars(folder: Path, shards: int, per_shard: int, embedded: bool = False):

@@ -11,7 +11,8 @@ from tests.toy_stages import A, B
 
 @pytest.fixture(scope="module")
 def run_with_flags(tmp_path_factory):
-    run, heldout = ingested_synth_pool(tmp_path_factory.mktemp("baselines"), samples=200, shard_size=200)
+    run, heldout = ingested_synth_pool(tmp_path_factory.mktemp("baselines"), samples=200, shard_size=200,
+                                       heldout_classes=12)
     A().apply(run, progress=False)
     B().apply(run, progress=False)
     return run, heldout, connect(run).execute("SELECT count(*) FROM samples").fetchone()[0]
