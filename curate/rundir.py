@@ -1,15 +1,29 @@
-"""The run directory: atomic file writes, per-shard completion markers, and the manifest."""
+"""The run directory: atomic file writes, per-shard completion markers, the manifest, and the writer lock."""
 
+import contextlib
+import fcntl
 import json
 import os
+import re
+import socket
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.errors import UsageError
+
 MANIFEST = "manifest.json"
 DONE = "_done"
+LOCK = ".curate.lock"
+# The temporary names write_bytes gives (and nothing else: a user's own *.tmp-* files are never touched).
+TEMPORARY = re.compile(r".+\.tmp-[0-9a-f]{32}$")
+# Run folders this process holds the writer lock of: path -> [file descriptor, nesting depth].
+_held: dict[Path, list[int]] = {}
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -60,11 +74,47 @@ class RunDir:
             self.write_bytes(relative, data)
 
     def remove_temporaries(self) -> int:
-        """Deletes leftovers of writes a killed run never finished; returns how many there were."""
-        stale = list(self.path.rglob("*.tmp-*")) if self.path.exists() else []
+        """Deletes leftovers of writes a killed run never finished (files named as write_bytes names its
+        temporaries, nothing else); returns how many there were."""
+        found = self.path.rglob("*.tmp-*") if self.path.exists() else []
+        stale = [p for p in found if TEMPORARY.match(p.name) and p.is_file() and not p.is_symlink()]
         for p in stale:
             p.unlink(missing_ok=True)
         return len(stale)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Holds the run's writer lock for the block (re-entrant within this process). Raises UsageError naming
+        the holder when another live process holds it; a lock left by a killed process is taken over, since the
+        kernel releases it when its holder dies."""
+        if self.path in _held:
+            _held[self.path][1] += 1
+            try:
+                yield
+            finally:
+                _held[self.path][1] -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(f"{self.path} is being written by another curate process ({holder}); wait for it to "
+                             "finish or stop it, then rerun") from None
+        os.ftruncate(fd, 0)
+        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:200]
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}: "
+                      f"{command}".encode(), 0)
+        _held[self.path] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _held[self.path]
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def manifest(self) -> dict:
         """Returns the manifest, or an empty one for a new run."""
@@ -82,3 +132,14 @@ class RunDir:
     def run_id(self) -> str:
         """Returns the run's id, giving a run made before ids existed one now."""
         return self.manifest().get("run_id") or self.update_manifest()["run_id"]
+
+
+def check_run_folder(path: str | os.PathLike) -> None:
+    """Raises UsageError when `path` is a file, or a folder that holds other files and no curate run: curate
+    writes only into a new, empty or existing run folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--run {path} is a file; give a folder for the run")
+    ours = (LOCK,)  # left by a writer killed before it wrote the manifest
+    if path.is_dir() and not (path / MANIFEST).exists() and any(p.name not in ours for p in path.iterdir()):
+        raise UsageError(f"--run {path} holds other files and is not a curate run; give a new or empty folder")

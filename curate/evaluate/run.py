@@ -229,8 +229,9 @@ def write_outputs(run: RunDir, result: dict, json_path: Path) -> dict:
                  **{m: r[m] for m in (*METRICS, "samples_forwarded", "saved_fraction", "wall_seconds")})
             for r in result["per_seed"]]
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-    parquet = run.write_bytes(f"{EVALUATIONS}/{result['evaluation']}.parquet", parquet_bytes(table))
-    result = result | {"json": str(json_path.absolute()), "parquet": str(parquet)}
-    RunDir(json_path.absolute().parent).write_json(json_path.name, result)
-    build_catalog(run)
+    with run.writing():
+        parquet = run.write_bytes(f"{EVALUATIONS}/{result['evaluation']}.parquet", parquet_bytes(table))
+        result = result | {"json": str(json_path.absolute()), "parquet": str(parquet)}
+        RunDir(json_path.absolute().parent).write_json(json_path.name, result)
+        build_catalog(run)
     return result

@@ -13,7 +13,7 @@ from curate.io.inputs import ShardTask, expand_inputs
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
-from curate.rundir import RunDir, parquet_bytes
+from curate.rundir import RunDir, check_run_folder, parquet_bytes
 from curate.runners import Runner, ShardJob, as_runner, run_shard_job
 from curate.stages.step import stage_step
 
@@ -45,7 +45,7 @@ def ingest(
     runner = as_runner(runner, **runner_options)
     tasks = expand_inputs(inputs, input_format)
     config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=asdict(options))
-    run.path.mkdir(parents=True, exist_ok=True)
+    check_run_folder(run.path)
     step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
                     score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")
     with stage_step(run, step) as record:

@@ -116,7 +116,13 @@ class PoolMethod(ABC):
 
 
 def run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
-    """Runs `method` as one step of the stage graph (see the module docstring); returns its counts."""
+    """Runs `method` as one step of the stage graph (see the module docstring) under the run's writer lock;
+    returns its counts."""
+    with run.writing():
+        return _run_pool_method(run, method, runner)
+
+
+def _run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
     step = method.step(run)
     check_plan(run, [*method.upstream(run), step])
     pool = Pool(run, load_embeddings(run, None), np.zeros(0, bool), runner)

@@ -110,20 +110,21 @@ def _start(run: RunDir, step: StageRun, version: str, inputs: dict[str, str]) ->
 
 @contextlib.contextmanager
 def stage_step(run: RunDir, step: StageRun) -> Iterator[dict]:
-    """Runs one stage: checks its inputs and columns, invalidates what read an older version of it, and yields a
-    dict for the step to fill with `counts` and other fields to record. On success the stage is recorded
-    complete; either way the catalog is rebuilt, so the run stays queryable."""
-    check_plan(run, [step])
-    check_columns(run, step)
-    versions = current_versions(entries(run))
-    inputs = {n: versions[n] for n in step.inputs}
-    version = version_of(step, inputs)
-    record: dict = {}
-    try:
-        _start(run, step, version, inputs)
-        yield record
-        stages = entries(run) | {step.name: _entry(step, COMPLETE, version, inputs, **record)}
-        run.update_manifest(stages=stages, curate_version=__version__)
-    finally:
-        if (run.path / MANIFEST).exists():
-            build_catalog(run)
+    """Runs one stage under the run's writer lock: checks its inputs and columns, invalidates what read an older
+    version of it, and yields a dict for the step to fill with `counts` and other fields to record. On success
+    the stage is recorded complete; either way the catalog is rebuilt, so the run stays queryable."""
+    with run.writing():
+        check_plan(run, [step])
+        check_columns(run, step)
+        versions = current_versions(entries(run))
+        inputs = {n: versions[n] for n in step.inputs}
+        version = version_of(step, inputs)
+        record: dict = {}
+        try:
+            _start(run, step, version, inputs)
+            yield record
+            stages = entries(run) | {step.name: _entry(step, COMPLETE, version, inputs, **record)}
+            run.update_manifest(stages=stages, curate_version=__version__)
+        finally:
+            if (run.path / MANIFEST).exists():
+                build_catalog(run)

@@ -7,7 +7,9 @@ import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
+from curate.errors import UsageError
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
 from tests.conftest import catalog_snapshot
@@ -61,6 +63,8 @@ def test_killed_run_resumes_to_the_catalog_of_an_uninterrupted_run(tmp_path):
         pq.read_table(path)
     assert not (run.path / "catalog.duckdb").exists()
 
+    with pytest.raises(UsageError, match="already holds the ingest stage made with other inputs"):
+        ingest([str(pool / "0000[0-4].tar")], run, progress=False)  # recorded before the first shard ran
     resumed = ingest([str(pool)], run, progress=False)
     assert run.manifest()["stages"]["ingest"]["shards_run"] == 30 - finished
     assert not list(run.path.rglob("*.tmp-*"))
