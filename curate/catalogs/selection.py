@@ -1,8 +1,9 @@
-"""What an export takes: the user's SQL predicate on the catalog's `samples` view, checked, streamed."""
+"""Selections: the user's SQL predicate on the catalog's `samples` view, checked, counted, streamed; the columns
+it names."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -16,14 +17,41 @@ ANY_UID = "(?s).*"
 
 
 @dataclass(frozen=True)
+class Writable:
+    """Which selected samples a writer can hold: uids that fully match `uid_pattern` (said in words by `uid_rule`),
+    and, when it `needs_images`, samples whose source has image bytes (not DataComp metadata alone)."""
+
+    uid_pattern: str | None = None
+    uid_rule: str = ""
+    needs_images: bool = False
+
+    def params(self) -> dict:
+        """Returns the query parameters of WRITABLE."""
+        return {"uid_pattern": self.uid_pattern or ANY_UID, "needs_images": self.needs_images}
+
+    def reasons(self) -> dict[str, str]:
+        """Returns reason -> the SQL condition under which a selected sample is skipped for it."""
+        return {
+            f"uid cannot be written: {self.uid_rule}": "NOT regexp_full_match(uid, $uid_pattern)",
+            "no image bytes in the source (DataComp metadata only)": "image_offset IS NULL AND $needs_images",
+        }
+
+
+WRITABLE = "(regexp_full_match(uid, $uid_pattern) AND (image_offset IS NOT NULL OR NOT $needs_images))"
+
+
+@dataclass(frozen=True)
 class Selection:
-    """A checked predicate and what it selects: the count, and the first sample each format would refuse."""
+    """A checked predicate and what it selects: the samples to write, the first one without image bytes, and
+    the samples skipped because the writer cannot hold them (reason -> count, and the first few uids)."""
 
     where: str | None
     predicate: str
     samples: int
-    metadata_only_uid: str | None  # a selected sample with no image bytes in its source (DataComp metadata)
-    bad_uid: str | None  # a selected uid that does not fully match the writer's uid pattern
+    metadata_only_uid: str | None
+    writable: Writable = Writable()
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_uids: tuple[str, ...] = ()
 
 
 def check_predicate(where: str | None) -> str:
@@ -40,20 +68,22 @@ def check_predicate(where: str | None) -> str:
     return where
 
 
-def select(con: duckdb.DuckDBPyConnection, where: str | None, uid_pattern: str | None) -> Selection:
-    """Returns the Selection of `where`, running the predicate once over the catalog; raises UsageError."""
+def select(con: duckdb.DuckDBPyConnection, where: str | None, writable: Writable = Writable()) -> Selection:
+    """Returns the Selection of `where` for a writer that can hold `writable` samples; raises UsageError for a bad
+    predicate."""
     predicate = check_predicate(where)
-    sql = (
-        "SELECT count(*), min(uid) FILTER (image_offset IS NULL),"
-        " min(uid) FILTER (NOT regexp_full_match(uid, $uid_pattern))"
-        f" FROM samples WHERE (\n{predicate}\n)"
-    )
+    reasons = writable.reasons()
+    counts = ", ".join(f"count(*) FILTER ({condition})" for condition in reasons.values())
+    sql = (f"SELECT count(*) FILTER ({WRITABLE}), min(uid) FILTER (image_offset IS NULL), {counts}"
+           f" FROM samples WHERE (\n{predicate}\n)")
     try:
-        rows = con.sql(sql, params={"uid_pattern": uid_pattern or ANY_UID}).fetchall()
+        count, metadata_only, *skipped = con.sql(sql, params=writable.params()).fetchall()[0]
+        uids = con.sql(f"SELECT uid FROM samples WHERE (\n{predicate}\n) AND NOT {WRITABLE} ORDER BY uid LIMIT 5",
+                       params=writable.params()).fetchall() if any(skipped) else []
     except duckdb.Error as exc:
         raise _predicate_error(where, exc) from None
-    count, metadata_only, bad = rows[0]
-    return Selection(where, predicate, int(count), metadata_only, bad)
+    by_reason = {reason: int(n) for reason, n in zip(reasons, skipped, strict=True) if n}
+    return Selection(where, predicate, int(count), metadata_only, writable, by_reason, tuple(u for (u,) in uids))
 
 
 def selected_uids(con: duckdb.DuckDBPyConnection, where: str | None) -> pa.ChunkedArray:
@@ -67,11 +97,12 @@ def selected_uids(con: duckdb.DuckDBPyConnection, where: str | None) -> pa.Chunk
 def iter_selected(
     con: duckdb.DuckDBPyConnection, selection: Selection, batch_rows: int
 ) -> Iterator[pa.Table]:
-    """Yields the selected samples' catalog rows (SAMPLES_SCHEMA), at most `batch_rows` a table, in ORDER."""
+    """Yields the selected samples' catalog rows (SAMPLES_SCHEMA) that the writer can hold, at most `batch_rows` a
+    table, in ORDER."""
     columns = ", ".join(SAMPLES_SCHEMA.names)
-    sql = f"SELECT {columns} FROM samples WHERE (\n{selection.predicate}\n) ORDER BY {ORDER}"
+    sql = f"SELECT {columns} FROM samples WHERE (\n{selection.predicate}\n) AND {WRITABLE} ORDER BY {ORDER}"
     try:
-        reader = con.sql(sql).to_arrow_reader(batch_rows)
+        reader = con.sql(sql, params=selection.writable.params()).to_arrow_reader(batch_rows)
         for batch in reader:
             if batch.num_rows:
                 yield pa.Table.from_batches([batch]).cast(SAMPLES_SCHEMA)

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 
 from curate.options import positive_int
 
@@ -24,4 +25,6 @@ def run(args: argparse.Namespace) -> int:
 
     summary = open_run(args.run).samples(args.where).export(args.out, args.format, args.shard_size, args.overwrite)
     print(json.dumps(summary, default=str))
+    for reason, count in summary["skipped_reasons"].items():
+        print(f"curate: skipped {count} selected samples: {reason}", file=sys.stderr)
     return 0

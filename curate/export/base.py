@@ -4,36 +4,26 @@ from pathlib import Path
 from typing import ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
-
-from curate.errors import UsageError
 
 
 class ExportWriter:
     """Writes selected samples into a folder, one Arrow table of catalog rows at a time.
 
-    Tables carry the SAMPLES_SCHEMA columns, plus `image` (the verified bytes) when `needs_images`.
+    Tables carry the SAMPLES_SCHEMA columns, plus `image` (the verified bytes) when `needs_images`; they hold only
+    samples the writer can write (its uid pattern, and image bytes when it needs them): the export skips and
+    reports the others, the same way in every format.
     """
 
     format_name: ClassVar[str]  # the --format name the registry lists it under
     needs_images: ClassVar[bool] = True
     batch_rows: ClassVar[int] = 512  # samples per table given to write(); with images, what memory holds
-    uid_pattern: ClassVar[str | None] = None  # a regex every uid must fully match, or None for any uid
-    uid_rule: ClassVar[str] = ""  # the pattern in words, for the error message
+    uid_pattern: ClassVar[str | None] = None  # a regex a uid must fully match to be written, None for any uid
+    uid_rule: ClassVar[str] = ""  # the pattern in words, for the export's report of skipped samples
 
     def __init__(self, folder: Path, shard_size: int, progress: bool = True):
         self.folder = folder
         self.shard_size = shard_size
         self.progress = progress
-
-    def check_uids(self, uids: pa.ChunkedArray) -> None:
-        """Raises UsageError naming the first uid that does not fully match `uid_pattern`."""
-        if self.uid_pattern is None:
-            return
-        ok = pc.match_substring_regex(uids, f"^(?:{self.uid_pattern})$")
-        if not pc.all(ok).as_py():
-            bad = uids.filter(pc.invert(ok))[0].as_py()
-            raise UsageError(f"uid {bad!r} cannot be exported as {self.format_name}: {self.uid_rule}")
 
     def write(self, table: pa.Table) -> None:
         """Writes the samples of `table`."""
@@ -75,7 +65,6 @@ class ShardedWriter(ExportWriter):
 
     def write(self, table: pa.Table) -> None:
         """Writes the samples of `table`, starting a new part whenever the open one is full."""
-        self.check_uids(table["uid"])
         done = 0
         while done < table.num_rows:
             if not self.part_rows or self.part_rows[-1] >= self.shard_size:

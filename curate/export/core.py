@@ -10,7 +10,7 @@ import duckdb
 from tqdm import tqdm
 
 from curate.catalogs import connect
-from curate.catalogs.selection import Selection, iter_selected, select
+from curate.catalogs.selection import Selection, Writable, iter_selected, select
 from curate.errors import UsageError
 from curate.export.base import ExportWriter
 from curate.export.datacomp import DataCompWriter
@@ -43,11 +43,14 @@ def export_subset(
     if shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
     out = Path(out).expanduser().resolve()
-    _check_out(run, out, overwrite)
+    _check_out(run, out)
+    if _is_nonempty(out) and not overwrite:
+        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     options = _read_options(run)
     con = connect(run)
     try:
-        selection = select(con, where, writer_class.uid_pattern)
+        writable = Writable(writer_class.uid_pattern, writer_class.uid_rule, writer_class.needs_images)
+        selection = select(con, where, writable)
         _check_selection(selection, writer_class)
         staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
         staging.mkdir(parents=True)
@@ -56,7 +59,8 @@ def export_subset(
             files, samples = _write_all(con, selection, writer, options, progress)
             summary = dict(
                 format=fmt, where=where, samples=samples, files=files, shard_size=shard_size,
-                run=str(run.path), curate_version=__version__,
+                skipped=sum(selection.skipped.values()), skipped_reasons=selection.skipped,
+                skipped_uids=list(selection.skipped_uids), run=str(run.path), curate_version=__version__,
             )
             (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
             _publish(staging, out, overwrite)
@@ -77,11 +81,24 @@ def _is_nonempty(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
-def _check_out(run: RunDir, out: Path, overwrite: bool) -> None:
-    if out == run.path.resolve() or out in run.path.resolve().parents:
+def _check_out(run: RunDir, out: Path) -> None:
+    """Raises UsageError for an --out that holds the run, lies inside it, or holds one of its source shards:
+    nothing --overwrite may replace."""
+    folder = run.path.resolve()
+    if out == folder or out in folder.parents:
         raise UsageError(f"cannot export to {out}: it holds the run folder {run.path}")
-    if _is_nonempty(out) and not overwrite:
-        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    if folder in out.parents:
+        raise UsageError(f"cannot export to {out}: it is inside the run folder {run.path}; choose a folder outside it")
+    for shard in _local_sources(run):
+        if out == shard or out in shard.parents:
+            raise UsageError(f"cannot export to {out}: it holds the run's source shard {shard}")
+
+
+def _local_sources(run: RunDir) -> list[Path]:
+    """Returns the run's source shards that are files on this machine (plain paths or file:// URLs)."""
+    inputs = run.manifest()["stages"].get("ingest", {}).get("config", {}).get("inputs", [])
+    local = [u.removeprefix("file://") for u in inputs if "://" not in u or u.startswith("file://")]
+    return [Path(u).resolve() for u in local]
 
 
 def _read_options(run: RunDir) -> ReadOptions:
@@ -92,14 +109,11 @@ def _read_options(run: RunDir) -> ReadOptions:
 
 
 def _check_selection(selection: Selection, writer_class: type[ExportWriter]) -> None:
-    name = writer_class.format_name
-    if writer_class.needs_images and selection.metadata_only_uid is not None:
-        raise UsageError(
-            f"sample {selection.metadata_only_uid} (like any DataComp metadata-only sample) has no image "
-            f"bytes in the run, which --format {name} needs; use --format datacomp to export a uid list"
-        )
-    if selection.bad_uid is not None:
-        raise UsageError(f"uid {selection.bad_uid!r} cannot be exported as {name}: {writer_class.uid_rule}")
+    """Raises UsageError when the predicate selects samples but the format can hold none of them."""
+    if selection.samples == 0 and selection.skipped:
+        reasons = "; ".join(f"{n} with {reason}" for reason, n in selection.skipped.items())
+        hint = "; use --format datacomp to export a uid list" if writer_class.needs_images else ""
+        raise UsageError(f"--format {writer_class.format_name} can hold none of the selected samples ({reasons}){hint}")
 
 
 def _write_all(

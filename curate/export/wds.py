@@ -9,8 +9,11 @@ import pyarrow as pa
 
 from curate.export.base import ShardedWriter
 
-# Fields the exported json always carries, taken from the catalog row (they win over the original json's).
-JSON_FIELDS = ("uid", "key", "url", "caption", "width", "height", "sha256")
+# Fields the exported json carries from the catalog row where the source's json has none of its own (the
+# source's fields are kept as they were), and the name of curate's hash of the stored image bytes, which differs
+# from img2dataset's `sha256` of the downloaded original.
+JSON_FIELDS = ("uid", "key", "url", "caption", "width", "height")
+STORED_SHA256 = "stored_sha256"
 SIZES = "sizes.json"  # shard name -> sample count, where open_clip's loader looks for the dataset size
 
 
@@ -54,7 +57,9 @@ def member_header(name: str, size: int) -> bytes:
 def sample_members(row: dict) -> list[tuple[str, bytes]]:
     """Returns a sample's (member name, bytes): image, caption and json, all named by the uid."""
     meta = json.loads(row["json"]) if row["json"] else {}
-    meta.update({field: row[field] for field in JSON_FIELDS})
+    for field in JSON_FIELDS:
+        meta.setdefault(field, row[field])
+    meta[STORED_SHA256] = row["sha256"]
     uid = row["uid"]
     return [
         (f"{uid}.{row['image_format']}", row["image"]),

@@ -87,7 +87,7 @@ def load_pairs(
     sources = SourceImages(ReadOptions(**entry["config"]["options"]))
     con = connect(run)
     try:
-        selection = select(con, where, None)
+        selection = select(con, where)
         _check_selection(selection, size, memory_limit or default_memory_limit())
         return _decode_selection(iter_selected(con, selection, BATCH_ROWS), selection.samples, sources, size,
                                  progress)

@@ -22,7 +22,7 @@ def read_webdataset(out: Path) -> dict[str, tuple[str, str]]:
     for sample in wds.WebDataset(urls, shardshuffle=False):
         image = next(sample[k] for k in ("jpg", "png", "webp") if k in sample)
         meta = json.loads(sample["json"])
-        assert meta["uid"] == sample["__key__"] and meta["sha256"] == sha(image)
+        assert meta["uid"] == sample["__key__"] and meta["stored_sha256"] == sha(image)
         assert meta["caption"] == sample["txt"].decode("utf-8") and meta["key"] and meta["width"] > 0
         # Tar samples keep their original json fields; Parquet samples had none.
         assert meta["url"] is None or meta["source_note"] == "note " + meta["url"].split("/")[-1][:-4]

@@ -1,5 +1,6 @@
 """End-to-end export tests: real tars and Parquet shards are ingested, exported and read back by consumers."""
 
+import hashlib
 import io
 import json
 import tarfile
@@ -192,6 +193,33 @@ def test_non_empty_out_needs_overwrite(run, tmp_path):
     assert read_uids(tmp_path / "empty", tmp_path) == set(expected(run, None))
 
 
+def test_out_inside_the_run_or_over_its_sources_is_refused_even_with_overwrite(run, source):
+    before = sorted(p.name for p in source.iterdir())
+    for out, message in ((run.path / "subset", "inside the run folder"), (source, "holds the run's source shard"),
+                         (source.parent, "holds the run"), (run.path, "holds the run folder")):
+        with pytest.raises(UsageError, match=message):
+            export_subset(run, None, "webdataset", out, overwrite=True, progress=False)
+    assert sorted(p.name for p in source.iterdir()) == before and not (run.path / "subset").exists()
+
+
+def test_webdataset_json_keeps_the_sources_fields_and_names_curates_hash_apart(tmp_path):
+    meta = {"url": "https://example.com/x.jpg", "caption": "as downloaded", "sha256": "f" * 64, "width": 640,
+            "key": "000000001", "original_width": 1280}
+    write_tar(tmp_path / "a.tar", sample_members("000000001", "the stored caption", sample_image(1), meta))
+    run = RunDir(tmp_path / "run")
+    ingest([str(tmp_path / "a.tar")], run, progress=False)
+    export_subset(run, None, "webdataset", tmp_path / "out", progress=False)
+    with tarfile.open(tmp_path / "out" / "00000.tar") as tar:
+        exported = json.loads(tar.extractfile(next(m for m in tar if m.name.endswith(".json"))).read())
+    assert {k: exported[k] for k in meta} == meta  # img2dataset's sha256 hashes the download: kept as it was
+    assert exported["stored_sha256"] == hashlib.sha256(sample_image(1)).hexdigest()
+    assert exported["uid"] == exported_uid(run) and exported["height"] > 0
+
+
+def exported_uid(run: RunDir) -> str:
+    return catalogs.connect(run).execute("SELECT uid FROM samples").fetchall()[0][0]
+
+
 @pytest.mark.parametrize("fmt", EXPORT_FORMATS)
 def test_empty_selection_gives_empty_output(run, tmp_path, fmt):
     summary = export_subset(run, "FALSE", fmt, tmp_path / "out", progress=False)
@@ -203,21 +231,25 @@ def test_empty_selection_gives_empty_output(run, tmp_path, fmt):
         assert len(load_from_disk(str(tmp_path / "out"))) == 0
 
 
-def test_unsafe_uid_is_refused_for_webdataset(tmp_path):
+def test_a_sample_a_format_cannot_hold_is_skipped_and_reported_in_every_format(tmp_path):
     long_uid = "u" * 150  # safe, but too long for a plain tar header: written with a PAX header
-    interleaved_tar(tmp_path / "evil.tar", 0, 2, uids={0: long_uid, 1: "../../evil"})
+    hex_uid = "ab" * 16
+    interleaved_tar(tmp_path / "evil.tar", 0, 3, uids={0: long_uid, 1: "../../evil", 2: hex_uid})
     run = RunDir(tmp_path / "run")
     ingest([str(tmp_path / "evil.tar")], run, progress=False)
-    with pytest.raises(UsageError, match=r"'\.\./\.\./evil'.*A-Z a-z 0-9"):
-        export_subset(run, None, "webdataset", tmp_path / "out", progress=False)
-    with pytest.raises(UsageError, match=r"'\.\./\.\./evil'.*32 hex"):
-        export_subset(run, None, "datacomp", tmp_path / "out", progress=False)
-    assert not (tmp_path / "out").exists()
-    # Excluding it, or a format that does not name files by uid, exports fine.
-    export_subset(run, "uid <> '../../evil'", "webdataset", tmp_path / "wds", progress=False)
-    assert read_webdataset(tmp_path / "wds").keys() == {long_uid}
-    export_subset(run, None, "parquet", tmp_path / "pq", progress=False)
-    assert read_parquet(tmp_path / "pq", tmp_path / "cache").keys() == expected(run, None).keys()
+    summaries = {fmt: export_subset(run, None, fmt, tmp_path / fmt, progress=False) for fmt in EXPORT_FORMATS}
+    wds = summaries["webdataset"]
+    assert (wds["samples"], wds["skipped"], wds["skipped_uids"]) == (2, 1, ["../../evil"])
+    assert list(wds["skipped_reasons"]) == ["uid cannot be written: tar member names are made from the uid, which "
+                                            "may only hold A-Z a-z 0-9 _ -"]
+    assert read_webdataset(tmp_path / "webdataset").keys() == {long_uid, hex_uid}
+    assert not list(tmp_path.parent.rglob("evil.jpg")) and not list(tmp_path.parent.rglob("evil.txt"))
+    datacomp = summaries["datacomp"]  # a uid list holds 32-hex-digit uids only
+    assert (datacomp["samples"], datacomp["skipped"], datacomp["skipped_uids"]) == (1, 2, ["../../evil", long_uid])
+    assert read_uids(tmp_path / "datacomp", tmp_path) == {hex_uid}
+    for fmt in ("parquet", "hf"):  # formats that do not name files by uid hold every sample
+        assert (summaries[fmt]["samples"], summaries[fmt]["skipped"]) == (3, 0)
+    assert read_parquet(tmp_path / "parquet", tmp_path / "cache").keys() == expected(run, None).keys()
 
 
 def test_metadata_only_run_exports_uids_only(tmp_path):
