@@ -4,10 +4,10 @@ import argparse
 import json
 
 from curate.cli.options import add_runner_arguments, runner_from
-from curate.io.images import DEFAULT_MAX_PIXELS
+from curate.io.images import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from curate.io.inputs import INPUT_FORMATS
-from curate.io.samples import ReadOptions
-from curate.options import positive_int
+from curate.io.samples import DEFAULT_MAX_MEMBER_BYTES, ReadOptions
+from curate.options import positive_float, positive_int
 from curate.rundir import RunDir
 
 
@@ -18,7 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runner_arguments(parser)
     parser.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-                        help="larger images are quarantined as decompression bombs")
+                        help=f"larger images are quarantined as decompression bombs (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--max-image-side", type=positive_int, default=DEFAULT_MAX_SIDE,
+                        help=f"images with a longer side are quarantined (default {DEFAULT_MAX_SIDE})")
+    parser.add_argument("--max-aspect-ratio", type=positive_float, default=DEFAULT_MAX_ASPECT,
+                        help=f"images more elongated are quarantined (default {DEFAULT_MAX_ASPECT:g})")
+    parser.add_argument("--max-member-bytes", type=positive_int, default=DEFAULT_MAX_MEMBER_BYTES,
+                        help=f"larger tar members are quarantined unread (default {DEFAULT_MAX_MEMBER_BYTES})")
     parser.add_argument("--image-column", help="Parquet shards: column of image bytes (default: detect)")
     parser.add_argument("--caption-column", help="Parquet shards: caption column (default: detect)")
     parser.add_argument("--key-column", help="Parquet shards: key column (default: key, else row index)")
@@ -31,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from curate.stages.ingest import ingest
 
     options = ReadOptions(
-        max_pixels=args.max_pixels, image_column=args.image_column, caption_column=args.caption_column,
+        max_pixels=args.max_pixels, max_side=args.max_image_side, max_aspect=args.max_aspect_ratio,
+        max_member_bytes=args.max_member_bytes, image_column=args.image_column, caption_column=args.caption_column,
         key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
     )
     counts = ingest(args.inputs, RunDir(args.run), runner_from(args), options, args.input_format)

@@ -47,14 +47,18 @@ def _raw(cols: dict, i: int) -> RawSample:
     def get(name):
         return cols[name][i] if name in cols else None
 
+    uid = get("uid")
     return RawSample(
-        key=str(get("uid")), uid=get("uid"), caption=get("text"), url=get("url"), metadata_only=True,
+        key=uid if isinstance(uid, str) else f"row {i}", uid=uid, caption=get("text"), url=get("url"),
+        metadata_only=True,
         width=get("original_width"), height=get("original_height"), sha256=get("sha256"),
     )
 
 
 def _accepted_positions(uids: list, tables: ShardTables) -> np.ndarray:
-    index = {str(u): i for i, u in enumerate(uids)}
+    index: dict[str, int] = {}
+    for i, u in enumerate(uids):
+        index.setdefault(str(u), i)  # a later row with the same uid is quarantined as a repeated key
     return np.array([index[row["uid"]] for row in tables.samples], dtype=np.int64)
 
 

@@ -9,7 +9,21 @@ from PIL import Image
 
 # PIL's own default: about a quarter-gigabyte of RGBA. Above it an image is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 89_478_485
+# A sane shape: a 1 x 300,000 strip passes any pixel cap, and resizing its short side to a model's input would
+# make it gigapixels wide. Panoramas and banners stay well inside these.
+DEFAULT_MAX_SIDE = 65_535
+DEFAULT_MAX_ASPECT = 100.0
 SUPPORTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an accepted image may be: at most max_pixels pixels, max_side on either side, max_aspect long side
+    over short side."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int = DEFAULT_MAX_SIDE
+    max_aspect: float = DEFAULT_MAX_ASPECT
 
 
 class BadImage(Exception):
@@ -25,15 +39,19 @@ class ImageInfo:
     height: int
 
 
-def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def inspect_image(data: bytes, limits: ImageLimits = ImageLimits()) -> ImageInfo:
     """Returns the image's format and size after decoding it fully; raises BadImage with the reason."""
     if not data:
         raise BadImage("empty image")
+    if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
+        # PIL's own bomb check fires at its default whatever the caller allows; ours (below) is the limit. Only
+        # ever raised, never lowered, so concurrent checks with other limits stay correct.
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                return _decode(im, max_pixels)
+                return _decode(im, limits)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -44,15 +62,19 @@ def inspect_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInf
         raise BadImage(f"image does not decode: {type(exc).__name__}: {message}") from None
 
 
-def _decode(im: Image.Image, max_pixels: int) -> ImageInfo:
+def _decode(im: Image.Image, limits: ImageLimits) -> ImageInfo:
     fmt = SUPPORTED_FORMATS.get(im.format or "")
     if fmt is None:
         raise BadImage(f"unsupported image format {im.format}")
     width, height = im.size
     if width <= 0 or height <= 0:
         raise BadImage(f"invalid image size {width}x{height}")
-    if width * height > max_pixels:
-        raise BadImage(f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels}")
+    if width * height > limits.max_pixels:
+        raise BadImage(f"decompression bomb: {width}x{height} pixels exceeds the limit of {limits.max_pixels}")
+    if max(width, height) > limits.max_side:
+        raise BadImage(f"image too large: {width}x{height}, a side over the limit of {limits.max_side}")
+    if max(width, height) > limits.max_aspect * min(width, height):
+        raise BadImage(f"extreme aspect ratio: {width}x{height}, over the limit of {limits.max_aspect:g}:1")
     if fmt == "jpg":
         # DCT-domain downscaling still entropy-decodes every block (so corruption is caught) at a fraction
         # of the cost of a full-size decode.

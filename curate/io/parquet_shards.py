@@ -54,20 +54,24 @@ def iter_image_parquet(url: str, columns: dict[str, str | None], batch_rows: int
 
 
 def image_value_bytes(value) -> bytes | None:
-    """Returns image bytes from a cell: raw bytes, or the `bytes` field of a Hugging Face Image struct."""
+    """Returns image bytes from a cell: raw bytes, or the `bytes` field of a Hugging Face Image struct; None for
+    anything else."""
     if isinstance(value, dict):
         value = value.get("bytes")
-    return value if isinstance(value, (bytes, bytearray)) or value is None else None
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else None
 
 
 def _raw_sample(data: dict, columns: dict[str, str | None], i: int, row: int) -> RawSample:
     key = data[columns["key"]][i] if columns["key"] else None
-    uid = data[columns["uid"]][i] if columns["uid"] else None
+    cell = data[columns["image"]][i]
+    image = image_value_bytes(cell)
+    wrong = cell is not None and image is None and not (isinstance(cell, dict) and cell.get("bytes") is None)
     return RawSample(
-        key=str(row) if key is None else str(key),
-        image=image_value_bytes(data[columns["image"]][i]),
+        key=str(row) if key is None else str(key) if isinstance(key, int) else key,
+        image=image,
         image_offset=row,
         caption=data[columns["caption"]][i],
         url=data[columns["url"]][i] if columns["url"] else None,
-        uid=None if uid is None else str(uid),
+        uid=data[columns["uid"]][i] if columns["uid"] else None,
+        problem=("invalid image", f"the image column holds {type(cell).__name__}, not bytes") if wrong else None,
     )

@@ -24,7 +24,7 @@ class ShardOutput:
 
 def read_webdataset(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     """Reads a WebDataset tar into `tables`; a truncated or unreadable tar adds a shard-level quarantine row."""
-    raws, error = read_tar_samples(task.url)
+    raws, error = read_tar_samples(task.url, tables.options.max_member_bytes)
     json_expected = any(raw.json_text is not None for raw in raws)
     for raw in raws:
         tables.add(raw, json_expected)

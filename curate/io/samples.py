@@ -1,4 +1,9 @@
-"""One shard's outputs while it is read: accepted sample rows and quarantine rows, checked one rule at a time."""
+"""One shard's outputs while it is read: accepted sample rows and quarantine rows, checked one rule at a time.
+
+Everything here is untrusted input: a value of the wrong type, text that is not valid Unicode, json nested past
+any sane depth or a key seen twice makes that one sample a quarantine row with a reason; nothing one sample holds
+can stop its shard, and every sample read is either accepted or quarantined.
+"""
 
 import hashlib
 import json
@@ -6,16 +11,29 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from curate.io.images import DEFAULT_MAX_PIXELS, BadImage, inspect_image
+from curate.io.images import (
+    DEFAULT_MAX_ASPECT,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
+    BadImage,
+    ImageLimits,
+    inspect_image,
+)
 from curate.io.inputs import ShardTask
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+
+MAX_JSON_DEPTH = 64
+DEFAULT_MAX_MEMBER_BYTES = 256 * 2**20  # a tar member larger than this is not read into memory
 
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How shards are read: the pixel limit and, for Parquet shards, which columns hold what."""
+    """How shards are read: the image and member limits and, for Parquet shards, which columns hold what."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int = DEFAULT_MAX_SIDE
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
     image_column: str | None = None
     caption_column: str | None = None
     key_column: str | None = None
@@ -33,9 +51,9 @@ class RawSample:
     image_offset: int | None = None
     caption: bytes | str | None = None
     json_text: bytes | str | None = None
-    url: str | None = None
-    uid: str | None = None
-    note: str | None = None  # a structural problem the reader found (e.g. a member repeated)
+    url: object = None  # str when well formed; readers pass on whatever the source holds
+    uid: object = None
+    problem: tuple[str, str] | None = None  # (reason, detail) of a problem the reader found (a member repeated)
     # Metadata-only samples (DataComp pools without tars) carry their image facts instead of bytes.
     metadata_only: bool = False
     width: int | None = None
@@ -61,6 +79,7 @@ class ShardTables:
     samples: list[dict] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
     read: int = 0
+    keys: set[str] = field(default_factory=set)
 
     def quarantine_shard(self, reason: str, detail: str = "") -> None:
         """Records a failure of the whole shard (or of its unread rest): a row with no key."""
@@ -73,30 +92,34 @@ class ShardTables:
 
     def add(self, raw: RawSample, json_expected: bool) -> None:
         """Checks a raw sample and files it as accepted or quarantined."""
-        uid = raw.uid
+        uid = None
         try:
-            meta = _parse_json(raw.json_text, json_expected)
+            key = _text(raw.key, "key")
+            if key in self.keys:
+                raise SampleCheckError("repeated key", "an earlier sample of this shard has the same key")
+            if raw.problem:  # the reader could not take one of its members: nothing else about it can be trusted
+                raise SampleCheckError(*raw.problem)
+            meta, json_text = _parse_json(raw.json_text, json_expected)
             uid = _uid_of(raw, meta, self.task.shard_id)
-            caption = _caption_of(raw, meta)
-            if raw.note:
-                raise SampleCheckError(raw.note, "")
-            image = {} if raw.metadata_only else self._image_fields(raw)
+            row = dict(uid=uid, shard=self.task.url, key=key, caption=_caption_of(raw, meta), json=json_text,
+                       url=_text(raw.url if raw.url is not None else (meta or {}).get("url"), "url"))
+            row |= _metadata_facts(raw) if raw.metadata_only else self._image_fields(raw)
         except SampleCheckError as exc:
-            self.quarantine_sample(raw.key, uid, *exc.args)
+            self.quarantine_sample(printable(raw.key), uid, *exc.args)
+            return
+        except Exception as exc:
+            self.quarantine_sample(printable(raw.key), uid, "unreadable sample", f"{type(exc).__name__}: {exc}"[:300])
             return
         self.read += 1
-        row = dict(
-            uid=uid, shard=self.task.url, key=raw.key, url=raw.url or (meta or {}).get("url"),
-            caption=caption, width=raw.width, height=raw.height, sha256=raw.sha256,
-            json=None if meta is None else json.dumps(meta, ensure_ascii=False, sort_keys=True),
-        )
-        self.samples.append(row | image)
+        self.keys.add(key)
+        self.samples.append(row)
 
     def _image_fields(self, raw: RawSample) -> dict:
         if raw.image is None:
             raise SampleCheckError("missing image", "no jpg, png or webp member")
+        options = self.options
         try:
-            info = inspect_image(raw.image, self.options.max_pixels)
+            info = inspect_image(raw.image, ImageLimits(options.max_pixels, options.max_side, options.max_aspect))
         except BadImage as exc:
             raise SampleCheckError("bad image", str(exc)) from None
         return dict(
@@ -106,10 +129,25 @@ class ShardTables:
 
     def tables(self) -> dict[str, pa.Table]:
         """Returns the shard's samples and quarantine as Arrow tables."""
-        return {
-            "samples": pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA),
-            "quarantine": pa.Table.from_pylist(self.quarantine, schema=QUARANTINE_SCHEMA),
-        }
+        try:
+            samples = pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            samples = self._representable_samples()
+        return {"samples": samples, "quarantine": pa.Table.from_pylist(self.quarantine, schema=QUARANTINE_SCHEMA)}
+
+    def _representable_samples(self) -> pa.Table:
+        """Returns the accepted rows Arrow can hold, quarantining the others (the checks let nothing through
+        that Arrow refuses; this keeps that promise if one ever does)."""
+        kept = []
+        for row in self.samples:
+            try:
+                pa.Table.from_pylist([row], schema=SAMPLES_SCHEMA)
+                kept.append(row)
+            except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                self.quarantine.append(dict(shard=self.task.url, key=row["key"], uid=row["uid"],
+                                            reason="unrepresentable value", detail=str(exc)[:300]))
+        self.samples = kept
+        return pa.Table.from_pylist(kept, schema=SAMPLES_SCHEMA)
 
     def counts(self) -> dict[str, int]:
         """Returns read, accepted and quarantined sample counts, and shard-level errors."""
@@ -120,26 +158,81 @@ class ShardTables:
         )
 
 
-def _parse_json(text: bytes | str | None, expected: bool) -> dict | None:
+def printable(value: object) -> str | None:
+    """Returns a key as text Arrow can store, whatever it holds: invalid Unicode escaped, non-text as its repr."""
+    if value is None or (isinstance(value, str) and _is_valid_text(value)):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    return repr(value)[:200]
+
+
+def _is_valid_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: object, name: str) -> str | None:
+    """Returns a string field of the sample, None when absent; raises SampleCheckError for another type or
+    text that is not valid Unicode (lone surrogates, member names that were not UTF-8)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SampleCheckError(f"invalid {name}", f"{name} is not valid UTF-8") from None
+    if not isinstance(value, str):
+        raise SampleCheckError(f"invalid {name}", f"{name} must be text, got {type(value).__name__}")
+    if not _is_valid_text(value):
+        raise SampleCheckError(f"invalid {name}", f"{name} is not valid Unicode (a lone surrogate)")
+    return value
+
+
+def _json_depth(value: object) -> int:
+    """Returns how deeply objects and arrays nest in parsed json (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        deepest = max(deepest, depth if isinstance(node, dict | list) else 0)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _parse_json(text: bytes | str | None, expected: bool) -> tuple[dict | None, str | None]:
+    """Returns the sample's json as an object and as the text the catalog stores."""
     if text is None:
         if expected:
             raise SampleCheckError("missing json", "other samples in this shard have a .json member")
-        return None
+        return None, None
     try:
         meta = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise SampleCheckError("invalid json", str(exc)[:200]) from None
+    except RecursionError:
+        raise SampleCheckError("invalid json", "nested too deeply to parse") from None
     if not isinstance(meta, dict):
         raise SampleCheckError("invalid json", f"expected an object, got {type(meta).__name__}")
-    return meta
+    if _json_depth(meta) > MAX_JSON_DEPTH:
+        raise SampleCheckError("invalid json", f"nested deeper than {MAX_JSON_DEPTH} levels")
+    stored = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    if not _is_valid_text(stored):
+        raise SampleCheckError("invalid json", "a string is not valid Unicode (a lone surrogate)")
+    return meta, stored
 
 
 def _uid_of(raw: RawSample, meta: dict | None, shard_id: str) -> str:
     uid = raw.uid if raw.uid is not None else (meta or {}).get("uid")
     if uid is None or uid == "":
-        return default_uid(shard_id, raw.key)
-    if isinstance(uid, (str, int)) and not isinstance(uid, bool):
+        return default_uid(shard_id, _text(raw.key, "key"))
+    if isinstance(uid, int) and not isinstance(uid, bool):
         return str(uid)
+    if isinstance(uid, str):
+        return _text(uid, "uid")
     raise SampleCheckError("invalid uid", f"uid must be a string or integer, got {type(uid).__name__}")
 
 
@@ -147,13 +240,23 @@ def _caption_of(raw: RawSample, meta: dict | None) -> str:
     caption = raw.caption
     if caption is None:
         caption = (meta or {}).get("caption")
-        if not isinstance(caption, str):
+        if caption is None:
             raise SampleCheckError("missing caption", "no txt member and no caption in json")
     if isinstance(caption, bytes):
         try:
             caption = caption.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SampleCheckError("caption is not valid UTF-8", str(exc)[:200]) from None
+    caption = _text(caption, "caption")
     if not caption.strip():
         raise SampleCheckError("empty caption", "")
     return caption
+
+
+def _metadata_facts(raw: RawSample) -> dict:
+    """Returns the image facts a metadata-only sample (DataComp) carries instead of bytes, checked."""
+    for name in ("width", "height"):
+        value = getattr(raw, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31):
+            raise SampleCheckError(f"invalid {name}", f"{name} must be a whole number of pixels, got {value!r}"[:200])
+    return dict(width=raw.width, height=raw.height, sha256=_text(raw.sha256, "sha256"))

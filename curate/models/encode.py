@@ -9,13 +9,23 @@ import io
 import numpy as np
 from PIL import Image
 
+# Resizing a strip's short side to the model's input makes its long side huge; past this aspect ratio only the
+# centre (all that the crop keeps, with a margin for the resampling filter) is resized.
+MAX_RESIZE_ASPECT = 4
+
 
 def image_to_pixels(data: bytes, size: int) -> np.ndarray:
-    """Returns the image resized (shortest side, bicubic) and center-cropped to size x size, as uint8 HWC RGB."""
+    """Returns the image resized (shortest side, bicubic) and center-cropped to size x size, as uint8 HWC RGB.
+    Memory stays bounded by the image's short side whatever its shape."""
     with Image.open(io.BytesIO(data)) as im:
         if im.format == "JPEG":
             im.draft("RGB", (size, size))  # decode at a reduced DCT scale that is still >= size
         im = im.convert("RGB")
+        short = min(im.size)
+        if max(im.size) > MAX_RESIZE_ASPECT * short:
+            keep = MAX_RESIZE_ASPECT * short
+            left, top = (im.width - min(im.width, keep)) // 2, (im.height - min(im.height, keep)) // 2
+            im = im.crop((left, top, left + min(im.width, keep), top + min(im.height, keep)))
         scale = size / min(im.size)
         width, height = max(size, round(im.width * scale)), max(size, round(im.height * scale))
         im = im.resize((width, height), Image.Resampling.BICUBIC)

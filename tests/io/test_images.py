@@ -1,6 +1,6 @@
 import pytest
 
-from curate.io.images import BadImage, inspect_image
+from curate.io.images import BadImage, ImageLimits, inspect_image
 from curate.synth.broken import png_bomb
 from tests.shards import image_bytes
 
@@ -31,9 +31,9 @@ def test_decompression_bomb_is_caught_from_the_header():
 
 def test_pixel_limit_is_configurable():
     data = image_bytes(size=(40, 40))
-    assert inspect_image(data, max_pixels=1600).width == 40
+    assert inspect_image(data, ImageLimits(max_pixels=1600)).width == 40
     with pytest.raises(BadImage, match="exceeds the limit of 1599"):
-        inspect_image(data, max_pixels=1599)
+        inspect_image(data, ImageLimits(max_pixels=1599))
 
 
 def test_unsupported_format_is_rejected():

@@ -40,4 +40,4 @@ def test_truncated_tar_keeps_what_was_read_and_reports_the_error(tmp_path):
 def test_repeated_member_is_flagged(tmp_path):
     path = write_tar(tmp_path / "x.tar", [("a.jpg", image_bytes()), ("a.txt", b"x"), ("a.txt", b"y")])
     raws, _ = read_tar_samples(str(path))
-    assert raws[0].note == "repeated member in tar"
+    assert raws[0].problem == ("repeated member in tar", "a.txt appears more than once")

@@ -1,0 +1,90 @@
+"""Property test of ingest against hostile shards: random tars and Parquet files from a grammar of faults
+(curate.synth.hostile) mixed with good samples. Whatever the draw: no exception escapes, every good sample is
+accepted, every faulty one quarantined with its reason, read = kept + quarantined, accepted images re-read
+byte-identically, a second run is a no-op, and the Ray runner gives the same catalog."""
+
+import numpy as np
+import pytest
+
+from curate.catalogs import connect
+from curate.export import export_subset
+from curate.io.samples import ReadOptions
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+from curate.synth.hostile import MAX_MEMBER_BYTES, TAR_FAULTS, ShardTruth, hostile_parquet, hostile_tar
+from tests.conftest import catalog_snapshot
+
+OPTIONS = ReadOptions(max_member_bytes=MAX_MEMBER_BYTES)
+
+
+def hostile_pool(folder, seed: int) -> list[ShardTruth]:
+    """Writes 4 tars (some cut short), 2 Parquet files (one with integer captions at times) and a file that is
+    not a tar; returns their truths."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truths = [hostile_tar(folder / f"t{seed}-{i}.tar", rng, int(rng.integers(1, 14)), 0.5, rng.random() < 0.3)
+              for i in range(4)]
+    truths += [hostile_parquet(folder / f"p{seed}-{i}.parquet", rng, int(rng.integers(2, 12)), 0.4,
+                               text_captions=rng.random() < 0.75) for i in range(2)]
+    (folder / f"x{seed}.tar").write_bytes(rng.bytes(3000))
+    return truths
+
+
+def outcome(run: RunDir) -> tuple[dict, dict, dict]:
+    """Returns (shard file name, key) -> uid of accepted samples, -> reasons of quarantined ones, and accounting."""
+    con = connect(run)
+    rows = con.execute("SELECT shard, key, uid FROM samples").fetchall()
+    accepted = {(shard.rsplit("/", 1)[-1], key): uid for shard, key, uid in rows}
+    quarantined: dict = {}
+    for shard, key, reason in con.execute("SELECT shard, key, reason FROM quarantine").fetchall():
+        quarantined.setdefault((shard.rsplit("/", 1)[-1], key), []).append(reason)
+    names = ("read", "kept", "quarantined", "shard_errors")
+    return accepted, quarantined, dict(zip(names, con.execute("SELECT * FROM accounting").fetchone(), strict=True))
+
+
+def check(run: RunDir, truths: list[ShardTruth]) -> None:
+    accepted, quarantined, counts = outcome(run)
+    assert counts["read"] == counts["kept"] + counts["quarantined"]
+    for truth in truths:
+        for key, reason in truth.expected:
+            if not truth.readable(key):
+                continue
+            where = (truth.path.name, key)
+            if reason is None:
+                assert accepted.get(where) == truth.uids[key], f"{where} should be accepted"
+            else:
+                assert reason in quarantined.get(where, []), f"{where} should be quarantined: {reason}"
+        if truth.cut is not None and truth.cut < max(truth.ends.values()) + 512:  # before the end-of-archive block
+            assert "unreadable tar" in quarantined[(truth.path.name, None)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hostile_shards_are_accounted_for_and_a_rerun_is_a_no_op(tmp_path, seed):
+    truths = hostile_pool(tmp_path / "pool", seed)
+    run = RunDir(tmp_path / "run")
+    first = ingest([str(tmp_path / "pool")], run, options=OPTIONS, progress=False)
+    check(run, truths)
+    assert first["shard_errors"] >= 1  # the file that is not a tar
+    before = catalog_snapshot(run)
+    assert ingest([str(tmp_path / "pool")], run, options=OPTIONS, progress=False) == first
+    assert run.manifest()["stages"]["ingest"]["shards_run"] == 0 and catalog_snapshot(run) == before
+    summary = export_subset(run, None, "parquet", tmp_path / "out", progress=False)  # re-reads and checks sha256
+    assert summary["samples"] == first["kept"] and summary["skipped"] == 0
+
+
+def test_every_fault_of_the_grammar_is_drawn_and_quarantined(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = hostile_tar(tmp_path / "all.tar", rng, 400, 1.0, cut=False)
+    drawn = {reason for _, reason in truth.expected}
+    assert drawn == {f.reason for f in TAR_FAULTS.values()}
+    run = RunDir(tmp_path / "run")
+    assert ingest([str(tmp_path / "all.tar")], run, options=OPTIONS, progress=False)["kept"] == 0
+    check(run, [truth])
+
+
+def test_the_ray_runner_gives_the_same_catalog(tmp_path, ray_local):
+    hostile_pool(tmp_path / "pool", 99)
+    local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
+    ingest([str(tmp_path / "pool")], local, options=OPTIONS, progress=False)
+    ingest([str(tmp_path / "pool")], on_ray, "ray", options=OPTIONS, progress=False)
+    assert catalog_snapshot(local) == catalog_snapshot(on_ray)
