@@ -152,13 +152,14 @@ def write_tar(path: Path, samples: list[tuple[str, list[Member]]]) -> dict[str, 
     return ends
 
 
-def hostile_tar(path: Path, rng: np.random.Generator, samples: int, fault_rate: float, cut: bool) -> ShardTruth:
-    """Writes a tar of `samples` samples, each faulty with probability fault_rate (a fault drawn uniformly), cut
-    at a random byte when `cut`; returns its truth."""
+def hostile_tar(path: Path, rng: np.random.Generator, samples: int, fault_rate: float, cut: bool,
+                faults: list[str] | None = None) -> ShardTruth:
+    """Writes a tar of `samples` samples, each faulty with probability fault_rate (a fault drawn uniformly from
+    `faults`, default all of TAR_FAULTS), cut at a random byte when `cut`; returns its truth."""
     from curate.io.samples import printable
     from curate.io.tars import split_member_name
 
-    truth, entries, faults = ShardTruth(path), [], list(TAR_FAULTS)
+    truth, entries, faults = ShardTruth(path), [], faults or list(TAR_FAULTS)
     for i in range(samples):
         good = Good(f"{path.stem}-{i:04d}", f"{rng.integers(2**63):016x}{i:016x}", small_image(rng), f"a photo {i}")
         fault = faults[rng.integers(len(faults))] if rng.random() < fault_rate else None
@@ -187,10 +188,11 @@ PARQUET_FAULTS: dict[str, Fault] = {
 
 
 def hostile_parquet(path: Path, rng: np.random.Generator, rows: int, fault_rate: float,
-                    text_captions: bool = True) -> ShardTruth:
-    """Writes an image Parquet shard of `rows` rows, each faulty with probability fault_rate; without
-    text_captions the caption column holds integers, and every row is "invalid caption". Returns its truth."""
-    truth, faults = ShardTruth(path), list(PARQUET_FAULTS)
+                    text_captions: bool = True, faults: list[str] | None = None) -> ShardTruth:
+    """Writes an image Parquet shard of `rows` rows, each faulty with probability fault_rate (a fault drawn from
+    `faults`, default all of PARQUET_FAULTS); without text_captions the caption column holds integers, and every
+    row is "invalid caption". Returns its truth."""
+    truth, faults = ShardTruth(path), faults or list(PARQUET_FAULTS)
     table: dict[str, list] = {"key": [], "uid": [], "caption": [], "jpg": []}
     for i in range(rows):
         good = Good(f"{path.stem}-{i:04d}", f"{rng.integers(2**63):016x}{i:016x}", small_image(rng), f"a photo {i}")
@@ -212,3 +214,43 @@ def hostile_parquet(path: Path, rng: np.random.Generator, rows: int, fault_rate:
     pq.write_table(pa.table({"key": table["key"], "uid": table["uid"], "caption": captions,
                              "jpg": pa.array(table["jpg"], pa.binary())}), path)
     return truth
+
+
+def outcome(run) -> tuple[dict, dict, dict]:
+    """Returns a run's (shard file name, key) -> uid of accepted samples and -> quarantine reasons, and its
+    accounting counts."""
+    from curate.catalogs import connect
+
+    con = connect(run)
+    try:
+        rows = con.execute("SELECT shard, key, uid FROM samples").fetchall()
+        accepted = {(shard.rsplit("/", 1)[-1], key): uid for shard, key, uid in rows}
+        quarantined: dict = {}
+        for shard, key, reason in con.execute("SELECT shard, key, reason FROM quarantine").fetchall():
+            quarantined.setdefault((shard.rsplit("/", 1)[-1], key), []).append(reason)
+        names = ("read", "kept", "quarantined", "shard_errors")
+        counts = dict(zip(names, con.execute("SELECT * FROM accounting").fetchall()[0], strict=True))
+    finally:
+        con.close()
+    return accepted, quarantined, counts
+
+
+def mismatches(run, truths: list[ShardTruth]) -> list[str]:
+    """Returns what an ingested run got wrong about hostile shards (empty when all is right): a good sample not
+    accepted with its uid, a faulty one without its reason, a cut tar without its shard error, or counts that
+    do not add up."""
+    accepted, quarantined, counts = outcome(run)
+    wrong = [] if counts["read"] == counts["kept"] + counts["quarantined"] else [f"accounting {counts}"]
+    for truth in truths:
+        for key, reason in truth.expected:
+            where = (truth.path.name, key)
+            if not truth.readable(key):
+                continue
+            if reason is None and accepted.get(where) != truth.uids[key]:
+                wrong.append(f"{where} not accepted")
+            elif reason is not None and reason not in quarantined.get(where, []):
+                wrong.append(f"{where} lacks quarantine reason {reason!r}: {quarantined.get(where)}")
+        cut_early = truth.cut is not None and truth.cut < max(truth.ends.values()) + 512  # before the end block
+        if cut_early and "unreadable tar" not in quarantined.get((truth.path.name, None), []):
+            wrong.append(f"{truth.path.name} cut at {truth.cut} without a shard error")
+    return wrong

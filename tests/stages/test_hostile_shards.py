@@ -6,12 +6,11 @@ byte-identically, a second run is a no-op, and the Ray runner gives the same cat
 import numpy as np
 import pytest
 
-from curate.catalogs import connect
 from curate.export import export_subset
 from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-from curate.synth.hostile import MAX_MEMBER_BYTES, TAR_FAULTS, ShardTruth, hostile_parquet, hostile_tar
+from curate.synth.hostile import MAX_MEMBER_BYTES, TAR_FAULTS, ShardTruth, hostile_parquet, hostile_tar, mismatches
 from tests.conftest import catalog_snapshot
 
 OPTIONS = ReadOptions(max_member_bytes=MAX_MEMBER_BYTES)
@@ -30,32 +29,8 @@ def hostile_pool(folder, seed: int) -> list[ShardTruth]:
     return truths
 
 
-def outcome(run: RunDir) -> tuple[dict, dict, dict]:
-    """Returns (shard file name, key) -> uid of accepted samples, -> reasons of quarantined ones, and accounting."""
-    con = connect(run)
-    rows = con.execute("SELECT shard, key, uid FROM samples").fetchall()
-    accepted = {(shard.rsplit("/", 1)[-1], key): uid for shard, key, uid in rows}
-    quarantined: dict = {}
-    for shard, key, reason in con.execute("SELECT shard, key, reason FROM quarantine").fetchall():
-        quarantined.setdefault((shard.rsplit("/", 1)[-1], key), []).append(reason)
-    names = ("read", "kept", "quarantined", "shard_errors")
-    return accepted, quarantined, dict(zip(names, con.execute("SELECT * FROM accounting").fetchone(), strict=True))
-
-
 def check(run: RunDir, truths: list[ShardTruth]) -> None:
-    accepted, quarantined, counts = outcome(run)
-    assert counts["read"] == counts["kept"] + counts["quarantined"]
-    for truth in truths:
-        for key, reason in truth.expected:
-            if not truth.readable(key):
-                continue
-            where = (truth.path.name, key)
-            if reason is None:
-                assert accepted.get(where) == truth.uids[key], f"{where} should be accepted"
-            else:
-                assert reason in quarantined.get(where, []), f"{where} should be quarantined: {reason}"
-        if truth.cut is not None and truth.cut < max(truth.ends.values()) + 512:  # before the end-of-archive block
-            assert "unreadable tar" in quarantined[(truth.path.name, None)]
+    assert mismatches(run, truths) == []
 
 
 @pytest.mark.parametrize("seed", range(12))
