@@ -1,0 +1,238 @@
+"""Reliability: hostile shards per fault class on both runners, and runs killed at random moments.
+
+    python benchmarks/reliability.py [--cases 20] [--kills 20] [--samples 600] [--parts faults,kills]
+
+Fault classes (curate.synth.hostile): for each class, `cases` shards of 8 samples, half of them carrying the
+fault, ingested on the local runner and on Ray: samples accounted for (every good one accepted, every faulty one
+quarantined with its reason, read = kept + quarantined), crashes (target 0), and the peak memory of a local
+ingest of one 200-sample shard of that class in a fresh process against a clean shard of the same size (target
+within 2x).
+
+Kills: a synth pool through ingest, embed (the tiny model, from a checkpoint file), DFN, SemDeDup and DBP by the
+CLI. For each stage, `kills` times: the run as it was before the stage, the stage's command SIGKILLed at a
+uniformly random moment between Python's start-up and the end of its uninterrupted duration, the same command run
+again to the end, and the catalog (samples with every score column, quarantine, shards, accounting, embeddings,
+clusters) compared with the uninterrupted run's (target: identical every time). Writes results/reliability.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import ensure_synth, write_results
+
+# One thread each, so that faiss's k-means gives the same clusters in every process.
+ENV = os.environ | {"OMP_NUM_THREADS": "1"}
+# The child resets the kernel's high-water mark first: a forked child starts with its parent's.
+MEMORY = """import re, sys
+from pathlib import Path
+Path("/proc/self/clear_refs").write_text("5")
+from curate.io.samples import ReadOptions
+from curate.rundir import RunDir
+from curate.stages.ingest import ingest
+ingest([sys.argv[1]], RunDir(sys.argv[2]), options=ReadOptions(max_member_bytes=int(sys.argv[3])), progress=False)
+print(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+"""
+
+
+def fault_classes() -> dict[str, dict]:
+    """Returns class name -> how to write a shard of it: kind (tar or parquet) and hostile_* keyword arguments."""
+    from curate.synth.hostile import PARQUET_FAULTS, TAR_FAULTS
+
+    classes = {f"tar: {name}": dict(kind="tar", faults=[name]) for name in TAR_FAULTS}
+    classes["tar: cut short"] = dict(kind="tar", cut=True)
+    classes |= {f"parquet: {name}": dict(kind="parquet", faults=[name]) for name in PARQUET_FAULTS}
+    classes["parquet: integer captions"] = dict(kind="parquet", text_captions=False)
+    return classes
+
+
+def write_case(path: Path, rng: np.random.Generator, spec: dict, samples: int):
+    """Writes one shard of a fault class (half its samples faulty); returns its ShardTruth."""
+    from curate.synth.hostile import hostile_parquet, hostile_tar
+
+    if spec["kind"] == "tar":
+        cut, faults = spec.get("cut", False), spec.get("faults")
+        return hostile_tar(path.with_suffix(".tar"), rng, samples, 0.0 if cut else 0.5, cut, faults)
+    return hostile_parquet(path.with_suffix(".parquet"), rng, samples, 0.5, spec.get("text_captions", True),
+                           spec.get("faults"))
+
+
+def ingest_cases(folder: Path, runner: str, truths: list) -> tuple[int, int, list[str]]:
+    """Ingests the shards in `folder` on `runner`; returns (samples read, crashes, mismatches)."""
+    from curate.io.samples import ReadOptions
+    from curate.rundir import RunDir
+    from curate.stages.ingest import ingest
+    from curate.synth.hostile import MAX_MEMBER_BYTES, mismatches
+
+    run = RunDir(folder.parent / f"run-{folder.name}-{runner}")
+    try:
+        counts = ingest([str(folder)], run, runner, options=ReadOptions(max_member_bytes=MAX_MEMBER_BYTES),
+                        progress=False)
+    except Exception as exc:  # a crash is the figure this benchmark counts
+        return 0, 1, [f"{type(exc).__name__}: {exc}"]
+    return counts["read"], 0, mismatches(run, truths)
+
+
+def peak_kib(shard: Path, work: Path) -> int:
+    """Returns the peak RSS (KiB) of a fresh process that ingests `shard`."""
+    from curate.synth.hostile import MAX_MEMBER_BYTES
+
+    done = subprocess.run([sys.executable, "-c", MEMORY, str(shard), str(work), str(MAX_MEMBER_BYTES)],
+                          capture_output=True, text=True, env=ENV, check=True)
+    return int(done.stdout.split()[-1])
+
+
+def measure_faults(work: Path, cases: int) -> dict:
+    """Returns per fault class: cases, samples read, accounted (no mismatch), crashes and memory ratios."""
+    from curate.synth.hostile import hostile_tar
+
+    rng = np.random.default_rng(0)
+    work.mkdir(parents=True, exist_ok=True)
+    clean = peak_kib(hostile_tar(work / "clean.tar", rng, 200, 0.0, False).path, work / "clean-run")
+    rows = {}
+    for name, spec in fault_classes().items():
+        folder = work / name.replace(": ", "-").replace(" ", "_")
+        folder.mkdir(parents=True)
+        truths = [write_case(folder / f"{i:03d}", rng, spec, 8) for i in range(cases)]
+        row = dict(cases=cases)
+        for runner in ("local", "ray"):
+            read, crashes, wrong = ingest_cases(folder, runner, truths)
+            row[runner] = dict(read=read, crashes=crashes, mismatches=len(wrong), first=wrong[:1])
+        big = write_case(work / f"{folder.name}-big", rng, spec, 200)
+        row["peak_kib"] = peak_kib(big.path, work / f"{folder.name}-big-run")
+        row["peak_vs_clean"] = round(row["peak_kib"] / clean, 2)
+        rows[name] = row
+        local, ray = row["local"], row["ray"]
+        print(f"{name:40s} read {local['read']:4d} / {ray['read']:4d}  crashes {local['crashes']} / {ray['crashes']}"
+              f"  mismatches {local['mismatches']} / {ray['mismatches']}  memory x{row['peak_vs_clean']}")
+    return dict(clean_peak_kib=clean, classes=rows)
+
+
+def checkpoint(path: Path) -> Path:
+    """Writes the tiny model's seeded random weights as a checkpoint file (as a user's own would be); returns it."""
+    import torch
+
+    from curate.models import ModelSpec, load_model
+
+    torch.save(load_model(ModelSpec(random_weights=True), "cpu").model.state_dict(), path)
+    return path
+
+
+def stage_commands(run: Path, synth: Path, model: Path) -> list[tuple[str, list[str]]]:
+    """Returns (stage, CLI arguments) of the pipeline, in order."""
+    return [
+        ("ingest", ["ingest", str(synth / "pool"), "--run", str(run)]),
+        ("embed", ["embed", str(run), "--model", "curate-tiny", "--pretrained", str(model)]),
+        ("dfn", ["filter", "dfn", str(run), "--keep-fraction", "0.5"]),
+        ("semdedup", ["filter", "semdedup", str(run), "--eps", "0.01", "--clusters", "8"]),
+        ("dbp", ["filter", "dbp", str(run), "--keep-fraction", "0.2", "--where", "dfn_keep", "--clusters", "8"]),
+    ]
+
+
+def curate_cli(args: list[str]) -> subprocess.Popen:
+    """Starts the curate command line with `args`."""
+    return subprocess.Popen([sys.executable, "-m", "curate.cli.main", *args], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def catalog_state(run: Path) -> dict:
+    """Returns every view's rows in a fixed order: equal states mean equal catalogs."""
+    from curate.catalogs import connect
+
+    con = connect(run)
+    try:
+        views = {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        orders = {"samples": "uid, shard, key", "quarantine": "shard, key, reason, detail", "shards": "shard_id",
+                  "embeddings": "uid", "clusters": "cluster_id", "accounting": "1"}
+        return {v: con.execute(f"SELECT * FROM {v} ORDER BY {o}").fetchall() for v, o in orders.items() if v in views}
+    finally:
+        con.close()
+
+
+def reference(work: Path, synth: Path, model: Path) -> list[dict]:
+    """Runs the pipeline uninterrupted; returns per stage its arguments, a copy of the run before it, its
+    duration and the catalog after it."""
+    run, states = work / "reference", []
+    for stage, args in stage_commands(run, synth, model):
+        before = work / f"before-{stage}"
+        if run.exists():
+            shutil.copytree(run, before)
+        start = time.perf_counter()
+        done = curate_cli(args)
+        _, err = done.communicate()
+        assert done.returncode == 0, err.decode()
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        curate_cli([*args[:2], "--help"] if args[0] == "filter" else [args[0], "--help"]).communicate()
+        states.append(dict(stage=stage, args=args, before=before, seconds=seconds,
+                           startup=min(time.perf_counter() - start, seconds), after=catalog_state(run)))
+    return states
+
+
+def kill_and_resume(state: dict, run: Path, rng: np.random.Generator) -> tuple[bool, bool]:
+    """Puts the run as it was before the stage back at `run` (the path the stage's command names), kills the
+    command at a random moment, reruns it to the end; returns (killed before it finished, catalog identical to
+    the uninterrupted run's)."""
+    shutil.rmtree(run, ignore_errors=True)
+    if state["before"].exists():
+        shutil.copytree(state["before"], run)
+    process = curate_cli(state["args"])
+    time.sleep(rng.uniform(state["startup"], state["seconds"]))  # after Python's start-up, before the end
+    killed = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    again = curate_cli(state["args"])
+    _, err = again.communicate()
+    if again.returncode != 0:
+        print(f"  {state['stage']}: rerun failed: {err.decode().strip()[:300]}")
+        return killed, False
+    return killed, catalog_state(run) == state["after"]
+
+
+def measure_kills(work: Path, samples: int, kills: int) -> dict:
+    """Returns per stage: trials, how many were killed before finishing, and how many ended identical."""
+    synth = ensure_synth(work / "synth", samples, hq_samples=0, heldout_per_concept=0)
+    states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"))
+    rng, rows = np.random.default_rng(0), {}
+    for state in states:
+        results = [kill_and_resume(state, work / "ref" / "reference", rng) for _ in range(kills)]
+        rows[state["stage"]] = dict(trials=kills, killed=sum(k for k, _ in results),
+                                    identical=sum(i for _, i in results), seconds=round(state["seconds"], 2))
+        print(f"{state['stage']:10s} killed {rows[state['stage']]['killed']:3d}/{kills}  identical "
+              f"{rows[state['stage']]['identical']}/{kills}  ({state['seconds']:.1f} s uninterrupted)")
+    return dict(samples=samples, stages=rows)
+
+
+def main() -> None:
+    """Runs the benchmark, prints its figures and writes its results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20, help="shards per fault class")
+    parser.add_argument("--kills", type=int, default=20, help="kills per stage")
+    parser.add_argument("--samples", type=int, default=600, help="synth pool size of the kill test")
+    parser.add_argument("--parts", default="faults,kills")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-reliability")
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    results: dict = dict(config=dict(cases=args.cases, kills=args.kills, samples=args.samples))
+    if "faults" in args.parts:
+        from curate.runners.ray import init_ray
+
+        init_ray()
+        results["faults"] = measure_faults(args.work / "faults", args.cases)
+    if "kills" in args.parts:
+        results["kills"] = measure_kills(args.work / "kills", args.samples, args.kills)
+    print(f"wrote {write_results('reliability', results)}")
+
+
+if __name__ == "__main__":
+    main()
