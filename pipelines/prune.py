@@ -1,8 +1,9 @@
-"""Concept-cluster pruning on the embeddings a run already has: SemDeDup, then DBP on what remains.
+"""Concept-cluster pruning on the embeddings a run already has: SemDeDup, then DBP or DQ on what remains.
 
     python pipelines/prune.py --run runs/dfn --method semdedup --eps 0.03
     python pipelines/prune.py --run runs/dfn --method semdedup --keep-fraction 0.8
     python pipelines/prune.py --run runs/dfn --method dbp --keep-fraction 0.3 --where "semdedup_keep AND dfn_keep"
+    python pipelines/prune.py --run runs/dfn --method dq --keep-fraction 0.3 --bins 10 --where "dfn_keep"
     ray submit ray_cluster.yaml pipelines/prune.py -- --run /mnt/efs/runs/dfn --method semdedup --eps 0.03
 
 The embeddings come from pipelines/dfn.py (or `curate embed`) or from ingested DataComp .npz files. k-means runs
@@ -20,7 +21,7 @@ from curate.cli.options import add_runner_arguments, existing_run, runner_from
 from curate.filters import filter_class
 from curate.options import add_options, options_from
 
-METHODS = ("semdedup", "dbp")
+METHODS = ("semdedup", "dbp", "dq")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -39,7 +39,7 @@ def test_sql_gives_polars_and_samples_are_lazy_until_asked(run_path, tmp_path):
 
 def test_stages_and_methods_by_name(run_path):
     run = curate.open(run_path)
-    with pytest.raises(UsageError, match="unknown method 'b'; choose one of basic, dfn, semdedup, dbp, random"):
+    with pytest.raises(UsageError, match="unknown method 'b'; choose one of basic, dfn, semdedup, dbp, dq, random"):
         run.filter("b")
     with pytest.raises(UsageError, match=r"basic: .*unexpected keyword argument 'min_sid'"):
         run.filter("basic", min_sid=32)

@@ -94,6 +94,7 @@ def catalog_statements(run: RunDir) -> list[str]:
     clusters = _clusters_view(run)
     if clusters:
         statements.append(clusters)
+    statements += _stage_table_views(run)
     if any((run.path / "evaluations").glob("*.parquet")):
         statements.append("CREATE VIEW evaluations AS " + guarded(parquet("evaluations/*.parquet")))
     embeddings = _embeddings_view(run)
@@ -169,6 +170,19 @@ def _clusters_view(run: RunDir) -> str | None:
         if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
             sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
     return sql + " ORDER BY cluster_id"
+
+
+def _stage_table_views(run: RunDir) -> list[str]:
+    """Returns a view <stage>_<table> over each current stage's own table, concepts/<stage>_<table>.parquet."""
+    folder = run.path / "concepts"
+    current = [name for name, state in status(run).items() if state == "current" and STAGE_NAME.match(name)]
+    views = []
+    for name in sorted(current):
+        for path in sorted(folder.glob(f"{name}_*.parquet")) if folder.exists() else []:
+            if STAGE_NAME.match(path.stem) and not any(path.stem.startswith(f"{o}_") for o in current if o != name
+                                                       and o.startswith(f"{name}_")):
+                views.append(f"CREATE VIEW {path.stem} AS " + guarded(parquet(f"concepts/{path.name}")))
+    return views
 
 
 def _embeddings_view(run: RunDir) -> str | None:

@@ -13,6 +13,7 @@ FILTERS = {
     "dfn": "curate.filters.dfn:DFNFilter",
     "semdedup": "curate.filters.semdedup:SemDeDup",
     "dbp": "curate.filters.dbp:DBP",
+    "dq": "curate.filters.dq:DQ",
     "random": "curate.filters.random_baseline:RandomBaseline",
 }
 

@@ -52,11 +52,13 @@ class Pool:
 @dataclass
 class PoolResult:
     """A method's output: its columns (one value per embedded sample; only the input rows are written), its
-    counts, and optionally per-cluster figures keyed by cluster_id (they join the `clusters` view)."""
+    counts, optionally per-cluster figures keyed by cluster_id (they join the `clusters` view), and tables of its
+    own, each written as concepts/<name>_<table>.parquet and shown as the view <name>_<table>."""
 
     columns: dict[str, Any]
     counts: dict
     clusters: pa.Table | None = None
+    tables: dict[str, pa.Table] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +140,8 @@ def _run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
         write_scores(run, method.name, pool.index, columns, rows=None if step.where is None else pool.rows)
         if result.clusters is not None:
             write_clusters_table(run, method.name, result.clusters)
+        for table, rows in result.tables.items():
+            write_clusters_table(run, f"{method.name}_{table}", rows)
         record["counts"] = result.counts
     return result.counts
 

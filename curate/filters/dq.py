@@ -1,0 +1,114 @@
+"""Dataset quantization, DQ (Zhou et al., ICCV 2023): GraphCut bins within each group of the input, then the same
+share of every bin drawn at random (curate.concepts.quantization has the algorithm).
+
+The reference bins each class of a labelled set; an unlabelled web pool is binned within its k-means concept
+clusters (`--per cluster`, the default: cost grows with the sum of squared cluster sizes, not N^2), or over the
+whole input (`--per none`, for small inputs). `--where` chooses the input, as DBP's does; the kept total is
+int(N_input * keep_fraction). Columns in the samples view: dq_bin (the bin a sample fell in, in generation order
+within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per bin its group,
+size, kept count, and the mean similarity of its members to the bin's own centroid and to the input's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from curate.concepts.clustering import ClusterMethod
+from curate.concepts.quantization import SIMILARITIES, graphcut_bins, keep_counts, sample_bins
+from curate.errors import UsageError
+from curate.graph import StageRun
+from curate.options import option, positive_int
+from curate.rundir import RunDir
+from curate.stages.pool import Pool, PoolResult, embedding_stage
+
+GROUPINGS = ("cluster", "none")
+
+
+def group_bins(vectors: np.ndarray, item: tuple[np.ndarray, int, str]) -> list[np.ndarray]:
+    """Returns the GraphCut bins of one group (row indices into `vectors`, in pick order): a runner task."""
+    rows, bins, similarity = item
+    return [rows[b] for b in graphcut_bins(vectors[rows], bins, similarity)]
+
+
+def _centroid_similarity(x: np.ndarray, centre: np.ndarray) -> float:
+    norm = np.linalg.norm(centre)
+    return float((x @ centre).mean() / norm) if norm > 0 and len(x) else float("nan")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DQ(ClusterMethod):
+    """DQ over the embedded samples `where` selects, binned within concept clusters or over the whole input."""
+
+    name = "dq"
+    columns = ("dq_bin", "dq_rank", "dq_keep")
+    uses_runner = True
+    hint = "curate filter dq RUN --keep-fraction F --bins K"
+
+    keep_fraction: float = option(help="keep int(N * this) samples, N = the samples DQ is given")
+    bins: int = option(10, "GraphCut bins per group (K)", type=positive_int)
+    per: str = option("cluster", "group to bin within: cluster (k-means concepts) or none (the whole input)",
+                      choices=GROUPINGS)
+    similarity: str = option("cosine", "GraphCut's similarity: cosine, or dot as the reference's embedding path",
+                             choices=SIMILARITIES)
+    where: str | None = option(None, "SQL predicate choosing DQ's input (default: every embedded sample)")
+    seed: int = option(0, "seed of the bin sampling")
+
+    def reads(self, run: RunDir) -> tuple[str, ...]:
+        """Returns the embeddings' stage, and the k-means stage when binning within clusters."""
+        return super().reads(run) if self.per == "cluster" else (embedding_stage(run),)
+
+    def upstream(self, run: RunDir) -> list[StageRun]:
+        """Returns the k-means step when binning within clusters."""
+        return super().upstream(run) if self.per == "cluster" else []
+
+    def run_upstream(self, pool: Pool) -> None:
+        """Brings the k-means stage up to date when binning within clusters."""
+        if self.per == "cluster":
+            super().run_upstream(pool)
+
+    def groups(self, pool: Pool) -> list[tuple[int, np.ndarray]]:
+        """Returns (group id, input row indices) per non-empty group; raises UsageError for a group smaller than
+        the number of bins."""
+        rows = np.flatnonzero(pool.rows)
+        labels = self.clustering(pool).assignment[rows] if self.per == "cluster" else np.zeros(len(rows), int)
+        groups = [(int(g), rows[labels == g]) for g in np.unique(labels)]
+        small = [(g, len(members)) for g, members in groups if len(members) < self.bins]
+        if small:
+            raise UsageError(f"group {small[0][0]} of --per {self.per} holds {small[0][1]} samples, fewer than "
+                             f"--bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per none")
+        return groups
+
+    def compute(self, pool: Pool) -> PoolResult:
+        """Returns dq_bin, dq_rank and dq_keep for the input rows, and the dq_bins table."""
+        vectors = pool.embeddings(self.embedding).vectors
+        groups = self.groups(pool)
+        per_group = pool.runner.map(group_bins, vectors, [(rows, self.bins, self.similarity) for _, rows in groups],
+                                    desc="dq bins")
+        bins = [b for group in per_group for b in group]
+        kept = sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), self.keep_fraction), self.seed)
+        n = len(pool.index)
+        bin_of, rank = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
+        for group in per_group:
+            for k, members in enumerate(group):
+                bin_of[members], rank[members] = k, np.arange(len(members), dtype=np.int32)
+        keep = np.zeros(n, dtype=bool)
+        keep[kept] = True
+        table = self.bins_table(vectors, pool.rows, groups, per_group, keep)
+        counts = dict(input=int(pool.rows.sum()), kept=int(keep.sum()), dropped=int(pool.rows.sum() - keep.sum()),
+                      groups=len(groups), bins=len(bins))
+        return PoolResult({"dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep}, counts, tables={"bins": table})
+
+    def bins_table(self, vectors: np.ndarray, rows: np.ndarray, groups, per_group, keep: np.ndarray) -> pa.Table:
+        """Returns per bin: group, bin, size, kept, and mean similarity to its own centroid and to the input's."""
+        pool_centre = vectors[rows].mean(axis=0)
+        records = []
+        for (group, _), bins in zip(groups, per_group, strict=True):
+            for k, members in enumerate(bins):
+                x = vectors[members]
+                records.append(dict(group=group, bin=k, size=len(members), kept=int(keep[members].sum()),
+                                    to_bin_centroid=_centroid_similarity(x, x.mean(axis=0)),
+                                    to_input_centroid=_centroid_similarity(x, pool_centre)))
+        return pa.Table.from_pylist(records)

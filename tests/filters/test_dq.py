@@ -1,0 +1,73 @@
+"""DQ on a run: bins within concept clusters or over the whole input, the exact kept share, its columns and the
+dq_bins view, its place in the stage graph, both runners, and one-line errors."""
+
+import pytest
+
+from curate.api import open as open_run
+from curate.catalogs import connect
+from curate.concepts.quantization import graphcut_bins
+from curate.errors import UsageError
+from curate.filters.dq import DQ
+from curate.filters.semdedup import SemDeDup
+from curate.graph import status
+from curate.rundir import RunDir
+from curate.stages.embeddings import load_embeddings
+from curate.stages.ingest import ingest
+from tests.filters.test_concepts import planted_embeddings
+from tests.shards import datacomp_shard
+
+
+def datacomp_run(folder) -> RunDir:
+    x, _ = planted_embeddings()
+    datacomp_shard(folder, x[:70], name="0000", seed=1)
+    datacomp_shard(folder, x[70:], name="0001", seed=2)
+    run = RunDir(folder / "run")
+    ingest([str(folder / "*.parquet")], run, progress=False)
+    return run
+
+
+def test_bins_within_clusters_keep_the_same_share_of_each_bin(tmp_path):
+    run = datacomp_run(tmp_path)
+    counts = DQ(keep_fraction=0.5, bins=4, clusters=3).apply(run, progress=False)
+    assert counts == dict(input=132, kept=66, dropped=66, groups=3, bins=12)
+    bins = open_run(run.path).sql('SELECT * FROM dq_bins ORDER BY "group", bin')
+    assert bins.height == 12 and bins["size"].sum() == 132 and bins["kept"].sum() == 66
+    assert (bins["kept"] - bins["size"] / 2).abs().max() <= 1  # the same share of every bin, rounded
+    con = connect(run)
+    per_bin = con.execute("SELECT cluster_id, dq_bin, count(*), count(DISTINCT dq_rank), max(dq_rank) FROM samples"
+                          " GROUP BY 1, 2").fetchall()
+    assert all(n == distinct == top + 1 for _, _, n, distinct, top in per_bin)  # ranks 0..size-1 in every bin
+
+
+def test_over_the_whole_input_the_bins_are_graphcuts(tmp_path):
+    run = datacomp_run(tmp_path)
+    DQ(keep_fraction=0.3, bins=5, per="none").apply(run, progress=False)
+    embeddings = load_embeddings(run)
+    expected = graphcut_bins(embeddings.vectors, 5)
+    uids = embeddings.uids.to_pylist()
+    got = dict(connect(run).execute("SELECT uid, dq_bin * 1000 + dq_rank FROM samples").fetchall())
+    assert all(got[uids[row]] == k * 1000 + rank for k, rows in enumerate(expected) for rank, row in enumerate(rows))
+    assert "kmeans" not in status(run)  # no clustering needed
+
+
+def test_where_chooses_the_input_and_the_graph_tracks_it(tmp_path, ray_local):
+    run = datacomp_run(tmp_path)
+    SemDeDup(eps=0.01, clusters=3).apply(run, progress=False)
+    counts = DQ(keep_fraction=0.5, bins=2, clusters=3, where="semdedup_keep").apply(run, progress=False)
+    assert counts["input"] == 120 and counts["kept"] == 60
+    local = connect(run).execute("SELECT uid, dq_bin, dq_rank, dq_keep FROM samples ORDER BY uid").fetchall()
+    assert DQ(keep_fraction=0.5, bins=2, clusters=3, where="semdedup_keep").apply(run, "ray", workers=2,
+                                                                                  progress=False) == counts
+    assert connect(run).execute("SELECT uid, dq_bin, dq_rank, dq_keep FROM samples ORDER BY uid").fetchall() == local
+    SemDeDup(eps=0.001, clusters=3).apply(run, progress=False)
+    assert status(run)["dq"] == "stale"
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    run = datacomp_run(tmp_path)
+    with pytest.raises(UsageError, match=r"holds \d+ samples, fewer than --bins 60 \(3 groups do\)"):
+        DQ(keep_fraction=0.5, bins=60, clusters=3).apply(run, progress=False)
+    with pytest.raises(UsageError, match="none from some of the 40 bins"):
+        DQ(keep_fraction=0.05, bins=40, per="none").apply(run, progress=False)
+    with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
+        DQ(keep_fraction=0)
