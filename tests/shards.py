@@ -119,3 +119,31 @@ def ingested_tars(folder: Path, shards: int, per_shard: int, embedded: bool = Fa
     if embedded:
         embed(run, ModelSpec(random_weights=True), progress=False)
     return run
+
+
+def planted_embeddings(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Three concepts of 40 spread members each, then 6 exact and 6 near copies of chosen members."""
+    rng = np.random.default_rng(seed)
+    centers = 3 * np.eye(3, 32)
+    x = np.concatenate([c + rng.normal(size=(40, 32)) for c in centers])
+    originals = [0, 13, 41, 55, 90, 119, 5, 47, 60, 82, 100, 111]
+    copies = [x[o] + (0 if i < 6 else 1e-3 * rng.normal(size=32)) for i, o in enumerate(originals)]
+    pairs = [(o, 120 + i) for i, o in enumerate(originals)]
+    return np.concatenate([x, copies]), pairs
+
+
+def planted_datacomp_shards(folder: Path) -> tuple[list[str], list[tuple[int, int]]]:
+    """Writes planted_embeddings as two DataComp shards in `folder`; returns (uids in row order, planted pairs)."""
+    x, pairs = planted_embeddings()
+    return datacomp_shard(folder, x[:70], name="0000", seed=1) + datacomp_shard(folder, x[70:], "0001", 2), pairs
+
+
+def planted_datacomp_run(folder: Path):
+    """Returns (RunDir folder/run, uids, planted pairs): the planted DataComp shards written and ingested."""
+    from curate.rundir import RunDir
+    from curate.stages.ingest import ingest
+
+    uids, pairs = planted_datacomp_shards(folder)
+    run = RunDir(folder / "run")
+    ingest([str(folder / "*.parquet")], run, progress=False)
+    return run, uids, pairs

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,32 +14,15 @@ from curate.filters.dbp import DBP
 from curate.filters.semdedup import SemDeDup
 from curate.report import write_report
 from curate.rundir import RunDir
-from curate.stages.ingest import ingest
-from tests.shards import datacomp_shard
+from tests.shards import planted_datacomp_run
 
 KMEANS = dict(clusters=3, kmeans_seed=0)
 SCRIPT = Path(__file__).parents[2] / "pipelines" / "prune.py"
 
 
-def planted_embeddings(seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Three concepts of 40 spread members each, then 6 exact and 6 near copies of chosen members."""
-    rng = np.random.default_rng(seed)
-    centers = 3 * np.eye(3, 32)
-    x = np.concatenate([c + rng.normal(size=(40, 32)) for c in centers])
-    originals = [0, 13, 41, 55, 90, 119, 5, 47, 60, 82, 100, 111]
-    copies = [x[o] + (0 if i < 6 else 1e-3 * rng.normal(size=32)) for i, o in enumerate(originals)]
-    pairs = [(o, 120 + i) for i, o in enumerate(originals)]
-    return np.concatenate([x, copies]), pairs
-
-
 @pytest.fixture
 def pruned_run(tmp_path):
-    x, pairs = planted_embeddings()
-    uids = datacomp_shard(tmp_path, x[:70], name="0000", seed=1) + datacomp_shard(tmp_path, x[70:], name="0001",
-                                                                                  seed=2)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.parquet")], run, progress=False)
-    return run, uids, pairs
+    return planted_datacomp_run(tmp_path)
 
 
 def decisions(run: RunDir) -> dict[str, tuple]:

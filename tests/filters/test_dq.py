@@ -12,18 +12,11 @@ from curate.filters.semdedup import SemDeDup
 from curate.graph import status
 from curate.rundir import RunDir
 from curate.stages.embeddings import load_embeddings
-from curate.stages.ingest import ingest
-from tests.filters.test_concepts import planted_embeddings
-from tests.shards import datacomp_shard
+from tests.shards import planted_datacomp_run
 
 
 def datacomp_run(folder) -> RunDir:
-    x, _ = planted_embeddings()
-    datacomp_shard(folder, x[:70], name="0000", seed=1)
-    datacomp_shard(folder, x[70:], name="0001", seed=2)
-    run = RunDir(folder / "run")
-    ingest([str(folder / "*.parquet")], run, progress=False)
-    return run
+    return planted_datacomp_run(folder)[0]
 
 
 def test_bins_within_clusters_keep_the_same_share_of_each_bin(tmp_path):

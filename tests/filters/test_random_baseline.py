@@ -7,10 +7,7 @@ from curate.api import open as open_run
 from curate.cli.main import main
 from curate.errors import UsageError
 from curate.filters.random_baseline import RandomBaseline, uid_draws
-from curate.rundir import RunDir
-from curate.stages.ingest import ingest
-from tests.filters.test_concepts import planted_embeddings
-from tests.shards import datacomp_shard
+from tests.shards import planted_datacomp_run
 
 
 def test_draws_depend_on_uid_and_seed_only():
@@ -22,11 +19,7 @@ def test_draws_depend_on_uid_and_seed_only():
 
 
 def test_keeps_the_fraction_of_the_pool_from_the_command_line(tmp_path, capsys):
-    x, _ = planted_embeddings()
-    datacomp_shard(tmp_path, x[:70], name="0000", seed=1)
-    datacomp_shard(tmp_path, x[70:], name="0001", seed=2)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.parquet")], run, progress=False)
+    run, _, _ = planted_datacomp_run(tmp_path)
     assert main(["filter", "random", str(run.path), "--keep-fraction", "0.25", "--seed", "7"]) == 0
     # DataComp's rule: the threshold is the score at index int(132 * 0.25) = 33, kept when >= it: 34 samples
     assert capsys.readouterr().out.strip() == '{"scored": 132, "kept": 34, "dropped": 98}'

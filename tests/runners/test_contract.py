@@ -10,8 +10,7 @@ from curate.rundir import RunDir
 from curate.runners import RUNNER_NAMES, as_runner, make_runner
 from curate.stages.ingest import ingest
 from tests.conftest import catalog_snapshot
-from tests.filters.test_concepts import planted_embeddings
-from tests.shards import clean_shard, datacomp_shard, sample_members, write_tar
+from tests.shards import clean_shard, planted_datacomp_shards, sample_members, write_tar
 
 RUNNERS = [("local", None), ("local", 2), ("ray", 2)]
 
@@ -70,9 +69,7 @@ def test_map_returns_the_same_results_in_order_on_every_runner(ray_local):
 
 
 def test_a_whole_pool_method_writes_identical_files_in_fresh_folders_on_every_runner(tmp_path, ray_local):
-    x, _ = planted_embeddings()
-    datacomp_shard(tmp_path, x[:70], name="0000", seed=1)
-    datacomp_shard(tmp_path, x[70:], name="0001", seed=2)
+    planted_datacomp_shards(tmp_path)
     outputs = []
     for name, workers in RUNNERS:
         run = RunDir(tmp_path / f"{name}-{workers}")

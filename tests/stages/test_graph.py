@@ -16,11 +16,9 @@ from curate.filters.semdedup import SemDeDup
 from curate.graph import require_current, status
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.ingest import ingest
 from curate.stages.pool import Pool, PoolMethod, PoolResult
 from curate.stages.score import ScoreStage
-from tests.filters.test_concepts import planted_embeddings
-from tests.shards import datacomp_shard, ingested_tars
+from tests.shards import ingested_tars, planted_datacomp_run
 
 
 @pytest.fixture
@@ -30,12 +28,7 @@ def embedded_run(tmp_path):
 
 @pytest.fixture
 def datacomp_run(tmp_path):
-    x, _ = planted_embeddings()
-    datacomp_shard(tmp_path, x[:70], name="0000", seed=1)
-    datacomp_shard(tmp_path, x[70:], name="0001", seed=2)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tmp_path / "*.parquet")], run, progress=False)
-    return run
+    return planted_datacomp_run(tmp_path)[0]
 
 
 def columns(run: RunDir) -> list[str]:
