@@ -4,9 +4,9 @@
 
 Fault classes (curate.synth.hostile): for each class, `cases` shards of 8 samples, half of them carrying the
 fault, ingested on the local runner and on Ray: samples accounted for (every good one accepted, every faulty one
-quarantined with its reason, read = kept + quarantined), crashes (target 0), and the peak memory of a local
-ingest of one 200-sample shard of that class in a fresh process against a clean shard of the same size (target
-within 2x).
+quarantined with its reason, read = kept + quarantined), crashes (target 0), and the peak memory of ingesting one
+200-sample shard of that class against a clean shard of the same size (target within 2x): a fresh local process,
+and a Ray worker reading the shard as ingest's actors do (each with the kernel's high-water mark reset first).
 
 Kills: a synth pool through ingest, embed (the tiny model, from a checkpoint file), DFN, SemDeDup and DBP by the
 CLI. For each stage, `kills` times: the run as it was before the stage, the stage's command SIGKILLed at a
@@ -18,6 +18,7 @@ clusters) compared with the uninterrupted run's (target: identical every time). 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ensure_synth, write_results
+from common import RESULTS, ensure_synth, write_results
 
 # One thread each, so that faiss's k-means gives the same clusters in every process.
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -91,13 +92,37 @@ def peak_kib(shard: Path, work: Path) -> int:
     return int(done.stdout.split()[-1])
 
 
+def _read_in_worker(url: str, max_member_bytes: int) -> int:
+    """Reads one shard as a Ray ingest worker does (the high-water mark reset first); returns its peak RSS, KiB."""
+    import re
+
+    from curate.io.inputs import ShardTask
+    from curate.io.readers import read_shard
+    from curate.io.samples import ReadOptions
+
+    Path("/proc/self/clear_refs").write_text("5")
+    read_shard(ShardTask("s", url, "parquet" if url.endswith(".parquet") else "webdataset"),
+               ReadOptions(max_member_bytes=max_member_bytes))
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def ray_peak_kib(shard: Path) -> int:
+    """Returns the peak RSS (KiB) of a Ray worker process reading `shard`."""
+    import ray
+
+    from curate.synth.hostile import MAX_MEMBER_BYTES
+
+    return ray.get(ray.remote(num_cpus=1)(_read_in_worker).remote(str(shard), MAX_MEMBER_BYTES))
+
+
 def measure_faults(work: Path, cases: int) -> dict:
     """Returns per fault class: cases, samples read, accounted (no mismatch), crashes and memory ratios."""
     from curate.synth.hostile import hostile_tar
 
     rng = np.random.default_rng(0)
     work.mkdir(parents=True, exist_ok=True)
-    clean = peak_kib(hostile_tar(work / "clean.tar", rng, 200, 0.0, False).path, work / "clean-run")
+    clean_shard = hostile_tar(work / "clean.tar", rng, 200, 0.0, False).path
+    clean, clean_ray = peak_kib(clean_shard, work / "clean-run"), ray_peak_kib(clean_shard)
     rows = {}
     for name, spec in fault_classes().items():
         folder = work / name.replace(": ", "-").replace(" ", "_")
@@ -110,11 +135,14 @@ def measure_faults(work: Path, cases: int) -> dict:
         big = write_case(work / f"{folder.name}-big", rng, spec, 200)
         row["peak_kib"] = peak_kib(big.path, work / f"{folder.name}-big-run")
         row["peak_vs_clean"] = round(row["peak_kib"] / clean, 2)
+        row["ray_peak_kib"] = ray_peak_kib(big.path)
+        row["ray_peak_vs_clean"] = round(row["ray_peak_kib"] / clean_ray, 2)
         rows[name] = row
         local, ray = row["local"], row["ray"]
         print(f"{name:40s} read {local['read']:4d} / {ray['read']:4d}  crashes {local['crashes']} / {ray['crashes']}"
-              f"  mismatches {local['mismatches']} / {ray['mismatches']}  memory x{row['peak_vs_clean']}")
-    return dict(clean_peak_kib=clean, classes=rows)
+              f"  mismatches {local['mismatches']} / {ray['mismatches']}  memory x{row['peak_vs_clean']} / "
+              f"x{row['ray_peak_vs_clean']}")
+    return dict(clean_peak_kib=clean, clean_ray_peak_kib=clean_ray, classes=rows)
 
 
 def checkpoint(path: Path) -> Path:
@@ -223,7 +251,9 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    results: dict = dict(config=dict(cases=args.cases, kills=args.kills, samples=args.samples))
+    previous = RESULTS / "reliability.json"  # a run of one part keeps the other part's figures
+    results: dict = json.loads(previous.read_text()) if previous.exists() else {}
+    results["config"] = results.get("config", {}) | dict(cases=args.cases, kills=args.kills, samples=args.samples)
     if "faults" in args.parts:
         from curate.runners.ray import init_ray
 
