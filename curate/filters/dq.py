@@ -2,8 +2,9 @@
 share of every bin drawn at random (curate.concepts.quantization has the algorithm).
 
 The reference bins each class of a labelled set; an unlabelled web pool is binned within its k-means concept
-clusters (`--per cluster`, the default: cost grows with the sum of squared cluster sizes, not N^2), or over the
-whole input (`--per none`, for small inputs). `--where` chooses the input, as DBP's does; the kept total is
+clusters (`--per cluster`, the default: cost grows with the sum of squared cluster sizes, not N^2), within the
+values of a label column (`--per label --label-column C`, as the reference does per class), or over the whole
+input (`--per none`, for small inputs). `--where` chooses the input, as DBP's does; the kept total is
 int(N_input * keep_fraction). Columns in the samples view: dq_bin (the bin a sample fell in, in generation order
 within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per bin its group,
 size, kept count, and the mean similarity of its members to the bin's own centroid and to the input's.
@@ -16,15 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from curate.catalogs import connect
+from curate.catalogs.views import sample_columns
 from curate.concepts.clustering import ClusterMethod
 from curate.concepts.quantization import SIMILARITIES, graphcut_bins, keep_counts, sample_bins
 from curate.errors import UsageError
-from curate.graph import StageRun
+from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
 from curate.rundir import RunDir
 from curate.stages.pool import Pool, PoolResult, embedding_stage
 
-GROUPINGS = ("cluster", "none")
+GROUPINGS = ("cluster", "label", "none")
 
 
 def group_bins(vectors: np.ndarray, item: tuple[np.ndarray, int, str]) -> list[np.ndarray]:
@@ -49,16 +52,26 @@ class DQ(ClusterMethod):
 
     keep_fraction: float = option(help="keep int(N * this) samples, N = the samples DQ is given")
     bins: int = option(10, "GraphCut bins per group (K)", type=positive_int)
-    per: str = option("cluster", "group to bin within: cluster (k-means concepts) or none (the whole input)",
-                      choices=GROUPINGS)
+    per: str = option("cluster", "group to bin within: cluster (k-means concepts), label (--label-column) or none "
+                      "(the whole input)", choices=GROUPINGS)
+    label_column: str | None = option(None, "with --per label: the samples column whose values are the groups")
     similarity: str = option("cosine", "GraphCut's similarity: cosine, or dot as the reference's embedding path",
                              choices=SIMILARITIES)
     where: str | None = option(None, "SQL predicate choosing DQ's input (default: every embedded sample)")
     seed: int = option(0, "seed of the bin sampling")
 
+    def validate(self) -> None:
+        """Raises UsageError unless --label-column goes with --per label, and only with it."""
+        if (self.per == "label") != (self.label_column is not None):
+            raise UsageError("--per label needs --label-column COLUMN, and --label-column needs --per label")
+
     def reads(self, run: RunDir) -> tuple[str, ...]:
-        """Returns the embeddings' stage, and the k-means stage when binning within clusters."""
-        return super().reads(run) if self.per == "cluster" else (embedding_stage(run),)
+        """Returns the embeddings' stage, the k-means stage when binning within clusters, and the stage that adds
+        the label column when binning per label."""
+        if self.per == "cluster":
+            return super().reads(run)
+        owner = column_owners(run).get(self.label_column) if self.per == "label" else None
+        return (embedding_stage(run), *([owner] if owner else []))
 
     def upstream(self, run: RunDir) -> list[StageRun]:
         """Returns the k-means step when binning within clusters."""
@@ -73,13 +86,35 @@ class DQ(ClusterMethod):
         """Returns (group id, input row indices) per non-empty group; raises UsageError for a group smaller than
         the number of bins."""
         rows = np.flatnonzero(pool.rows)
-        labels = self.clustering(pool).assignment[rows] if self.per == "cluster" else np.zeros(len(rows), int)
+        if self.per == "cluster":
+            labels = self.clustering(pool).assignment[rows]
+        elif self.per == "label":
+            labels = self.label_groups(pool)[rows]
+        else:
+            labels = np.zeros(len(rows), int)
         groups = [(int(g), rows[labels == g]) for g in np.unique(labels)]
         small = [(g, len(members)) for g, members in groups if len(members) < self.bins]
         if small:
             raise UsageError(f"group {small[0][0]} of --per {self.per} holds {small[0][1]} samples, fewer than "
                              f"--bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per none")
         return groups
+
+    def label_groups(self, pool: Pool) -> np.ndarray:
+        """Returns each embedded sample's group: the index of its label-column value among the sorted distinct
+        values (samples without a value form one group of their own). Raises UsageError for an unknown column."""
+        columns = sample_columns(pool.run)
+        if self.label_column not in columns:
+            raise UsageError(f"no column {self.label_column!r} in samples; columns: {', '.join(columns)}")
+        con = connect(pool.run)
+        try:  # the name is checked against the view's columns above, and quoted
+            sql = f'SELECT uid, CAST("{self.label_column}" AS VARCHAR) AS label FROM samples'
+            table = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        labels = dict(zip(table["uid"].to_pylist(), table["label"].to_pylist(), strict=True))
+        values = [labels.get(uid) for uid in pool.index.uids.to_pylist()]
+        order = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
+        return np.array([order.get(v, len(order)) for v in values], dtype=np.int64)
 
     def compute(self, pool: Pool) -> PoolResult:
         """Returns dq_bin, dq_rank and dq_keep for the input rows, and the dq_bins table."""

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 
 from curate.catalogs import build_catalog
+from curate.catalogs.connection import CATALOG
 from curate.catalogs.selection import predicate_columns
 from curate.errors import UsageError
 from curate.graph import (
@@ -90,6 +91,8 @@ def _entry(step: StageRun, state: str, version: str, inputs: dict[str, str], **f
 
 
 def _start(run: RunDir, step: StageRun, version: str, inputs: dict[str, str]) -> None:
+    """Marks the step running; when it runs with another version than before, deletes its old outputs and its
+    dependents', marks those stale, and rebuilds the catalog, so the step itself queries a consistent one."""
     stages = entries(run)
     previous = stages.get(step.name)
     if previous is not None and previous.get("status") != STALE and (
@@ -106,6 +109,8 @@ def _start(run: RunDir, step: StageRun, version: str, inputs: dict[str, str]) ->
     remove_outputs(run, step.name)
     stages[step.name] = _entry(step, RUNNING, version, inputs)
     run.update_manifest(stages=stages)
+    if (run.path / CATALOG).exists():
+        build_catalog(run)
 
 
 @contextlib.contextmanager

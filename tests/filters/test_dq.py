@@ -64,3 +64,17 @@ def test_bad_options_are_one_line_errors(tmp_path):
         DQ(keep_fraction=0.05, bins=40, per="none").apply(run, progress=False)
     with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
         DQ(keep_fraction=0)
+
+
+def test_bins_per_label_group_by_a_column(tmp_path):
+    run = datacomp_run(tmp_path)
+    counts = DQ(keep_fraction=0.5, bins=3, per="label", label_column="shard").apply(run, progress=False)
+    assert (counts["groups"], counts["bins"], counts["kept"]) == (2, 6, 66)  # the two shards: 70 and 62 samples
+    sizes = open_run(run.path).sql('SELECT "group", sum(size) AS n FROM dq_bins GROUP BY 1 ORDER BY 1')
+    assert sizes["n"].to_list() == [70, 62]
+    for bad, message in ((dict(per="label"), "needs --label-column"),
+                         (dict(label_column="shard"), "needs --per label")):
+        with pytest.raises(UsageError, match=message):
+            DQ(keep_fraction=0.5, **bad)
+    with pytest.raises(UsageError, match="no column 'nope' in samples"):
+        DQ(keep_fraction=0.5, per="label", label_column="nope").apply(run, progress=False)
