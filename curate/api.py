@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from curate.catalogs import connect
 from curate.catalogs.selection import check_predicate
-from curate.catalogs.views import stages_table
+from curate.catalogs.views import require_columns, stages_table
 from curate.errors import UsageError
 from curate.rundir import MANIFEST, RunDir
 
@@ -121,7 +121,7 @@ class Samples:
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Returns the selected samples' rows (all columns, or `columns`) as a Polars DataFrame, in uid order."""
-        names = "*" if columns is None else ", ".join(f'"{c}"' for c in _column_names(self.run, columns))
+        names = "*" if columns is None else ", ".join(f'"{c}"' for c in require_columns(self.run.dir, columns))
         return self.run.sql(f"SELECT {names} FROM samples WHERE ({self._predicate()}) ORDER BY uid")
 
     def export(self, out: str | os.PathLike, format: str = "webdataset", shard_size: int = 10000,
@@ -147,17 +147,6 @@ def _check_read_only(con, query: str) -> None:
     if kind not in READ_ONLY_STATEMENTS:
         raise UsageError(f"{kind} statements are not allowed: the catalog is read-only (SELECT, DESCRIBE, SUMMARIZE, "
                          "EXPLAIN); write a result to a file with curate sql --out")
-
-
-def _column_names(run: Run, columns: list[str]) -> list[str]:
-    """Returns `columns` after checking each is a column of `samples` (names are quoted, never pasted raw)."""
-    from curate.catalogs.views import sample_columns
-
-    known = sample_columns(run.dir)
-    unknown = [c for c in columns if c not in known]
-    if unknown:
-        raise UsageError(f"no column {unknown[0]!r} in samples; columns: {', '.join(known)}")
-    return columns
 
 
 def open(path: str | os.PathLike) -> Run:

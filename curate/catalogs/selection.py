@@ -111,8 +111,12 @@ def iter_selected(
 
 
 def _predicate_error(where: str | None, exc: duckdb.Error) -> UsageError:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return UsageError(f"invalid --where predicate {where!r}: {first_line}")
+    return invalid_predicate(where, (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+
+
+def invalid_predicate(where: str | None, message: str) -> UsageError:
+    """Returns the one-line error for a --where predicate that DuckDB refused with `message`."""
+    return UsageError(f"invalid --where predicate {where!r}: {message}")
 
 
 def predicate_columns(where: str | None) -> set[str]:
@@ -128,7 +132,7 @@ def predicate_columns(where: str | None) -> set[str]:
     finally:
         con.close()
     if tree.get("error"):
-        raise UsageError(f"invalid --where predicate {where!r}: {tree.get('error_message', 'does not parse')}")
+        raise invalid_predicate(where, tree.get("error_message", "does not parse"))
     found: set[str] = set()
     stack: list = [tree]
     while stack:

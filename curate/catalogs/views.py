@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.catalogs.connection import CATALOG, connect
+from curate.errors import UsageError
 from curate.graph import entries, status
 from curate.rundir import RunDir
 
@@ -41,6 +42,16 @@ def sample_columns(run: RunDir) -> dict[str, str]:
         return dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE samples)").fetchall())
     finally:
         con.close()
+
+
+def require_columns(run: RunDir, columns: list[str]) -> list[str]:
+    """Returns `columns` once each is a column of `samples` (so it may be quoted into SQL); raises UsageError
+    naming the first unknown one and listing the known ones."""
+    known = sample_columns(run)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise UsageError(f"no column {unknown[0]!r} in samples; columns: {', '.join(known)}")
+    return columns
 
 
 def build_catalog(run: RunDir) -> Path:
@@ -75,7 +86,8 @@ def guarded(reader: str) -> str:
 
 def catalog_statements(run: RunDir) -> list[str]:
     """Returns the CREATE VIEW statements for the run's current files, in dependency order."""
-    stages = score_stages(run)
+    current = sorted(name for name, state in status(run).items() if state == "current")
+    stages = score_stages(run, current)
     statements = [
         "CREATE VIEW ingested AS " + guarded(parquet("samples/*.parquet")),
         "CREATE VIEW quarantine AS " + guarded(parquet("quarantine/*.parquet")),
@@ -91,21 +103,20 @@ def catalog_statements(run: RunDir) -> list[str]:
         " (SELECT count(*) FROM quarantine WHERE key IS NOT NULL) AS quarantined,"
         " (SELECT count(*) FROM quarantine WHERE key IS NULL) AS shard_errors"
     )
-    clusters = _clusters_view(run)
+    clusters = _clusters_view(run, current)
     if clusters:
         statements.append(clusters)
-    statements += _stage_table_views(run)
+    statements += _stage_table_views(run, current)
     if any((run.path / "evaluations").glob("*.parquet")):
         statements.append("CREATE VIEW evaluations AS " + guarded(parquet("evaluations/*.parquet")))
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
 
 
-def score_stages(run: RunDir) -> list[str]:
-    """Returns the scores/ folders of the current stages that have written scores, sorted: stale or unfinished
+def score_stages(run: RunDir, current: list[str]) -> list[str]:
+    """Returns the scores/ folders of the `current` stages that have written scores, sorted: stale or unfinished
     stages' columns are not in `samples`."""
     recorded, folder = entries(run), run.path / "scores"
-    current = [name for name, state in status(run).items() if state == "current"]
     folders = {f for name in current for f in recorded[name].get("score_folders", [name])}
     return sorted(f for f in folders if STAGE_NAME.match(f) and any((folder / f).glob("*.parquet")))
 
@@ -159,25 +170,24 @@ def _stage_counts_view(run: RunDir, stages: list[str]) -> str:
     return "CREATE VIEW stage_counts AS " + (" UNION ALL ".join(parts) if parts else empty)
 
 
-def _clusters_view(run: RunDir) -> str | None:
+def _clusters_view(run: RunDir, current: list[str]) -> str | None:
     """Per concept cluster: k-means sizes, then each current stage's per-cluster table (concepts/<stage>.parquet)."""
     folder = run.path / "concepts"
-    current = [name for name, state in status(run).items() if state == "current"]
     if "kmeans" not in current or not (folder / "kmeans.parquet").exists():
         return None
     sql = f"CREATE VIEW clusters AS SELECT * FROM ({guarded(parquet('concepts/kmeans.parquet'))}) AS kmeans"
-    for name in sorted(current):
+    for name in current:
         if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
             sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
     return sql + " ORDER BY cluster_id"
 
 
-def _stage_table_views(run: RunDir) -> list[str]:
+def _stage_table_views(run: RunDir, current: list[str]) -> list[str]:
     """Returns a view <stage>_<table> over each current stage's own table, concepts/<stage>_<table>.parquet."""
     folder = run.path / "concepts"
-    current = [name for name, state in status(run).items() if state == "current" and STAGE_NAME.match(name)]
+    current = [name for name in current if STAGE_NAME.match(name)]
     views = []
-    for name in sorted(current):
+    for name in current:
         for path in sorted(folder.glob(f"{name}_*.parquet")) if folder.exists() else []:
             if STAGE_NAME.match(path.stem) and not any(path.stem.startswith(f"{o}_") for o in current if o != name
                                                        and o.startswith(f"{name}_")):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from curate.errors import UsageError
 from curate.options import positive_int
-from curate.rundir import MANIFEST, RunDir
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     from curate.models import ModelSpec
@@ -16,10 +14,10 @@ if TYPE_CHECKING:
 
 
 def existing_run(path: str) -> RunDir:
-    """Returns the run folder at `path`; raises UsageError when it holds no ingested run."""
-    if not (Path(path) / MANIFEST).exists():
-        raise UsageError(f"{path} is not a run folder (no {MANIFEST}); run `curate ingest INPUTS --run {path}` first")
-    return RunDir(path)
+    """Returns the run folder at `path`; raises UsageError when it holds no ingested run (curate.api.Run's check)."""
+    from curate.api import Run
+
+    return Run(path).dir
 
 
 WORKERS_HELP = ("how many run at once (default: local 1, in this process; ray: one per CPU, or for embedding one "

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.catalogs import connect
-from curate.catalogs.views import sample_columns
+from curate.catalogs.views import require_columns
 from curate.concepts.clustering import ClusterMethod
 from curate.concepts.quantization import SIMILARITIES, graphcut_bins, keep_counts, sample_bins
 from curate.errors import UsageError
@@ -102,12 +102,10 @@ class DQ(ClusterMethod):
     def label_groups(self, pool: Pool) -> np.ndarray:
         """Returns each embedded sample's group: the index of its label-column value among the sorted distinct
         values (samples without a value form one group of their own). Raises UsageError for an unknown column."""
-        columns = sample_columns(pool.run)
-        if self.label_column not in columns:
-            raise UsageError(f"no column {self.label_column!r} in samples; columns: {', '.join(columns)}")
+        [column] = require_columns(pool.run, [self.label_column])
         con = connect(pool.run)
-        try:  # the name is checked against the view's columns above, and quoted
-            sql = f'SELECT uid, CAST("{self.label_column}" AS VARCHAR) AS label FROM samples'
+        try:  # the name is checked against the view's columns, and quoted
+            sql = f'SELECT uid, CAST("{column}" AS VARCHAR) AS label FROM samples'
             table = con.sql(sql).to_arrow_table()
         finally:
             con.close()
