@@ -4,8 +4,8 @@
 
 The embeddings are concept_scale.py's Gaussian mixture (1,000 Zipf-sized components); k-means with k = 1,000
 (faiss, as SemDeDup and DBP use it), then DQ within every cluster: K GraphCut bins, 30% kept. Each size runs in
-its own process; peak RSS is measured from after the data is generated. Clusters with a bin too small to keep a
-sample at 30% are left out (DQ refuses them); the figures say how many samples were binned. The straightforward
+its own process; peak RSS is measured from after the data is generated. A cluster too small for K bins that each
+keep a sample at 30% gets fewer bins, as `curate filter dq --per cluster` does. The straightforward
 implementation (a similarity matrix per bin, as the reference computes it) runs on the five largest clusters
 beside the fast one, for the speed ratio and to check both pick the same samples. Writes results/dq_scale.json.
 """
@@ -28,7 +28,13 @@ KEEP = 0.3
 def measure(n: int, dim: int, bins: int) -> dict:
     """Runs k-means and DQ on n points; returns the figures."""
     from curate.concepts.kmeans import KMeansConfig, spherical_kmeans
-    from curate.concepts.quantization import bin_sizes, graphcut_bins, graphcut_bins_dense, keep_counts, sample_bins
+    from curate.concepts.quantization import (
+        graphcut_bins,
+        graphcut_bins_dense,
+        group_bin_count,
+        keep_counts,
+        sample_bins,
+    )
 
     x, _ = mixture(n, dim)
     reset_peak()
@@ -37,10 +43,9 @@ def measure(n: int, dim: int, bins: int) -> dict:
     kmeans = time.perf_counter() - start
     start = time.perf_counter()
     groups = [np.flatnonzero(clustering.assignment == c) for c in range(COMPONENTS)]
-    # Clusters with a bin too small to keep one sample at KEEP are left out (DQ refuses such a group).
-    binnable = [rows for rows in groups if len(rows) >= bins and min(bin_sizes(len(rows), bins)) * KEEP >= 1]
-    all_bins = [rows[b] for rows in binnable for b in graphcut_bins(x[rows], bins)]
-    kept = sample_bins(all_bins, keep_counts(np.array([len(b) for b in all_bins]), KEEP), seed=0)
+    all_bins = [rows[b] for rows in groups if len(rows)
+                for b in graphcut_bins(x[rows], group_bin_count(len(rows), bins, KEEP))]
+    kept = sample_bins(all_bins, keep_counts(np.array([len(b) for b in all_bins]), KEEP, allow_empty=True), seed=0)
     dq = time.perf_counter() - start
     peak = peak_rss_gib()
     largest = sorted(groups, key=len)[-5:]

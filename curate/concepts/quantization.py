@@ -53,24 +53,40 @@ def bin_sizes(n: int, bins: int) -> list[int]:
     return [*sizes, n - sum(sizes)]
 
 
+def group_bin_count(size: int, bins: int, fraction: float) -> int:
+    """Returns the bins for a group of `size` at keep `fraction`: `bins`, or fewer when the group is too small for
+    that many bins to keep a sample each: floor(size * fraction), at least one."""
+    return int(min(bins, max(1, np.floor(size * fraction))))
+
+
+def _greedy(rows: np.ndarray, size: int, lam: float) -> np.ndarray:
+    """Returns the `size` row indices NaiveGreedy picks from `rows` (V = all of them), in pick order."""
+    gain = lam * (rows @ rows.sum(axis=0))  # lam * sum over V, itself included
+    taken = np.zeros(len(rows), dtype=bool)
+    picks = np.empty(size, dtype=np.int64)
+    for i in range(size):
+        picks[i] = best = _pick(gain, taken)
+        taken[best] = True
+        gain -= 2 * (rows @ rows[best])
+    return picks
+
+
 def graphcut_bins(x: np.ndarray, bins: int, similarity: str = "cosine", lam: float = 1.0) -> list[np.ndarray]:
     """Returns the DQ bins of the rows of x: per bin, the row indices in the order GraphCut picked them."""
     features = _features(x, similarity)
     remaining = np.arange(len(features))
     result = []
     for size in bin_sizes(len(features), bins):
-        rows = features[remaining]
-        gain = lam * (rows @ rows.sum(axis=0))  # lam * sum over the unbinned set V, itself included
-        taken = np.zeros(len(rows), dtype=bool)
-        picks = []
-        for _ in range(size):
-            best = _pick(gain, taken)
-            picks.append(best)
-            taken[best] = True
-            gain -= 2 * (rows @ rows[best])
+        picks = _greedy(features[remaining], size, lam)
         result.append(remaining[picks])
-        remaining = remaining[~taken]
+        remaining = np.delete(remaining, picks)
     return result
+
+
+def graphcut_coreset(x: np.ndarray, size: int, similarity: str = "cosine", lam: float = 1.0) -> np.ndarray:
+    """Returns the row indices of one GraphCut coreset of `size` over all of x, in pick order: the plain
+    submodular selection DQ's bins generalize (its first bin, when size = round(N / K))."""
+    return _greedy(_features(x, similarity), size, lam)
 
 
 def graphcut_bins_dense(x: np.ndarray, bins: int, similarity: str = "cosine", lam: float = 1.0) -> list[np.ndarray]:
@@ -95,17 +111,17 @@ def graphcut_bins_dense(x: np.ndarray, bins: int, similarity: str = "cosine", la
     return result
 
 
-def keep_counts(sizes: np.ndarray, fraction: float) -> np.ndarray:
+def keep_counts(sizes: np.ndarray, fraction: float, allow_empty: bool = False) -> np.ndarray:
     """Returns how many samples to draw from each bin: the same share of every bin, rounded so the total is
     exactly int(sum(sizes) * fraction) (the largest remainders round up, ties to the earlier bin). Raises
-    UsageError when a bin would keep none."""
+    UsageError when a bin would keep none, unless allow_empty."""
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum() * fraction)
     exact = sizes * (total / sizes.sum())
     counts = np.floor(exact).astype(np.int64)
     order = np.lexsort((np.arange(len(sizes)), -(exact - counts)))
     counts[order[: total - int(counts.sum())]] += 1
-    if (counts == 0).any():
+    if not allow_empty and (counts == 0).any():
         raise UsageError(f"--keep-fraction {fraction} keeps {total} of {int(sizes.sum())} samples, none from some of "
                          f"the {len(sizes)} bins (the smallest holds {int(sizes.min())}): pass fewer --bins or a "
                          "larger --keep-fraction")

@@ -35,6 +35,8 @@ class ClassifyConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     width: int = 32
+    pad: int = 4  # random-crop padding, in pixels
+    flip: bool = True  # random horizontal flips (off where a flip changes the class, as for digits)
     seed: int = 0
     progress: bool = False
 
@@ -96,20 +98,23 @@ def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Returns random 4-px-padded crops of the images, each flipped horizontally with probability 1/2."""
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """Returns random `pad`-px-padded crops of the images, each flipped horizontally with probability 1/2 when
+    `flip`."""
     import torch
     import torch.nn.functional as F
 
     n, _, h, w = images.shape
-    padded = F.pad(images, (4, 4, 4, 4), mode="reflect")
-    dx, dy = torch.randint(0, 9, (n,), generator=generator), torch.randint(0, 9, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, 3, h, w + 8)
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, 3, h, w + 2 * pad)
     crops = padded.gather(2, rows)
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, 3, h, w)
     crops = crops.gather(3, cols)
-    flip = torch.rand(n, generator=generator) < 0.5
-    crops[flip] = crops[flip].flip(3)
+    flipped = torch.rand(n, generator=generator) < 0.5
+    if flip:
+        crops[flipped] = crops[flipped].flip(3)
     return crops
 
 
@@ -146,7 +151,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, classes: int, c
             indices = torch.tensor(batch, dtype=torch.long)
             for group in optimizer.param_groups:
                 group["lr"] = schedule(epoch + step / len(batches), config.epochs, config.lr)
-            losses = F.cross_entropy(model(augment(images[indices], generator)), labels[indices], reduction="none")
+            batch_images = augment(images[indices], generator, config.pad, config.flip)
+            losses = F.cross_entropy(model(batch_images), labels[indices], reduction="none")
             optimizer.zero_grad(set_to_none=True)
             (losses * pruner.weights(indices)).mean().backward()
             optimizer.step()

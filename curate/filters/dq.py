@@ -1,13 +1,15 @@
-"""Dataset quantization, DQ (Zhou et al., ICCV 2023): GraphCut bins within each group of the input, then the same
-share of every bin drawn at random (curate.concepts.quantization has the algorithm).
+"""Dataset quantization, DQ (Zhou et al., ICCV 2023): GraphCut bins within each group of the input, then the same share
+of every bin drawn at random (curate.concepts.quantization has the algorithm).
 
 The reference bins each class of a labelled set; an unlabelled web pool is binned within its k-means concept
 clusters (`--per cluster`, the default: cost grows with the sum of squared cluster sizes, not N^2), within the
-values of a label column (`--per label --label-column C`, as the reference does per class), or over the whole
-input (`--per none`, for small inputs). `--where` chooses the input, as DBP's does; the kept total is
-int(N_input * keep_fraction). Columns in the samples view: dq_bin (the bin a sample fell in, in generation order
-within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per bin its group,
-size, kept count, and the mean similarity of its members to the bin's own centroid and to the input's.
+values of a label column (`--per label --label-column C`, as the reference does per class), or over the whole input
+(`--per none`, for small inputs). A cluster too small for --bins bins that each keep a sample gets fewer (k-means
+makes many small clusters on a web pool; the reference's classes never are). `--where` chooses the input, as DBP's
+does; the kept total is int(N_input * keep_fraction). Columns in the samples view: dq_bin (the bin a sample fell in,
+in generation order within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per
+bin its group, size, kept count, and the mean similarity of its members to the bin's own centroid and to the
+input's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow as pa
 from curate.catalogs import connect
 from curate.catalogs.views import require_columns
 from curate.concepts.clustering import ClusterMethod
-from curate.concepts.quantization import SIMILARITIES, graphcut_bins, keep_counts, sample_bins
+from curate.concepts.quantization import SIMILARITIES, graphcut_bins, group_bin_count, keep_counts, sample_bins
 from curate.errors import UsageError
 from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
@@ -82,9 +84,13 @@ class DQ(ClusterMethod):
         if self.per == "cluster":
             super().run_upstream(pool)
 
-    def groups(self, pool: Pool) -> list[tuple[int, np.ndarray]]:
-        """Returns (group id, input row indices) per non-empty group; raises UsageError for a group smaller than
-        the number of bins."""
+    def groups(self, pool: Pool) -> list[tuple[int, np.ndarray, int]]:
+        """Returns (group id, input row indices, bins) per non-empty group.
+
+        A k-means cluster too small for --bins bins that each keep a sample gets fewer: floor(size * fraction),
+        at least one (clusters are the method's own partition; --bins is their ceiling). Label groups and the
+        whole input are the user's choice: one smaller than --bins raises UsageError.
+        """
         rows = np.flatnonzero(pool.rows)
         if self.per == "cluster":
             labels = self.clustering(pool).assignment[rows]
@@ -93,11 +99,13 @@ class DQ(ClusterMethod):
         else:
             labels = np.zeros(len(rows), int)
         groups = [(int(g), rows[labels == g]) for g in np.unique(labels)]
+        if self.per == "cluster":
+            return [(g, members, group_bin_count(len(members), self.bins, self.keep_fraction)) for g, members in groups]
         small = [(g, len(members)) for g, members in groups if len(members) < self.bins]
         if small:
             raise UsageError(f"group {small[0][0]} of --per {self.per} holds {small[0][1]} samples, fewer than "
-                             f"--bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per none")
-        return groups
+                             f"--bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per cluster")
+        return [(g, members, self.bins) for g, members in groups]
 
     def label_groups(self, pool: Pool) -> np.ndarray:
         """Returns each embedded sample's group: the index of its label-column value among the sorted distinct
@@ -118,10 +126,12 @@ class DQ(ClusterMethod):
         """Returns dq_bin, dq_rank and dq_keep for the input rows, and the dq_bins table."""
         vectors = pool.embeddings(self.embedding).vectors
         groups = self.groups(pool)
-        per_group = pool.runner.map(group_bins, vectors, [(rows, self.bins, self.similarity) for _, rows in groups],
+        per_group = pool.runner.map(group_bins, vectors, [(rows, k, self.similarity) for _, rows, k in groups],
                                     desc="dq bins")
         bins = [b for group in per_group for b in group]
-        kept = sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), self.keep_fraction), self.seed)
+        counts_per_bin = keep_counts(np.array([len(b) for b in bins]), self.keep_fraction,
+                                     allow_empty=self.per == "cluster")
+        kept = sample_bins(bins, counts_per_bin, self.seed)
         n = len(pool.index)
         bin_of, rank = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
         for group in per_group:
@@ -131,14 +141,16 @@ class DQ(ClusterMethod):
         keep[kept] = True
         table = self.bins_table(vectors, pool.rows, groups, per_group, keep)
         counts = dict(input=int(pool.rows.sum()), kept=int(keep.sum()), dropped=int(pool.rows.sum() - keep.sum()),
-                      groups=len(groups), bins=len(bins))
+                      groups=len(groups), bins=len(bins),
+                      groups_with_fewer_bins=sum(k < self.bins for *_, k in groups),
+                      bins_keeping_none=int((counts_per_bin == 0).sum()))
         return PoolResult({"dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep}, counts, tables={"bins": table})
 
     def bins_table(self, vectors: np.ndarray, rows: np.ndarray, groups, per_group, keep: np.ndarray) -> pa.Table:
         """Returns per bin: group, bin, size, kept, and mean similarity to its own centroid and to the input's."""
         pool_centre = vectors[rows].mean(axis=0)
         records = []
-        for (group, _), bins in zip(groups, per_group, strict=True):
+        for (group, *_), bins in zip(groups, per_group, strict=True):
             for k, members in enumerate(bins):
                 x = vectors[members]
                 records.append(dict(group=group, bin=k, size=len(members), kept=int(keep[members].sum()),

@@ -4,7 +4,14 @@ the same order; bin sizes, shares and seeded draws."""
 import numpy as np
 import pytest
 
-from curate.concepts.quantization import bin_sizes, graphcut_bins, graphcut_bins_dense, keep_counts, sample_bins
+from curate.concepts.quantization import (
+    bin_sizes,
+    graphcut_bins,
+    graphcut_bins_dense,
+    graphcut_coreset,
+    keep_counts,
+    sample_bins,
+)
 from curate.errors import UsageError
 
 
@@ -57,3 +64,10 @@ def test_bin_sampling_is_seeded_and_draws_from_each_bin():
     assert np.array_equal(drawn, sample_bins(bins, np.array([3, 3, 2]), seed=7))
     assert not np.array_equal(drawn, sample_bins(bins, np.array([3, 3, 2]), seed=8))
     assert [int(((drawn >= b[0]) & (drawn <= b[-1])).sum()) for b in bins] == [3, 3, 2]
+
+
+def test_a_single_coreset_is_the_first_bin_when_sizes_match():
+    x = np.random.default_rng(3).normal(size=(60, 8))
+    first = graphcut_bins(x, 6)[0]
+    assert np.array_equal(graphcut_coreset(x, len(first)), first)
+    assert len(set(graphcut_coreset(x, 45).tolist())) == 45

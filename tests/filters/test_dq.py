@@ -22,7 +22,8 @@ def datacomp_run(folder) -> RunDir:
 def test_bins_within_clusters_keep_the_same_share_of_each_bin(tmp_path):
     run = datacomp_run(tmp_path)
     counts = DQ(keep_fraction=0.5, bins=4, clusters=3).apply(run, progress=False)
-    assert counts == dict(input=132, kept=66, dropped=66, groups=3, bins=12)
+    assert counts == dict(input=132, kept=66, dropped=66, groups=3, bins=12, groups_with_fewer_bins=0,
+                          bins_keeping_none=0)
     bins = open_run(run.path).sql('SELECT * FROM dq_bins ORDER BY "group", bin')
     assert bins.height == 12 and bins["size"].sum() == 132 and bins["kept"].sum() == 66
     assert (bins["kept"] - bins["size"] / 2).abs().max() <= 1  # the same share of every bin, rounded
@@ -56,10 +57,21 @@ def test_where_chooses_the_input_and_the_graph_tracks_it(tmp_path, ray_local):
     assert status(run)["dq"] == "stale"
 
 
+def test_a_cluster_too_small_for_the_bins_gets_as_many_as_each_keep_a_sample(tmp_path):
+    run = datacomp_run(tmp_path)
+    counts = DQ(keep_fraction=0.1, bins=8, clusters=3).apply(run, progress=False)
+    sizes = [n for (n,) in connect(run).execute("SELECT count(*) FROM samples GROUP BY cluster_id").fetchall()]
+    assert counts["bins"] == sum(min(8, max(1, int(n * 0.1))) for n in sizes) < 24
+    assert counts["groups_with_fewer_bins"] == sum(int(n * 0.1) < 8 for n in sizes) > 0
+    assert counts["kept"] == int(132 * 0.1)
+    kept_per_bin = open_run(run.path).sql("SELECT kept FROM dq_bins")["kept"]
+    assert kept_per_bin.min() >= 1  # every bin of size >= 1 / fraction keeps a sample
+
+
 def test_bad_options_are_one_line_errors(tmp_path):
     run = datacomp_run(tmp_path)
-    with pytest.raises(UsageError, match=r"holds \d+ samples, fewer than --bins 60 \(3 groups do\)"):
-        DQ(keep_fraction=0.5, bins=60, clusters=3).apply(run, progress=False)
+    with pytest.raises(UsageError, match=r"holds \d+ samples, fewer than --bins 80 \(2 groups do\)"):
+        DQ(keep_fraction=0.5, bins=80, per="label", label_column="shard").apply(run, progress=False)
     with pytest.raises(UsageError, match="none from some of the 40 bins"):
         DQ(keep_fraction=0.05, bins=40, per="none").apply(run, progress=False)
     with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
