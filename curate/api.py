@@ -125,13 +125,17 @@ class Samples:
         return self.run.sql(f"SELECT {names} FROM samples WHERE ({self._predicate()}) ORDER BY uid")
 
     def export(self, out: str | os.PathLike, format: str = "webdataset", shard_size: int = 10000,
-               overwrite: bool = False, progress: bool = True) -> dict:
+               overwrite: bool = False, progress: bool = True, patch_drop: float | None = None,
+               mae: str | None = None, reconstruct: bool = False, device: str = "auto") -> dict:
         """Writes the selection to `out` in `format` (webdataset, parquet, datacomp, hf); returns the export's
-        summary (format, out, samples, files, ...)."""
-        from curate.export import export_subset
+        summary (format, out, samples, files, ...). With `patch_drop` (a fraction in [0, 1)) and `mae` (an MAE
+        checkpoint or train-mae folder) a webdataset keeps each image's most salient patches and a mask; with
+        `reconstruct` too, it holds the MAE's rebuilt images."""
+        from curate.export import export_subset, patch_drop_options
 
+        options = patch_drop_options(format, patch_drop, mae, reconstruct, device)
         return export_subset(self.run.dir, self.where, format, out, shard_size, overwrite=overwrite,
-                             progress=progress)
+                             progress=progress, patch_drop=options)
 
 
 READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")

@@ -17,6 +17,7 @@ COMMANDS = {
     "filter": "curate.cli.filter",
     "report": "curate.cli.report",
     "train-dfn": "curate.cli.train_dfn",
+    "train-mae": "curate.cli.train_mae",
     "evaluate": "curate.cli.evaluate",
 }
 

@@ -33,6 +33,10 @@ class ExportWriter:
         """Finishes the output; returns the files written, relative to the folder."""
         raise NotImplementedError
 
+    def summary(self) -> dict:
+        """Returns the writer's own fields for the export summary (none by default)."""
+        return {}
+
 
 class ShardedWriter(ExportWriter):
     """A writer whose output is numbered parts of at most `shard_size` samples each.

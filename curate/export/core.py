@@ -1,9 +1,11 @@
 """export_subset: materialize the samples a SQL predicate selects, in one of the registered formats."""
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -16,6 +18,14 @@ from curate.export.base import ExportWriter
 from curate.export.datacomp import DataCompWriter
 from curate.export.hf import HFWriter
 from curate.export.parquet import ParquetWriter
+from curate.export.patches import (
+    PatchDrop,
+    PatchDropper,
+    PatchDropWriter,
+    ReconstructWriter,
+    iter_patch_export,
+    rebuilt_rows,
+)
 from curate.export.wds import WebDatasetWriter
 from curate.io.samples import ReadOptions
 from curate.io.sources import SourceImages
@@ -32,42 +42,119 @@ SUMMARY = "_export.json"
 
 def export_subset(
     run: RunDir, where: str | None, fmt: str, out: str | Path, shard_size: int = 10000,
-    overwrite: bool = False, progress: bool = True,
+    overwrite: bool = False, progress: bool = True, patch_drop: PatchDrop | None = None,
 ) -> dict:
     """Exports the samples matching the SQL predicate `where` (None = all); returns a summary dict
-    (format, out, samples, files written, where, run, shard_size, curate_version).
+    (format, out, samples, files written, where, run, shard_size, curate_version; with `patch_drop`, a
+    "patch_drop" dict of its settings and bytes: source_image_bytes, patch_bytes, mask_bytes, written_bytes).
 
+    With `patch_drop` (curate.export.patches.patch_drop_options) the webdataset holds each image's most salient
+    patches and a mask instead of the image, or, with reconstruct, the MAE's rebuilt images.
     The output is written to a temporary sibling of `out` and renamed to `out` once complete.
     """
     writer_class = _writer_class(fmt)
-    if shard_size < 1:
-        raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
-    out = Path(out).expanduser().resolve()
+    if patch_drop is not None and writer_class is not WebDatasetWriter:
+        raise UsageError(f"--patch-drop writes webdataset tars only, not --format {fmt}")
+    out = _check_target(out, shard_size, overwrite)
     _check_out(run, out)
-    if _is_nonempty(out) and not overwrite:
-        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
     options = _read_options(run)
+    dropper = None if patch_drop is None else PatchDropper(run, patch_drop)
     con = connect(run)
     try:
         writable = Writable(writer_class.uid_pattern, writer_class.uid_rule, writer_class.needs_images)
         selection = select(con, where, writable)
         _check_selection(selection, writer_class)
-        staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
-        staging.mkdir(parents=True)
-        try:
-            writer = writer_class(staging, shard_size, progress)
+        with staged(out, overwrite) as staging:
+            writer = _make_writer(writer_class, staging, shard_size, progress, dropper)
             files, samples = _write_all(con, selection, writer, options, progress)
             summary = dict(
                 format=fmt, where=where, samples=samples, files=files, shard_size=shard_size,
                 skipped=sum(selection.skipped.values()), skipped_reasons=selection.skipped,
                 skipped_uids=list(selection.skipped_uids), run=str(run.path), curate_version=__version__,
-            )
-            (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-            _publish(staging, out, overwrite)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            ) | writer.summary()
+            _write_summary(staging, summary)
     finally:
         con.close()
+    return summary | {"out": str(out)}
+
+
+def _make_writer(writer_class: type[ExportWriter], staging: Path, shard_size: int, progress: bool,
+                 dropper: PatchDropper | None) -> ExportWriter:
+    if dropper is None:
+        return writer_class(staging, shard_size, progress)
+    chosen = ReconstructWriter if dropper.options.reconstruct else PatchDropWriter
+    return chosen(staging, shard_size, progress, dropper)
+
+
+def _check_target(out: str | Path, shard_size: int, overwrite: bool) -> Path:
+    """Returns --out resolved; raises UsageError for a bad shard size or a non-empty --out without overwrite."""
+    if shard_size < 1:
+        raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
+    out = Path(out).expanduser().resolve()
+    if _is_nonempty(out) and not overwrite:
+        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    return out
+
+
+def _write_summary(staging: Path, summary: dict) -> None:
+    (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def staged(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yields a new temporary sibling folder of `out`, renamed to `out` when the block completes (removed if it
+    raises)."""
+    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        _publish(staging, out, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def patch_export_summary(folder: str | Path) -> dict | None:
+    """Returns the _export.json of a patch-drop export folder (one holding patches, not rebuilt images), else
+    None."""
+    path = Path(folder) / SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError:
+        return None
+    drop = summary.get("patch_drop") if isinstance(summary, dict) else None
+    return summary if isinstance(drop, dict) and not drop.get("reconstructed") else None
+
+
+def reconstruct_export(folder: str | Path, mae: str, out: str | Path, shard_size: int = 10000,
+                       overwrite: bool = False, progress: bool = True, device: str = "auto") -> dict:
+    """Writes a plain webdataset at `out` of a patch-drop export folder's samples rebuilt by the MAE `mae` (PNG at
+    the original size); returns its summary (format, samples, files, source, patch_drop, out, ...)."""
+    from curate.models.loading import pick_device
+    from curate.models.mae_io import load_mae
+
+    folder = Path(folder).expanduser().resolve()
+    source = patch_export_summary(folder)
+    if source is None:
+        raise UsageError(f"{folder} is not a patch-drop export (no {SUMMARY} with patch_drop)")
+    out = _check_target(out, shard_size, overwrite)
+    if out == folder or out in folder.parents or folder in out.parents:
+        raise UsageError(f"cannot write {out}: it overlaps the patch-drop export {folder}")
+    model = load_mae(mae, pick_device(device))
+    with staged(out, overwrite) as staging:
+        writer = WebDatasetWriter(staging, shard_size, progress)
+        bar = tqdm(total=source.get("samples"), desc="reconstruct", unit="sample", disable=not progress)
+        samples = 0
+        for table in rebuilt_rows(iter_patch_export(folder, model), writer.batch_rows):
+            writer.write(table)
+            samples += table.num_rows
+            bar.update(table.num_rows)
+        bar.close()
+        summary = dict(format=WebDatasetWriter.format_name, samples=samples, files=writer.close(),
+                       shard_size=shard_size, source=str(folder), curate_version=__version__,
+                       patch_drop=source["patch_drop"] | dict(reconstructed=True, mae=str(Path(mae).resolve())))
+        _write_summary(staging, summary)
     return summary | {"out": str(out)}
 
 

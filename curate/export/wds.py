@@ -54,17 +54,25 @@ def member_header(name: str, size: int) -> bytes:
     return bytes(header)
 
 
-def sample_members(row: dict) -> list[tuple[str, bytes]]:
-    """Returns a sample's (member name, bytes): image, caption and json, all named by the uid."""
+def sample_json(row: dict, extra: dict | None = None) -> bytes:
+    """Returns the json member of a sample: the source's json fields, the catalog's where it has none, the hash
+    of the stored image (row["sha256"], left out when None) and `extra` fields."""
     meta = json.loads(row["json"]) if row["json"] else {}
     for field in JSON_FIELDS:
         meta.setdefault(field, row[field])
-    meta[STORED_SHA256] = row["sha256"]
+    if row["sha256"] is not None:
+        meta[STORED_SHA256] = row["sha256"]
+    meta.update(extra or {})
+    return json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def sample_members(row: dict, extra: dict | None = None) -> list[tuple[str, bytes]]:
+    """Returns a sample's (member name, bytes): image, caption and json (with `extra` fields), named by the uid."""
     uid = row["uid"]
     return [
         (f"{uid}.{row['image_format']}", row["image"]),
         (f"{uid}.txt", row["caption"].encode("utf-8")),
-        (f"{uid}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")),
+        (f"{uid}.json", sample_json(row, extra)),
     ]
 
 
@@ -88,10 +96,14 @@ class WebDatasetWriter(ShardedWriter):
         """Opens a new uncompressed tar."""
         self._file = open(path, "wb")  # noqa: SIM115 (closed in close_part)
 
+    def members_of(self, table: pa.Table) -> list[list[tuple[str, bytes]]]:
+        """Returns each sample's (member name, bytes), in the table's order."""
+        return [sample_members(row) for row in table.to_pylist()]
+
     def write_part(self, table: pa.Table) -> None:
         """Appends each sample's members, adjacent and in order, to the open tar."""
-        for row in table.to_pylist():
-            for name, data in sample_members(row):
+        for members in self.members_of(table):
+            for name, data in members:
                 padding = -len(data) % tarfile.BLOCKSIZE
                 self._file.write(member_header(name, len(data)) + data + bytes(padding))
 

@@ -33,6 +33,17 @@ def image_to_pixels(data: bytes, size: int) -> np.ndarray:
         return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
+def square_pixels(data: bytes, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Returns (the whole image resized to size x size, bicubic, aspect ratio not kept, as uint8 HWC RGB; its
+    original (width, height)). Nothing is cropped, so resizing back to the original size gives the whole image."""
+    with Image.open(io.BytesIO(data)) as im:
+        original = im.size
+        if im.format == "JPEG":
+            im.draft("RGB", (size, size))
+        im = im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(im, dtype=np.uint8), original
+
+
 def pixels_to_tensor(pixels: np.ndarray, mean, std, device: str):
     """Returns a normalized float NCHW tensor on `device` from uint8 NHWC pixels."""
     import torch

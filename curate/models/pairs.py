@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from curate.errors import UsageError
-from curate.models.encode import image_to_pixels
+from curate.models.encode import image_to_pixels, square_pixels
 from curate.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -69,12 +70,15 @@ def default_memory_limit() -> int:
 
 def load_pairs(
     run: RunDir, where: str | None, image_size: int, memory_limit: int | None = None, progress: bool = True,
+    square: bool = False,
 ) -> PairDataset:
     """Returns the pairs of `SELECT ... FROM samples WHERE (where)` of an ingested run, images decoded once.
 
     `where` is the user's SQL predicate on the samples view (None: every sample); rows come in the shards'
-    order. Raises UsageError for a bad predicate, an empty selection, metadata-only samples (no image bytes),
-    or pixels over `memory_limit` bytes (default: half of physical memory).
+    order. Images are center-cropped to stored_size(image_size), or with `square` resized whole to image_size
+    (encode.square_pixels, what a patch-drop export feeds its MAE). Raises UsageError for a bad predicate, an
+    empty selection, metadata-only samples (no image bytes), or pixels over
+    `memory_limit` bytes (default: half of physical memory).
     """
     from curate.catalogs import connect
     from curate.catalogs.selection import iter_selected, select
@@ -83,21 +87,24 @@ def load_pairs(
     from curate.io.sources import SourceImages
 
     entry = require_current(run, "ingest")
-    size = stored_size(image_size)
+    size = image_size if square else stored_size(image_size)
+    decode = (lambda data: square_pixels(data, size)[0]) if square else (lambda data: image_to_pixels(data, size))
     sources = SourceImages(ReadOptions(**entry["config"]["options"]))
     con = connect(run)
     try:
         selection = select(con, where)
         _check_selection(selection, size, memory_limit or default_memory_limit())
         return _decode_selection(iter_selected(con, selection, BATCH_ROWS), selection.samples, sources, size,
-                                 progress)
+                                 decode, progress)
     finally:
         con.close()
         sources.close()
 
 
-def _decode_selection(tables, count: int, sources, size: int, progress: bool) -> PairDataset:
-    """Returns the PairDataset of `count` catalog rows arriving as tables, each image decoded to size x size."""
+def _decode_selection(tables, count: int, sources, size: int, decode: Callable[[bytes], np.ndarray],
+                      progress: bool) -> PairDataset:
+    """Returns the PairDataset of `count` catalog rows arriving as tables, each image decoded to size x size by
+    `decode`."""
     import torch
 
     pixels = torch.empty((count, 3, size, size), dtype=torch.uint8)
@@ -109,7 +116,7 @@ def _decode_selection(tables, count: int, sources, size: int, progress: bool) ->
     ):
         for table in tables:
             images = sources.attach(table).column("image").to_pylist()
-            decoded = np.stack(list(pool.map(lambda data: image_to_pixels(data, size), images)))
+            decoded = np.stack(list(pool.map(decode, images)))
             start = len(uids)
             pixels[start:start + len(images)] = torch.from_numpy(decoded).permute(0, 3, 1, 2)
             uids += table["uid"].to_pylist()

@@ -1,0 +1,126 @@
+"""Training a small masked autoencoder from scratch on a pool's images (`curate train-mae`), for patch-drop exports.
+
+MAE's recipe at small scale: random 75% masking per image, the loss on the dropped patches only (optionally on
+per-patch normalized pixels), AdamW (betas 0.9/0.95, weight decay 0.05 on weight matrices and tokens), linear
+warmup then cosine decay, random resized crops (scale 0.5-1) and horizontal flips. Images are resized whole to
+the MAE's square input (encode.square_pixels), the same transform a patch-drop export applies. Every random draw
+comes from generators seeded with `seed`: the same inputs and seed give the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from curate.errors import UsageError
+from curate.models.mae import MAEConfig, MaskedAutoencoderViT, dropped_loss, random_keep
+from curate.models.mae_io import WEIGHTS_FILE, save_mae
+from curate.models.pairs import load_pairs, normalize, random_resized_crop
+from curate.models.train import TrainResult, learning_rate, param_groups, versions
+from curate.rundir import RunDir
+
+TRAIN_RUN = "train_run"
+INFO_FILE = "train_info.json"
+
+
+@dataclass
+class MAETrainConfig:
+    """How to train: steps, batch, AdamW and schedule, masking, augmentation, seed."""
+
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 30
+    mask_ratio: float = 0.75
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    seed: int = 0
+    progress: bool = True
+
+
+def scratch_mae(config: MAEConfig, seed: int) -> MaskedAutoencoderViT:
+    """Returns a new MAE initialised from `seed` (the global RNG is restored after)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MaskedAutoencoderViT(config)
+
+
+def augment(pixels: torch.Tensor, size: int, config: MAETrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Returns float B x 3 x size x size random resized crops in [0, 1] of uint8 pixels, half of them flipped."""
+    crops = random_resized_crop(pixels, size, config.crop_scale, config.crop_ratio, generator)
+    flip = torch.rand(len(crops), generator=generator) < 0.5
+    crops[flip] = crops[flip].flip(3)
+    return crops
+
+
+def train_mae_model(mae: MaskedAutoencoderViT, pixels: torch.Tensor, config: MAETrainConfig,
+                    device: str = "cpu") -> TrainResult:
+    """Trains `mae` in place on uint8 N x 3 x S x S images for config.steps steps; returns its TrainResult
+    (mean loss per step, samples seen, steps, seconds). The model is left in eval mode."""
+    if not 0 < config.mask_ratio < 1:
+        raise UsageError(f"--mask-ratio must be in (0, 1), got {config.mask_ratio}")
+    mae.to(device).train()
+    size, batch = mae.config.img_size, min(config.batch_size, len(pixels))
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(param_groups(mae, config.weight_decay), lr=config.lr, betas=config.betas)
+    result, start, order = TrainResult(), time.perf_counter(), torch.empty(0, dtype=torch.long)
+    total = config.steps * batch
+    for _ in tqdm(range(config.steps), desc="train-mae", unit="step", disable=not config.progress):
+        if len(order) < batch:
+            order = torch.cat([order, torch.randperm(len(pixels), generator=generator)])
+        indices, order = order[:batch], order[batch:]
+        images = normalize(augment(pixels[indices], size, config, generator), mae.config.mean, mae.config.std)
+        ids_keep = random_keep(len(indices), mae.config.num_patches, config.mask_ratio, generator)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(result.samples_seen, batch, total, config, batch)
+        losses = dropped_loss(mae, images.to(device), ids_keep.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        losses.mean().backward()
+        optimizer.step()
+        result.record(losses.detach().cpu())
+    mae.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def check_out(out: Path) -> None:
+    """Raises UsageError when `out` exists with content that is not a train-mae folder's."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the MAE")
+    if out.is_dir() and any(out.iterdir()) and not ((out / WEIGHTS_FILE).exists() or (out / TRAIN_RUN).exists()):
+        raise UsageError(f"--out {out} holds other files; give a new folder (or an earlier train-mae output)")
+
+
+def train_mae(inputs: list[str], out: str | Path, model: MAEConfig | None = None,
+              config: MAETrainConfig | None = None, where: str | None = None, runner: str = "local",
+              device: str = "auto") -> dict:
+    """Trains an MAE from scratch on the images of `inputs` (shards: paths, globs, folders or URLs) and writes
+    out/mae.pth (official layout, loadable by load_mae) and out/train_info.json; returns a summary dict
+    (model, images, samples_seen, steps, seconds, first/final/min_loss).
+
+    The shards are ingested into out/train_run first (a rerun with the same inputs resumes), `where` optionally
+    narrows them (SQL on the samples view).
+    """
+    from curate.models.loading import pick_device
+    from curate.stages.ingest import ingest
+
+    out, model, config = Path(out), model or MAEConfig(), config or MAETrainConfig()
+    check_out(out)
+    device = pick_device(device)
+    counts = ingest(inputs, RunDir(out / TRAIN_RUN), runner, progress=config.progress)
+    pairs = load_pairs(RunDir(out / TRAIN_RUN), where, model.img_size, progress=config.progress, square=True)
+    mae = scratch_mae(model, config.seed)
+    result = train_mae_model(mae, pairs.pixels, config, device)
+    save_mae(mae, out / WEIGHTS_FILE)
+    info = dict(data=dict(inputs=list(inputs), where=where, images=len(pairs), ingest=counts),
+                model=asdict(model), config=asdict(config), training=result.summary(), device=device,
+                versions=versions())
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return dict(model=str(out / WEIGHTS_FILE), images=len(pairs), **result.summary())
