@@ -69,15 +69,12 @@ def uniform(x: np.ndarray, labels: np.ndarray, budgets: dict[int, int], seed: in
 SELECTIONS = {"dq": dq, "graphcut": graphcut, "kcenter": kcenter}  # the ones that read features
 
 
-def gradient_features(images: torch.Tensor, labels: torch.Tensor, classes: int, config) -> np.ndarray:
-    """Returns the last-layer gradient features of a small CNN trained on all the images with `config`."""
-    from curate.dynamic.classify import train_classifier
-
-    model, _ = train_classifier(images, labels, classes, config)
+def gradient_features(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Returns the last-layer gradient features of a trained small CNN (a Sequential ending in its linear head)."""
     body, head = model[:-1], model[-1]
     with torch.inference_mode():
         hidden = torch.cat([body(images[i:i + 512]) for i in range(0, len(images), 512)])
-        error = torch.softmax(head(hidden), dim=1) - torch.nn.functional.one_hot(labels, classes).float()
+        error = torch.softmax(head(hidden), dim=1) - torch.nn.functional.one_hot(labels, head.out_features).float()
     return torch.cat([error, (error[:, :, None] * hidden[:, None, :]).flatten(1)], dim=1).numpy()
 
 

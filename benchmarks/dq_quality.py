@@ -19,6 +19,7 @@ benchmarks/results/dq_quality.json and .png; a run of some --tasks keeps the oth
 """
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -39,6 +40,25 @@ TASKS = ("digits", "synth", "clip")
 FEATURE_EPOCHS = 5  # the gradient features' CNN: trained briefly on all the data (the reference's early training)
 
 
+class RowLog:
+    """The rows a task has finished, in a JSON-lines file of the work folder named by the options: a killed run
+    rerun with the same options skips them."""
+
+    def __init__(self, args: argparse.Namespace, task: str):
+        ignored = ("work", "tasks", "threads")  # they do not change the figures
+        options = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k not in ignored})
+        self.path = args.work / f"rows-{task}-{hashlib.sha1(options.encode()).hexdigest()[:12]}.jsonl"
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        self.done = {(r["method"], r["features"], r["fraction"], r["seed"]): r for r in map(json.loads, lines)}
+
+    def add(self, row: dict) -> None:
+        """Prints the row and appends it to the file."""
+        print(json.dumps(row), flush=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
 def digits_task() -> dict:
     """Returns the digits task: 16-px train/test tensors, labels, 32-px training pixels and captions, config."""
     from sklearn.datasets import load_digits
@@ -54,7 +74,7 @@ def digits_task() -> dict:
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     return dict(images=to_tensor(big[~test]), labels=torch.as_tensor(digits.target[~test]),
                 test_images=to_tensor(big[test]), test_labels=torch.as_tensor(digits.target[test]), classes=10,
-                clip_pixels=big[~test].repeat(2, axis=1).repeat(2, axis=2),
+                pixels=big[~test], clip_pixels=big[~test].repeat(2, axis=1).repeat(2, axis=2),
                 captions=[f"a photo of the digit {names[c]}" for c in digits.target[~test]],
                 config=dict(pad=2, flip=False))
 
@@ -71,8 +91,16 @@ def synth_task(args: argparse.Namespace) -> dict:
     pixels = load_heldout(train / "heldout.parquet", 32).pixels
     keep, keep_test = labels < args.classes, test_labels < args.classes
     return dict(images=images[keep], labels=labels[keep], test_images=test_images[keep_test],
-                test_labels=test_labels[keep_test], classes=args.classes, clip_pixels=pixels[keep.numpy()],
+                test_labels=test_labels[keep_test], classes=args.classes, pixels=pixels[keep.numpy()],
+                clip_pixels=pixels[keep.numpy()],
                 captions=[f"a photo of a {names[c]}" for c in labels[keep]], config=dict(pad=4, flip=True))
+
+
+def feature_model(task: dict, config: dict) -> torch.nn.Module:
+    """Returns the CNN of the gradient features: trained FEATURE_EPOCHS on all the task's training images."""
+    model, _ = train_classifier(task["images"], task["labels"], task["classes"],
+                                ClassifyConfig(**config | dict(epochs=FEATURE_EPOCHS)))
+    return model
 
 
 def classify_rows(task_name: str, task: dict, args: argparse.Namespace) -> list[dict]:
@@ -80,13 +108,16 @@ def classify_rows(task_name: str, task: dict, args: argparse.Namespace) -> list[
     labels = task["labels"].numpy()
     config = dict(epochs=args.epochs, batch_size=args.batch_size, width=args.width, **task["config"])
     features = {"clip": clip_features(task["clip_pixels"], task["captions"], seed=0),
-                "gradient": gradient_features(task["images"], task["labels"], task["classes"],
-                                              ClassifyConfig(**config | dict(epochs=FEATURE_EPOCHS)))}
+                "gradient": gradient_features(feature_model(task, config), task["images"], task["labels"])}
     plans = [("full", "-", None)] + [("random", "-", f) for f in args.fractions]
     plans += [(m, kind, f) for kind in features for m in SELECTIONS for f in args.fractions]
+    log = RowLog(args, task_name)
     rows = []
     for method, kind, fraction in plans:
         for seed in args.seeds:
+            if row := log.done.get((method, kind, fraction or 1.0, seed)):
+                rows.append(row)
+                continue
             if fraction is None:
                 chosen = np.arange(len(labels))
             else:
@@ -97,7 +128,7 @@ def classify_rows(task_name: str, task: dict, args: argparse.Namespace) -> list[
             rows.append(dict(task=task_name, method=method, features=kind, fraction=fraction or 1.0, seed=seed,
                              size=len(chosen), accuracy=accuracy(model, task["test_images"], task["test_labels"]),
                              seconds=round(result.seconds, 1)))
-            print(json.dumps(rows[-1]), flush=True)
+            log.add(rows[-1])
     return rows
 
 
@@ -117,15 +148,19 @@ def clip_rows(args: argparse.Namespace) -> list[dict]:
     subsets = {"DFN + DQ": "dq_keep", "DFN + DBP": "dbp_keep",
                "DFN alone": f"uid IN (SELECT uid FROM samples ORDER BY dfn_score DESC, uid LIMIT {size})",
                "DFN 40%": "dfn_keep", "random": random_subset(size, 0)}
+    log = RowLog(args, "clip")
     rows = []
     for label, where in subsets.items():
+        if all((label, "-", None, seed) in log.done for seed in args.seeds):
+            rows += [log.done[label, "-", None, seed] for seed in args.seeds]
+            continue
         result = evaluate_subset(run, where, synth / "heldout.parquet", args.samples_seen, args.seeds,
                                  progress=False)
         for seed in result["per_seed"]:
             rows.append(dict(task="clip", method=label, features="-", fraction=None, seed=seed["seed"],
                              size=result["subset_size"], accuracy=seed["zeroshot_top1"],
                              seconds=round(seed["wall_seconds"], 1)))
-            print(json.dumps(rows[-1]), flush=True)
+            log.add(rows[-1])
     return rows
 
 
@@ -188,9 +223,11 @@ def task_list(text: str) -> list[str]:
     return text.split(",")
 
 
-def parse_args() -> argparse.Namespace:
-    """Returns the benchmark's options."""
+def parse_args(extra: list[tuple] = ()) -> argparse.Namespace:
+    """Returns the benchmark's options, with `extra` ones as (flag, type, default, help) (dq_pixels.py adds some)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag, kind, default, text in extra:
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--tasks", default=",".join(TASKS), type=task_list)
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--fractions", default=[0.1, 0.2, 0.3, 0.6],
@@ -202,6 +239,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--per-class", type=int, default=100, help="synth: training images per class")
     parser.add_argument("--pool", type=int, default=8000, help="clip: synth pool samples")
     parser.add_argument("--samples-seen", type=int, default=16000, help="clip: samples each subset trains on")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-dq")
     return parser.parse_args()
 
@@ -209,6 +247,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Runs the tasks, prints the summary and targets, and writes the results (other tasks' rows kept)."""
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = []
     for task in args.tasks:
         rows += clip_rows(args) if task == "clip" else classify_rows(

@@ -121,9 +121,10 @@ def test_codec_round_trip_and_inconsistent_masks():
     record = decode_patches(png, mask)
     assert np.array_equal(record.pixels[:4, :4], pixels[:4, :4]) and not record.pixels[:4, 4:].any()
     assert record.original_size == (20, 10) and record.keep.tolist() == keep.tolist()
-    bad = mask | {"kept": [0, 1, 3]}
-    with pytest.raises(ValueError, match="mask lists 3"):
-        decode_patches(png, bad)
+    for bad, message in ((mask | {"kept": "9"}, "must be 1 hex bytes"), (mask | {"kept": "00"}, "keeps no patch"),
+                         (mask | {"input_size": 16, "grid": [4, 4]}, "bitmap must be 2 hex bytes")):
+        with pytest.raises(ValueError, match=message):
+            decode_patches(png, bad)
 
 
 def test_classifier_saliency_on_small_cnn():
