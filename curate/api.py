@@ -4,6 +4,7 @@
     run = curate.open("runs/demo")
     run.stages()                                      # the stage graph: options, counts, current or stale
     run.filter("dfn", keep_fraction=0.3)              # any registered method, with its options
+    run.distill("tesla-ipc10", label_column="label", where="dfn_keep", ipc=10)   # RUN/distilled/tesla-ipc10/
     run.sql("SELECT caption, dfn_score FROM samples ORDER BY dfn_score DESC LIMIT 5")   # a Polars DataFrame
     subset = run.samples(where="dfn_keep AND basic_keep")                               # lazy: nothing runs yet
     subset.count(); subset.to_polars(); subset.export("subset/", format="webdataset")
@@ -98,6 +99,21 @@ class Run:
             raise UsageError(f"{method}: {exc}") from None
         chosen = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
         return instance.apply(self.dir, chosen)
+
+    def distill(self, name: str, label_column: str, where: str | None = None, runner: str | Runner = "local",
+                workers: int | None = None, progress: bool = False, **options) -> dict:
+        """Distills the samples `where` selects, labelled by `label_column`, into RUN/distilled/<name>/ (as
+        `curate distill`; `options` are curate.distill.run.DistillOptions fields: method, ipc, image_size, experts,
+        iterations, ...); returns the set's distilled.json contents plus its `folder`."""
+        from curate.distill.run import DistillOptions, distill_run
+        from curate.runners import as_runner
+
+        try:
+            chosen = DistillOptions(label_column=label_column, where=where, **options)
+        except TypeError as exc:
+            raise UsageError(f"distill: {exc}") from None
+        chosen_runner = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
+        return distill_run(self.dir, name, chosen, chosen_runner, progress=progress)
 
 
 @dataclass(frozen=True)

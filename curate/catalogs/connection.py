@@ -13,7 +13,8 @@ from curate.rundir import MANIFEST, RunDir
 
 CATALOG = "catalog.duckdb"
 # The views name these relative to the run folder; DuckDB checks the relative name before resolving it.
-RUN_FOLDERS = ("samples/", "quarantine/", "scores/", "_done/", "concepts/", "embeddings/", "evaluations/")
+RUN_FOLDERS = ("samples/", "quarantine/", "scores/", "_done/", "concepts/", "embeddings/", "evaluations/",
+               "distilled/")
 # DuckDB names the holder of a conflicting lock: "Conflicting lock is held in /usr/bin/python3 (PID 1234)".
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?)(?: by user \S+)?\.? *(?:See also|$)")
 

@@ -24,6 +24,8 @@ from curate.rundir import RunDir
 
 DUPLICATES = "quarantine/_duplicate_uids.parquet"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DISTILLED = "distilled"  # curate.distill.run writes RUN/distilled/<name>/
+DISTILLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Every view over the run's files checks that the manifest its relative paths reach is this run's: a catalog
 # opened by a plain DuckDB from inside another run's folder fails with this message instead of reading that run.
 GUARD = "curate_run_check"
@@ -109,8 +111,24 @@ def catalog_statements(run: RunDir) -> list[str]:
     statements += _stage_table_views(run, current)
     if any((run.path / "evaluations").glob("*.parquet")):
         statements.append("CREATE VIEW evaluations AS " + guarded(parquet("evaluations/*.parquet")))
+    distilled = _distilled_view(run)
+    if distilled:
+        statements.append(distilled)
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
+
+
+def _distilled_view(run: RunDir) -> str | None:
+    """One row per synthetic image of every finished distilled set (RUN/distilled/<name>/labels.parquet beside its
+    distilled.json, which is written last): name, key, class, classname, soft_label, path, member."""
+    folder = run.path / DISTILLED
+    names = sorted(p.parent.name for p in folder.glob("*/distilled.json")) if folder.is_dir() else []
+    files = [f"{DISTILLED}/{n}/labels.parquet" for n in names
+             if DISTILLED_NAME.match(n) and (folder / n / "labels.parquet").is_file()]
+    if not files:
+        return None
+    listed = ", ".join(f"'{f}'" for f in files)  # names are checked: letters, digits, '.', '_', '-'
+    return "CREATE VIEW distilled AS " + guarded(f"read_parquet([{listed}], union_by_name = true)")
 
 
 def score_stages(run: RunDir, current: list[str]) -> list[str]:

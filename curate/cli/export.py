@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("run", help="run folder (or, with --reconstruct, a patch-drop export folder)")
     parser.add_argument("--where", help="SQL predicate on the samples view (default: every sample)")
+    parser.add_argument("--distilled", metavar="NAME",
+                        help="export the distilled set RUN/distilled/NAME instead (webdataset or hf)")
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     parser.add_argument("--out", required=True, help="folder to create")
     parser.add_argument("--shard-size", type=positive_int, default=10000, help="samples per output shard")
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from curate.errors import UsageError
     from curate.export import patch_export_summary, reconstruct_export
 
+    if args.distilled is not None:
+        return _export_distilled(args)
     if patch_export_summary(args.run) is not None:
         if not args.reconstruct or args.mae is None or args.patch_drop is not None or args.where is not None:
             raise UsageError(f"{args.run} is a patch-drop export: rebuild it with --reconstruct --mae MODEL "
@@ -51,4 +55,17 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, default=str))
     for reason, count in summary["skipped_reasons"].items():
         print(f"curate: skipped {count} selected samples: {reason}", file=sys.stderr)
+    return 0
+
+
+def _export_distilled(args: argparse.Namespace) -> int:
+    """Exports a distilled set and prints the summary as JSON; returns 0."""
+    from curate.cli.options import existing_run
+    from curate.distill.output import export_distilled
+    from curate.errors import UsageError
+
+    if args.where is not None or args.patch_drop is not None or args.reconstruct:
+        raise UsageError("--distilled exports the whole set: it takes no --where, --patch-drop or --reconstruct")
+    summary = export_distilled(existing_run(args.run), args.distilled, args.format, args.out, args.overwrite)
+    print(json.dumps(summary, default=str))
     return 0

@@ -19,6 +19,7 @@ COMMANDS = {
     "train-dfn": "curate.cli.train_dfn",
     "train-mae": "curate.cli.train_mae",
     "evaluate": "curate.cli.evaluate",
+    "distill": "curate.cli.distill",
 }
 
 

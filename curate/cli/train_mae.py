@@ -8,8 +8,7 @@ from curate.options import positive_float, positive_int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares the train-mae command's options."""
-    from curate.models.mae import MAEConfig
-    from curate.models.train_mae import MAETrainConfig
+    from curate.models.mae_config import MAEConfig, MAETrainConfig
 
     model, train = MAEConfig(), MAETrainConfig()
     parser.add_argument("inputs", nargs="+", help="shards with images: paths, globs, brace ranges, folders or URLs")
@@ -41,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from curate.errors import UsageError
-    from curate.models.mae import MAEConfig
+    from curate.models.mae_config import MAEConfig, MAETrainConfig
     from curate.models.mae_io import default_heads
-    from curate.models.train_mae import MAETrainConfig, train_mae
+    from curate.models.train_mae import train_mae
 
     if args.image_size % args.patch_size:
         raise UsageError(f"--patch-size {args.patch_size} must divide --image-size {args.image_size}")

@@ -16,45 +16,14 @@ Checkpoints load and save in curate.models.mae_io.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curate.models.mae_config import MAEConfig
 from curate.pixels.codec import pixel_mask
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class MAEConfig:
-    """The MAE's shape and input convention; the defaults are curate's tiny MAE (32 px images, 4 px patches)."""
-
-    img_size: int = 32
-    patch_size: int = 4
-    embed_dim: int = 128
-    depth: int = 4
-    num_heads: int = 2
-    decoder_embed_dim: int = 64
-    decoder_depth: int = 2
-    decoder_num_heads: int = 2
-    mlp_ratio: float = 4.0
-    norm_pix_loss: bool = False
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    @property
-    def grid(self) -> int:
-        """Returns the patches per side."""
-        return self.img_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        """Returns the patches per image."""
-        return self.grid**2
 
 
 def sincos_pos_embed(dim: int, grid: int) -> torch.Tensor:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from curate.errors import UsageError
-from curate.models.mae import MAEConfig, MaskedAutoencoderViT, dropped_loss, random_keep
+from curate.models.mae import MaskedAutoencoderViT, dropped_loss, random_keep
+from curate.models.mae_config import MAEConfig, MAETrainConfig
 from curate.models.mae_io import WEIGHTS_FILE, save_mae
 from curate.models.pairs import load_pairs, normalize, random_resized_crop
 from curate.models.train import TrainResult, learning_rate, param_groups, versions
@@ -26,23 +27,6 @@ from curate.rundir import RunDir
 
 TRAIN_RUN = "train_run"
 INFO_FILE = "train_info.json"
-
-
-@dataclass
-class MAETrainConfig:
-    """How to train: steps, batch, AdamW and schedule, masking, augmentation, seed."""
-
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 30
-    mask_ratio: float = 0.75
-    crop_scale: tuple[float, float] = (0.5, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    seed: int = 0
-    progress: bool = True
 
 
 def scratch_mae(config: MAEConfig, seed: int) -> MaskedAutoencoderViT:

@@ -1,0 +1,67 @@
+"""Distill a run's labelled selection into a few synthetic images per class (TESLA), in RUN/distilled/<name>/."""
+
+import argparse
+import json
+
+from curate.cli.options import add_runner_arguments, existing_run, runner_from
+from curate.options import positive_int
+
+# flag -> (DistillOptions field, type, help); defaults come from DistillOptions.
+SETTINGS = {
+    "--ipc": ("ipc", positive_int, "synthetic images per class"),
+    "--image-size": ("image_size", positive_int, "side the real images are decoded to (center crop)"),
+    "--experts": ("experts", positive_int, "expert trajectories to train"),
+    "--expert-epochs": ("expert_epochs", positive_int, "epochs each expert trains"),
+    "--iterations": ("iterations", positive_int, "distillation iterations"),
+    "--syn-steps": ("syn_steps", positive_int, "student steps on the synthetic images per iteration"),
+    "--expert-epochs-match": ("expert_epochs_match", positive_int, "expert epochs the student steps must match"),
+    "--max-start-epoch": ("max_start_epoch", positive_int, "start epochs are drawn below this"),
+    "--lr-img": ("lr_img", float, "learning rate of the synthetic pixels"),
+    "--lr-lr": ("lr_lr", float, "learning rate of the learned student learning rate"),
+    "--lr-teacher": ("lr_teacher", float, "initial student learning rate"),
+    "--batch-syn": ("batch_syn", positive_int, "synthetic images per student step (default: all)"),
+    "--width": ("width", positive_int, "ConvNet width of the experts and the student"),
+    "--depth": ("depth", positive_int, "ConvNet depth"),
+    "--seed": ("seed", int, "seed of every random choice"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, positional_run: bool = True) -> None:
+    """Declares the distill command's options (the run folder as a positional argument unless told not to)."""
+    from curate.distill.run import METHODS, DistillOptions
+
+    defaults = DistillOptions(label_column="")
+    if positional_run:
+        parser.add_argument("run", help="a run folder")
+    parser.add_argument("--name", required=True, help="the set's folder name under RUN/distilled/")
+    parser.add_argument("--label-column", required=True, help="the samples column holding each sample's class")
+    parser.add_argument("--where", help="SQL predicate on the samples view (default: every sample)")
+    parser.add_argument("--method", default="tesla", help=f"one of {', '.join(METHODS)} (default tesla)")
+    for flag, (field, kind, text) in SETTINGS.items():
+        default = getattr(defaults, field)
+        parser.add_argument(flag, type=kind, dest=field, default=default, help=f"{text} (default {default})")
+    parser.add_argument("--soft-labels", action="store_true", help="learn against the experts' soft labels")
+    parser.add_argument("--labels", metavar="zeroshot:FILE",
+                        help="not implemented yet: labels by zero-shot classification with the run's embedding model")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=100,
+                        help="iterations between checkpoints, from which a rerun resumes (default 100)")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    add_runner_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Distills (or resumes) the set and prints its distilled.json as JSON; returns 0."""
+    from curate.distill.run import DistillOptions, distill_run
+    from curate.errors import UsageError
+
+    if args.labels is not None:
+        raise UsageError("--labels zeroshot:FILE is not implemented yet; give --label-column COLUMN")
+    settings = {field: getattr(args, field) for field, _, _ in SETTINGS.values()}
+    options = DistillOptions(label_column=args.label_column, where=args.where, method=args.method,
+                             soft_labels=args.soft_labels, **settings)
+    runner = runner_from(args, progress=args.progress)
+    summary = distill_run(existing_run(args.run), args.name, options, runner, progress=args.progress,
+                          checkpoint_every=args.checkpoint_every)
+    print(json.dumps(summary, default=str))
+    return 0
+

@@ -1,0 +1,25 @@
+"""Where a run's distilled sets live: RUN/distilled/<name>/, its file names, and the finished sets."""
+
+from pathlib import Path
+
+from curate.catalogs.views import DISTILLED, DISTILLED_NAME
+from curate.errors import UsageError
+from curate.rundir import RunDir
+
+OPTIONS = "options.json"  # the options the set is made with, written first
+SOURCE = "source.json"  # the versions of the stages the selection read when the set started
+LABELS = "labels.parquet"
+RESULT = "distilled.json"  # written last: the set is finished
+
+
+def set_folder(run: RunDir, name: str) -> Path:
+    """Returns RUN/distilled/<name>; raises UsageError for a name that is not a plain folder name."""
+    if not DISTILLED_NAME.match(name):
+        raise UsageError(f"--name {name!r} must be letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+    return run.path / DISTILLED / name
+
+
+def distilled_sets(run: RunDir) -> list[str]:
+    """Returns the names of the run's finished distilled sets, sorted."""
+    folder = run.path / DISTILLED
+    return sorted(p.parent.name for p in folder.glob(f"*/{RESULT}")) if folder.is_dir() else []

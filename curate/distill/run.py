@@ -1,0 +1,194 @@
+"""Distilling a run's labelled selection into RUN/distilled/<name>/: check the options, train the expert trajectories
+(resumable), distill (resumable from its checkpoint) and write the set (curate.distill.output).
+
+    RUN/distilled/<name>/
+      options.json     the options the set is made with (written first; a rerun with others is refused)
+      source.json      the versions of the stages its selection reads (a resume on changed ones is refused)
+      experts/         expert_<i>.safetensors trajectories (a rerun skips the complete ones)
+      checkpoint.pt    the distillation's own checkpoint (a rerun resumes from it)
+      shards/*.tar     the synthetic images as WebDataset: <key>.png, <key>.cls, <key>.json
+      labels.parquet   name, key, class, classname, soft_label, path (tar, relative to RUN), member
+      distilled.json   options, method, learned lr, source selection, classnames, seconds (written last: done)
+
+A distilled set is not a stage of the run's stage graph: it adds no column to `samples`, and rerunning a filter
+its --where read must not delete hours of distillation. It records the versions of the stages its predicate read
+instead, and the catalog's `distilled` view lists every finished set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from curate.distill.layout import OPTIONS, RESULT, SOURCE, distilled_sets, set_folder
+from curate.errors import UsageError
+from curate.rundir import RunDir
+
+if TYPE_CHECKING:
+    from curate.distill.source import LabelledImages
+    from curate.distill.tesla import DistillResult
+    from curate.runners import Runner
+
+__all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert_map", "set_folder"]
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """Everything that decides a distilled set: the source (predicate, label column, image size), the method and
+    its settings (TESLA's reference defaults, curate.distill.tesla), and the experts'."""
+
+    label_column: str
+    where: str | None = None
+    method: str = "tesla"
+    ipc: int = 10
+    image_size: int = 32
+    experts: int = 5
+    expert_epochs: int = 50
+    iterations: int = 5000
+    syn_steps: int = 20
+    expert_epochs_match: int = 3
+    max_start_epoch: int = 25
+    lr_img: float = 1000.0
+    lr_lr: float = 1e-5
+    lr_teacher: float = 0.01
+    batch_syn: int | None = None
+    soft_labels: bool = False
+    width: int = 128
+    depth: int = 3
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raises UsageError for options no distillation can run with."""
+        if self.method not in METHODS:
+            raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for flag in ("ipc", "image_size", "experts", "expert_epochs", "iterations", "syn_steps",
+                     "expert_epochs_match", "max_start_epoch", "width", "depth"):
+            if getattr(self, flag) < 1:
+                raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(self, flag)}")
+        if self.max_start_epoch + self.expert_epochs_match > self.expert_epochs:
+            raise UsageError(f"--max-start-epoch {self.max_start_epoch} + --expert-epochs-match "
+                             f"{self.expert_epochs_match} exceeds the experts' --expert-epochs {self.expert_epochs}")
+        if self.batch_syn is not None and self.batch_syn < 1:
+            raise UsageError(f"--batch-syn must be at least 1, got {self.batch_syn}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Returns the options as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def _tesla(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: Callable = map,
+           progress: bool = False, checkpoint_every: int = 100) -> DistillResult:
+    """Trains the experts (folder/experts) and runs TESLA against them; returns its DistillResult."""
+    from curate.distill.experts import ExpertConfig, train_experts
+    from curate.distill.tesla import TeslaConfig, distill
+
+    classes = len(data.classnames)
+    expert_config = ExpertConfig(epochs=options.expert_epochs, width=options.width, depth=options.depth)
+    paths = train_experts(data.images, data.labels, classes, expert_config, folder / "experts", options.experts,
+                          options.seed, map_fn)
+    config = TeslaConfig(ipc=options.ipc, iterations=options.iterations, syn_steps=options.syn_steps,
+                         expert_epochs=options.expert_epochs_match, max_start_epoch=options.max_start_epoch,
+                         lr_img=options.lr_img, lr_lr=options.lr_lr, lr_teacher=options.lr_teacher,
+                         batch_syn=options.batch_syn, soft_labels=options.soft_labels, width=options.width,
+                         depth=options.depth, seed=options.seed, progress=progress,
+                         checkpoint_every=checkpoint_every)
+    return distill(data.images, data.labels, classes, paths, config, folder=folder)
+
+
+# A method: (labelled images, options, set folder, map_fn for parallel work, progress, checkpoint_every) ->
+# DistillResult, resuming from what the folder holds. CDA comes next.
+METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla}
+
+
+def _recorded(folder: Path, options: DistillOptions) -> dict | None:
+    """Returns the finished set's distilled.json when the folder holds one made with `options`, else None; raises
+    UsageError when the folder's set was made with other options."""
+    recorded = folder / OPTIONS
+    if not recorded.exists():
+        return None
+    before, now = json.loads(recorded.read_text()), options.as_dict()
+    if before != now:
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        raise UsageError(f"{folder} was distilled with other options ({', '.join(changed)} differ); pick another "
+                         "--name, or remove the folder to redo it")
+    done = folder / RESULT
+    return json.loads(done.read_text()) if done.exists() else None
+
+
+def expert_map(runner: str | Runner) -> Callable:
+    """Returns the map_fn that trains experts: the builtin map (one after another, each saved as it finishes) for
+    the local runner, else the runner's map (Ray tasks), whose results arrive together."""
+    from curate.runners import as_runner
+
+    if runner == "local" or getattr(runner, "name", None) == "local":
+        return map
+    chosen = as_runner(runner)
+    return lambda fn, items: chosen.map(_apply, fn, list(items), desc="experts")
+
+
+def _apply(fn: Callable, item: Any) -> Any:
+    return fn(item)
+
+
+def distill_run(run: RunDir, name: str, options: DistillOptions, runner: str | Runner = "local",
+                progress: bool = False, checkpoint_every: int = 100) -> dict:
+    """Distills the run's selection into RUN/distilled/<name>/ (resuming an interrupted one with the same options)
+    and rebuilds the catalog; returns the set's distilled.json contents, plus `folder`. Raises UsageError for bad
+    options, other options than the set was made with, a class with fewer than ipc images, or no labelled
+    images. `checkpoint_every` (iterations) decides only how much an interruption loses, not the result."""
+    from curate.catalogs import build_catalog
+    from curate.distill.output import write_set
+    from curate.distill.source import labelled_selection
+
+    options.check()
+    folder = set_folder(run, name)
+    if not (run.path / "manifest.json").exists():
+        raise UsageError(f"{run.path} is not a run folder; run `curate ingest INPUTS --run RUN` first")
+    with RunDir(folder).writing():
+        finished = _recorded(folder, options)
+        if finished is not None:  # done: only make sure the catalog lists it (its last build may have failed)
+            with run.writing():
+                build_catalog(run)
+            return finished | {"folder": str(folder)}
+        data = labelled_selection(run, options.where, options.label_column, options.image_size, progress)
+        small = {c: n for c, n in data.class_counts().items() if n < options.ipc}
+        if small:
+            cls, count = next(iter(small.items()))
+            raise UsageError(f"class {cls!r} has {count} images, fewer than --ipc {options.ipc}"
+                             + (f" ({len(small)} classes do)" if len(small) > 1 else ""))
+        _check_source(run, folder, options)
+        RunDir(folder).write_json(OPTIONS, options.as_dict())  # once the request is known to be good
+        result = METHODS[options.method](data, options, folder, expert_map(runner), progress, checkpoint_every)
+        summary = write_set(run, folder, name, data, result, options.as_dict(), _source(run, options, data))
+    return summary | {"folder": str(folder)}
+
+
+def _stage_versions(run: RunDir, where: str | None) -> dict[str, str | None]:
+    """Returns the versions of the stages a set's selection reads: ingest and those whose columns `where` names."""
+    from curate.graph import current_versions, entries
+    from curate.stages.step import predicate_stages
+
+    versions = current_versions(entries(run))
+    return {s: versions.get(s) for s in ("ingest", *predicate_stages(run, where))}
+
+
+def _check_source(run: RunDir, folder: Path, options: DistillOptions) -> None:
+    """Records the versions of the stages the selection reads when a set starts (SOURCE); raises UsageError when an
+    interrupted set would resume on a selection those stages have changed since."""
+    now = _stage_versions(run, options.where)
+    path = folder / SOURCE
+    if path.exists() and json.loads(path.read_text()) != now:
+        raise UsageError(f"{folder} was started on another version of the stages its --where reads "
+                         f"({', '.join(sorted(now))}); pick another --name, or remove the folder to redo it")
+    RunDir(folder).write_json(SOURCE, now)
+
+
+def _source(run: RunDir, options: DistillOptions, data: LabelledImages) -> dict:
+    """Returns what the set was distilled from: the predicate, the versions of the stages it read, the counts."""
+    return dict(where=options.where, label_column=options.label_column,
+                stage_versions=_stage_versions(run, options.where), selected=data.selected, used=len(data.uids),
+        unlabelled=data.unlabelled, skipped=data.skipped, class_counts=data.class_counts())
