@@ -1,0 +1,463 @@
+"""Dataset distillation quality: TESLA's distilled sets against random real images, herding and the full data,
+all evaluated by the papers' protocol (curate.distill.evaluate: fresh ConvNet-3s trained on the set alone).
+
+    python benchmarks/distill.py [--tasks digits,synth] [--ipc 1,10] [--seeds 0,1,2] [--experts 10]
+                                 [--expert-epochs 30] [--iterations 1000] [--eval-epochs 300] [--threads 1]
+
+Data:
+- digits: scikit-learn's 1,797 real 8 x 8 handwritten digits, upsampled (nearest) to --size px, 3 channels; a fixed
+  stratified split (a third of each class held out, numpy default_rng(0), as benchmarks/dq_quality.py);
+- synth: labelled synth images (benchmarks/common.ensure_synth), the first --classes concepts, --per-class training
+  images per class at --synth-size px, tested on 50 per class generated with another seed.
+Both are standardized per channel by the training split's mean and std (the test split too).
+
+Per task: --experts expert trajectories (curate.distill.experts, the reference buffer.py recipe, --expert-epochs
+epochs, batch --expert-batch); per IPC, TESLA (curate.distill.tesla) with hard labels and with soft labels (the
+reference's --teacher_label), its hyper-parameters per IPC from the reference's CIFAR-10 commands unless given
+(IPC 1: expert_epochs M 2, max_start_epoch 5, lr_lr 1e-7; IPC 10 and others: 2, 20, 1e-5; lr_img 1000,
+lr_teacher 0.01; max_start_epoch is cut to fit the experts' epochs). Departure: syn_steps defaults to the experts'
+own SGD steps over the M matched epochs (M x ceil(N / expert batch): 10 on digits) instead of the reference's 50
+(IPC 1) or 30 (IPC 10). Those assume CIFAR-10's 196 expert steps per epoch; on a 1,201-image split an expert epoch
+is 5 steps, so 50 student steps at the expert's lr overshoot the target tenfold (the matching loss starts at 44 and
+the images blow up: 5-12% accuracy), while 10 steps took IPC 1 from 72% (random) to 90% in 60 iterations.
+The set is evaluated at the --curve iteration counts (the distillation resumes from its checkpoint between them),
+the last one being --iterations. Soft labels need experts that are already good at the matched epochs: with 3
+experts of 6 epochs (30 SGD steps at lr 0.01, no momentum) the target expert gave every synthetic image the same
+class and the soft-label sets scored 10-17%; a smaller --expert-batch or more --expert-epochs buys expert steps.
+Baselines at the same IPC: random real images (a fresh draw per seed), herding (curate.distill.baselines) on the
+--herding-features (expert: the penultimate features of expert 0 after its last epoch, a ConvNet trained on the
+real data, as DC/DM use a trained ConvNet's embedding; pixels: the flattened standardized pixels), and the full
+training split trained --full-epochs (the protocol's recipe at lr 0.01). Every set trains one network per seed;
+mean +- population std.
+
+Measured: the wall time and peak RSS of expert training and of each distillation; accuracy against iterations;
+image grids of the final sets (one row per class). Writes distill.json and the PNGs to --results (default
+benchmarks/results); a run of some --tasks keeps the other tasks' results. Rows already evaluated, experts and
+distilled sets are kept in --work, so a killed run rerun with the same options resumes.
+Targets (issue 16): TESLA beats random real by >= 15 points at IPC 1 and by >= 5 at IPC 10, on both tasks.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common
+import numpy as np
+import torch
+from common import ensure_synth, write_results
+from concept_scale import peak_rss_gib, reset_peak
+
+from curate.cli.evaluate import seed_list
+from curate.distill.baselines import herding, random_real
+from curate.distill.evaluate import EvalConfig, evaluate_set
+from curate.distill.experts import ExpertConfig, load_trajectory, train_experts
+from curate.distill.tesla import TeslaConfig, distill
+
+JSON_NAME = "distill"
+TASKS = ("digits", "synth")
+REFERENCE = {1: dict(syn_steps=50, expert_epochs=2, max_start_epoch=5, lr_lr=1e-7),  # TESLA CIFAR-10 IPC 1
+             10: dict(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5)}  # MTT CIFAR-10 IPC 10
+TARGET_POINTS = {1: 0.15, 10: 0.05}
+
+
+def digest(value: object) -> str:
+    """Returns a short stable hash of a JSON-able value (names work folders by the options that shape them)."""
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class RowLog:
+    """The evaluation rows a task has finished, in a JSON-lines file of the work folder named by the options that
+    change the figures (dq_quality.py's RowLog keys rows by fraction and features; these rows are keyed by IPC,
+    method, iterations and seed, so it is re-made here): a killed run rerun with the same options skips them."""
+
+    def __init__(self, args: argparse.Namespace, task: str):
+        ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features")
+        options = {k: v for k, v in vars(args).items() if k not in ignored}
+        self.path = args.work / f"rows-{task}-{digest(options)}.jsonl"
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        self.done = {self.key(r): r for r in map(json.loads, lines)}
+
+    @staticmethod
+    def key(row: dict) -> tuple:
+        """Returns the identity of a row."""
+        return row["ipc"], row["method"], row["iterations"], row["seed"]
+
+    def add(self, row: dict) -> None:
+        """Prints the row and appends it to the file."""
+        print(json.dumps(row), flush=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+        self.done[self.key(row)] = row
+
+
+def standardized(train: np.ndarray, test: np.ndarray) -> dict:
+    """Returns uint8 N x S x S x 3 pixels as float N x 3 x S x S tensors standardized per channel by the training
+    split's statistics, with those statistics (for the image grids)."""
+    x, t = (torch.from_numpy(p).permute(0, 3, 1, 2).float().div(255) for p in (train, test))
+    mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return dict(images=(x - mean) / std, test_images=(t - mean) / std, mean=mean, std=std)
+
+
+def digits_task(args: argparse.Namespace) -> dict:
+    """Returns the digits task: standardized train/test tensors, labels, classes, statistics."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    factor = args.size // 8
+    pixels = np.repeat((digits.images * (255 / 16)).round().astype(np.uint8)[..., None], 3, axis=3)
+    pixels = pixels.repeat(factor, axis=1).repeat(factor, axis=2)
+    rng = np.random.default_rng(0)
+    test = np.zeros(len(pixels), dtype=bool)
+    for c in range(10):
+        rows = rng.permutation(np.flatnonzero(digits.target == c))
+        test[rows[: len(rows) // 3]] = True
+    return standardized(pixels[~test], pixels[test]) | dict(
+        labels=torch.as_tensor(digits.target[~test]), test_labels=torch.as_tensor(digits.target[test]), classes=10)
+
+
+def synth_task(args: argparse.Namespace) -> dict:
+    """Returns the synth task (as digits_task), generated into args.work the first time."""
+    from curate.evaluate.heldout import load_heldout
+
+    train = load_heldout(ensure_synth(args.work / f"synth-train-{args.per_class}", 4, hq_samples=0, seed=1,
+                                      heldout_per_concept=args.per_class) / "heldout.parquet", args.synth_size)
+    test = load_heldout(ensure_synth(args.work / "synth-test-50", 4, hq_samples=0, seed=2,
+                                     heldout_per_concept=50) / "heldout.parquet", args.synth_size)
+    position = {name: i for i, name in enumerate(train.classnames)}
+    test_labels = np.array([position[test.classnames[label]] for label in test.labels])
+    keep, keep_test = train.labels < args.classes, test_labels < args.classes
+    return standardized(train.pixels[keep], test.pixels[keep_test]) | dict(
+        labels=torch.as_tensor(train.labels[keep]), test_labels=torch.as_tensor(test_labels[keep_test]),
+        classes=args.classes)
+
+
+def expert_trajectories(folder: Path, task: dict, args: argparse.Namespace) -> tuple[list[Path], dict]:
+    """Trains the missing experts into `folder`; returns their paths and the cost of training them (seconds and
+    peak RSS over the runs that trained some, kept in folder/costs.json)."""
+    from curate.distill.convnet import param_count
+    from curate.distill.experts import expert_path, is_complete, spec_for
+
+    costs_path = folder / "costs.json"
+    costs = json.loads(costs_path.read_text()) if costs_path.exists() else dict(seconds=0.0, peak_rss_gib=0.0)
+    config = ExpertConfig(epochs=args.expert_epochs, batch_size=args.expert_batch)
+    params = param_count(spec_for(task["images"], task["classes"], config))
+    missing = [i for i in range(args.experts) if not is_complete(expert_path(folder, i), config.epochs, params)]
+    reset_peak()
+    began = time.perf_counter()
+    paths = train_experts(task["images"], task["labels"], task["classes"], config, folder, args.experts, seed=0)
+    if missing:
+        costs = dict(seconds=costs["seconds"] + time.perf_counter() - began,
+                     peak_rss_gib=max(costs["peak_rss_gib"], peak_rss_gib()))
+        costs_path.write_text(json.dumps(costs))
+    per_epoch = costs["seconds"] / (args.experts * args.expert_epochs)
+    return paths, dict(experts=args.experts, epochs=args.expert_epochs, batch=args.expert_batch,
+                       seconds=round(costs["seconds"], 1), peak_rss_gib=round(costs["peak_rss_gib"], 3),
+                       seconds_per_expert_epoch=round(per_epoch, 2))
+
+
+def tesla_config(args: argparse.Namespace, ipc: int, soft: bool, images: int) -> TeslaConfig:
+    """Returns the TESLA settings at this IPC for a training split of `images` images: the reference's per-IPC
+    values unless an option overrides them, max_start_epoch cut so that start + expert_epochs fits in the experts'
+    epochs, and by default syn_steps = the expert's own SGD steps over the matched epochs (see the module doc)."""
+    values = dict(REFERENCE.get(ipc, REFERENCE[10]))
+    for name, option in (("syn_steps", "syn_steps"), ("expert_epochs", "match_epochs"),
+                         ("max_start_epoch", "max_start_epoch"), ("lr_lr", "lr_lr")):
+        if getattr(args, option) is not None:
+            values[name] = getattr(args, option)
+    values["expert_epochs"] = max(1, min(values["expert_epochs"], args.expert_epochs - 1))
+    values["max_start_epoch"] = max(1, min(values["max_start_epoch"], args.expert_epochs - values["expert_epochs"]))
+    if args.syn_steps is None:
+        values["syn_steps"] = values["expert_epochs"] * -(-images // args.expert_batch)
+    return TeslaConfig(ipc=ipc, lr_img=args.lr_img, soft_labels=soft, checkpoint_every=args.checkpoint_every,
+                       **values)
+
+
+def curve_points(args: argparse.Namespace) -> list[int]:
+    """Returns the iteration counts to evaluate at: --curve (default 10% and 30% of --iterations), then
+    --iterations; ascending, positive."""
+    points = args.curve if args.curve is not None else [round(args.iterations * f) for f in (0.1, 0.3)]
+    return sorted({p for p in points if 0 < p < args.iterations} | {args.iterations})
+
+
+def distilled_sets(folder: Path, task: dict, paths: list[Path], config: TeslaConfig, points: list[int]) -> dict:
+    """Distills to each iteration count in turn (resuming from the checkpoint in `folder`), keeping each set as
+    folder/set-<iterations>.pt; returns {iterations: set dict (images, labels, soft_labels, lr, losses, seconds,
+    wall_seconds and peak_rss_gib of the distillation up to there)}."""
+    sets, wall, peak = {}, 0.0, 0.0
+    for point in points:
+        path = folder / f"set-{point}.pt"
+        if not path.exists():
+            reset_peak()
+            began = time.perf_counter()
+            result = distill(task["images"], task["labels"], task["classes"], paths,
+                             dataclasses.replace(config, iterations=point), folder)
+            wall, peak = wall + time.perf_counter() - began, max(peak, peak_rss_gib())
+            torch.save(dict(images=result.images, labels=result.labels, soft_labels=result.soft_labels,
+                            lr=result.lr, losses=result.losses, seconds=result.seconds, wall_seconds=wall,
+                            peak_rss_gib=peak), path)
+        sets[point] = torch.load(path, weights_only=True)
+        wall, peak = sets[point]["wall_seconds"], sets[point]["peak_rss_gib"]
+    return sets
+
+
+def expert_embedding(task: dict, path: Path) -> np.ndarray:
+    """Returns the penultimate (flattened last-block) features of the expert at `path` after its last epoch."""
+    from curate.distill.convnet import ConvNetSpec, convnet, load_flat
+
+    images = task["images"]
+    spec = ConvNetSpec(images.shape[1], task["classes"], images.shape[-1])
+    model = load_flat(convnet(spec), load_trajectory(path)[-1]).eval()
+    with torch.inference_mode():
+        return torch.cat([model[:-1](images[i:i + 512]) for i in range(0, len(images), 512)]).numpy()
+
+
+def eval_row(log: RowLog, key: dict, train: tuple, task: dict, config: EvalConfig, lr: float | None = None) -> dict:
+    """Returns the row of one (set, seed) evaluation: from the log, or trained, tested and logged."""
+    if (row := log.done.get(RowLog.key(key))) is not None:
+        return row
+    images, labels = train
+    result = evaluate_set(images, labels, task["test_images"], task["test_labels"], task["classes"], config,
+                          seeds=(key["seed"],), lr=lr)
+    row = key | dict(size=len(images), accuracy=result["accuracies"][0], lr=result["lr"], soft=result["soft"],
+                     epochs=result["epochs"], seconds=round(result["seconds"], 2))
+    log.add(row)
+    return row
+
+
+def baseline_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list[Path], log: RowLog) -> list[dict]:
+    """Evaluates random real images and herding at every IPC, and the full training split; returns the rows."""
+    config = EvalConfig(epochs=args.eval_epochs)
+    images, labels = task["images"], task["labels"]
+    features = {"expert": lambda: expert_embedding(task, paths[0]), "pixels": lambda: images.flatten(1).numpy()}
+    herded = {kind: features[kind]() for kind in args.herding_features}
+    rows = []
+    for seed in args.seeds:
+        key = dict(task=task_name, ipc=None, method="full", iterations=0, seed=seed)
+        rows.append(eval_row(log, key, (images, labels), task, dataclasses.replace(config, epochs=args.full_epochs)))
+        for ipc in args.ipc:
+            chosen = {"random": random_real(labels.numpy(), ipc, seed)}
+            chosen |= {f"herding-{kind}": herding(f, labels.numpy(), ipc) for kind, f in herded.items()}
+            for method, index in chosen.items():
+                key = dict(task=task_name, ipc=ipc, method=method, iterations=0, seed=seed)
+                rows.append(eval_row(log, key, (images[index], labels[index]), task, config))
+    return rows
+
+
+def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list[Path],
+               log: RowLog) -> tuple[list[dict], list[dict]]:
+    """Distills with hard and soft labels at every IPC and evaluates every curve point; returns (rows, one cost
+    record per distillation)."""
+    config, rows, costs = EvalConfig(epochs=args.eval_epochs), [], []
+    for ipc in args.ipc:
+        for mode in ("hard", "soft"):
+            tesla = tesla_config(args, ipc, mode == "soft", len(task["images"]))
+            settings = dataclasses.asdict(tesla) | dict(iterations=None, experts=[p.name for p in paths])
+            folder = args.work / task_name / f"distill-ipc{ipc}-{mode}-{digest(settings)}"
+            sets = distilled_sets(folder, task, paths, tesla, curve_points(args))
+            for point, syn in sets.items():
+                labels = syn["soft_labels"] if mode == "soft" else syn["labels"]
+                for seed in args.seeds:
+                    key = dict(task=task_name, ipc=ipc, method=f"tesla-{mode}", iterations=point, seed=seed)
+                    rows.append(eval_row(log, key, (syn["images"], labels), task, config, lr=syn["lr"]))
+            final = sets[max(sets)]
+            costs.append(dict(task=task_name, ipc=ipc, method=f"tesla-{mode}", iterations=max(sets),
+                              seconds=round(final["seconds"], 1), wall_seconds=round(final["wall_seconds"], 1),
+                              peak_rss_gib=round(final["peak_rss_gib"], 3), lr=final["lr"],
+                              first_loss=final["losses"][0], last_loss=final["losses"][-1],
+                              settings=dataclasses.asdict(tesla) | dict(iterations=max(sets))))
+            grid(final, task, args.results / f"{JSON_NAME}_{task_name}_ipc{ipc}_{mode}.png",
+                 f"{task_name}: TESLA, {mode} labels, IPC {ipc}, {max(sets)} iterations")
+    return rows, costs
+
+
+def grid(syn: dict, task: dict, path: Path, title: str) -> None:
+    """Writes the set's images as a grid, one row per class (its ipc images across), un-standardized."""
+    from curate.plots import save_figure, subplots
+
+    classes = task["classes"]
+    ipc = len(syn["images"]) // classes
+    pixels = (syn["images"] * task["std"] + task["mean"]).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    fig, axes = subplots(classes, ipc, figsize=(1.0 * ipc + 0.5, 1.0 * classes + 0.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(pixels[i], interpolation="nearest")
+        ax.set(xticks=[], yticks=[])
+        if i % ipc == 0:
+            ax.set_ylabel(str(int(syn["labels"][i])))
+    fig.suptitle(title, fontsize=8)
+    save_figure(fig, path, dpi=80)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Returns mean and population std of accuracy over seeds per (task, ipc, method, iterations)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["ipc"], row["method"], row["iterations"]), []).append(row)
+    return [dict(task=t, ipc=ipc, method=m, iterations=it, size=runs[0]["size"], seeds=len(runs),
+                 epochs=runs[0]["epochs"], accuracy=statistics.fmean(r["accuracy"] for r in runs),
+                 accuracy_std=statistics.pstdev([r["accuracy"] for r in runs]),
+                 eval_seconds=round(sum(r["seconds"] for r in runs), 1))
+            for (t, ipc, m, it), runs in groups.items()]
+
+
+def targets(summary: list[dict]) -> list[dict]:
+    """Returns the issue's targets per task, IPC and label mode: TESLA (its last iteration count) beats random real
+    by >= 15 points at IPC 1 and >= 5 at IPC 10; each with the figures and whether it holds."""
+    checks = []
+    for s in summary:
+        if s["method"].startswith("tesla") and s["ipc"] in TARGET_POINTS:
+            last = max(o["iterations"] for o in summary if (o["task"], o["ipc"], o["method"]) ==
+                       (s["task"], s["ipc"], s["method"]))
+            random = [o for o in summary if (o["task"], o["ipc"], o["method"]) == (s["task"], s["ipc"], "random")]
+            if s["iterations"] != last or not random:
+                continue
+            margin = TARGET_POINTS[s["ipc"]]
+            checks.append(dict(task=s["task"], ipc=s["ipc"], method=s["method"], iterations=last,
+                               target=f"{s['method']} >= random + {margin * 100:.0f} pt", tesla=s["accuracy"],
+                               random=random[0]["accuracy"], holds=s["accuracy"] >= random[0]["accuracy"] + margin))
+    return checks
+
+
+def plot_curve(summary: list[dict], path: Path) -> None:
+    """Writes accuracy against distillation iterations, a panel per (task, IPC): TESLA hard and soft, with the
+    baselines and the full data as horizontal lines."""
+    from curate.plots import save_figure, subplots
+
+    panels = sorted({(s["task"], s["ipc"]) for s in summary if s["method"].startswith("tesla")})
+    if not panels:
+        return
+    fig, axes = subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (task, ipc) in zip(axes[0], panels, strict=True):
+        for method in ("tesla-hard", "tesla-soft"):
+            points = sorted((s for s in summary if (s["task"], s["ipc"], s["method"]) == (task, ipc, method)),
+                            key=lambda s: s["iterations"])
+            ax.errorbar([p["iterations"] for p in points], [p["accuracy"] for p in points],
+                        yerr=[p["accuracy_std"] for p in points], marker="o", capsize=3, label=method)
+        baselines = [s for s in summary if s["task"] == task and not s["method"].startswith("tesla")
+                     and s["ipc"] in (ipc, None)]
+        colors = {"full": "black", "random": "tab:gray", "herding-expert": "tab:green", "herding-pixels": "tab:purple"}
+        for s in baselines:
+            ax.axhline(s["accuracy"], color=colors.get(s["method"], "tab:brown"), linestyle="--",
+                       label=f"{s['method']} ({s['accuracy']:.3f})")
+        ax.set(xlabel="distillation iterations", ylabel="top-1 accuracy (held out)", title=f"{task}, IPC {ipc}")
+        ax.legend(fontsize=7)
+    save_figure(fig, path, dpi=110)
+
+
+def int_list(text: str) -> list[int]:
+    """Returns "1,10" as [1, 10]."""
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def name_list(choices: tuple[str, ...]):
+    """Returns a parser of comma-separated names from `choices` (a one-line error naming them otherwise)."""
+    def parse(text: str) -> list[str]:
+        if unknown := [t for t in text.split(",") if t not in choices]:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; choose from {','.join(choices)}")
+        return text.split(",")
+    return parse
+
+
+def parse_args() -> argparse.Namespace:
+    """Returns the benchmark's options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--tasks", default=list(TASKS), type=name_list(TASKS))
+    add("--ipc", type=int_list, default=[1, 10], help="images per class")
+    add("--seeds", type=seed_list, default=[0, 1, 2], help="evaluation networks (and random-real draws)")
+    add("--experts", type=int, default=10, help="expert trajectories per task (the reference: 100)")
+    add("--expert-epochs", type=int, default=30, help="epochs per expert (the reference: 50)")
+    add("--expert-batch", type=int, default=256, help="experts' batch (the reference: 256)")
+    add("--iterations", type=int, default=1000, help="distillation iterations (the reference: 5,000 to 10,000)")
+    add("--curve", type=int_list, help="iteration counts to evaluate at besides --iterations (default 10%%, 30%%)")
+    add("--syn-steps", type=int, help="student steps per iteration (default: the experts' steps over M epochs)")
+    add("--match-epochs", type=int, help="M, TESLA's expert_epochs: expert epochs matched (default 2)")
+    add("--max-start-epoch", type=int, help="latest start epoch (default: per IPC)")
+    add("--lr-img", type=float, default=1000.0, help="synthetic images' learning rate")
+    add("--lr-lr", type=float, help="learned lr's learning rate (default: per IPC)")
+    add("--checkpoint-every", type=int, default=100, help="distillation checkpoint period (iterations)")
+    add("--eval-epochs", type=int, default=300, help="evaluation epochs on a small set (the papers: 1,000)")
+    add("--full-epochs", type=int, default=50, help="evaluation epochs on the full training split")
+    add("--herding-features", type=name_list(("expert", "pixels")), default=["expert", "pixels"])
+    add("--size", type=int, default=16, choices=(8, 16, 32), help="digits: image side (px)")
+    add("--synth-size", type=int, default=32, help="synth: image side (px)")
+    add("--classes", type=int, default=10, help="synth: classes (the first concepts)")
+    add("--per-class", type=int, default=100, help="synth: training images per class")
+    add("--threads", type=int, default=1, help="torch threads")
+    add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill")
+    add("--results", type=Path, default=common.RESULTS, help="folder of distill.json and the PNGs")
+    return parser.parse_args()
+
+
+def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, list[dict]]:
+    """Runs one task: experts, distillations and their evaluation, baselines; returns (rows, expert costs,
+    distillation costs)."""
+    task = digits_task(args) if name == "digits" else synth_task(args)
+    data = dict(size=args.size) if name == "digits" else dict(size=args.synth_size, classes=args.classes,
+                                                              per_class=args.per_class)
+    print(f"{name}: {len(task['images'])} training images of {tuple(task['images'].shape[1:])}, "
+          f"{len(task['test_images'])} test images, {task['classes']} classes", flush=True)
+    folder = args.work / name / f"experts-{digest(data | dict(epochs=args.expert_epochs, batch=args.expert_batch))}"
+    paths, expert_costs = expert_trajectories(folder, task, args)
+    print(f"{name}: experts {json.dumps(expert_costs)}", flush=True)
+    log = RowLog(args, name)
+    rows, distill_costs = tesla_rows(name, task, args, paths, log)
+    rows += baseline_rows(name, task, args, paths, log)
+    return rows, expert_costs, distill_costs
+
+
+def report(summary: list[dict], checks: list[dict]) -> None:
+    """Prints the summary table and the targets."""
+    for s in sorted(summary, key=lambda s: (s["task"], s["ipc"] or 10**6, s["method"], s["iterations"])):
+        print(f"{s['task']:7s} ipc {s['ipc'] or 'all'!s:4s} {s['method']:16s} it {s['iterations']:<6d} "
+              f"n={s['size']:<5d} top-1 {s['accuracy']:.4f} ± {s['accuracy_std']:.4f} ({s['seeds']} seeds, "
+              f"{s['epochs']} epochs, {s['eval_seconds']} s)")
+    for c in checks:
+        print(f"{'met    ' if c['holds'] else 'NOT MET'} {c['task']} IPC {c['ipc']}: {c['target']}: "
+              f"{c['tesla']:.4f} vs {c['random']:.4f}")
+
+
+def main() -> None:
+    """Runs the tasks, prints the summary and targets, writes the results (other tasks' results kept)."""
+    args = parse_args()
+    if args.expert_epochs < 2:
+        raise SystemExit("--expert-epochs must be at least 2 (matching needs a start and a later epoch)")
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    rows, experts, distills = [], {}, []
+    for name in args.tasks:
+        task_rows, experts[name], task_distills = run_task(name, args)
+        rows, distills = rows + task_rows, distills + task_distills
+    this_run = {k: str(v) for k, v in vars(args).items() if k not in ("work", "tasks", "results")}
+    options = {name: this_run | dict(seconds=round(time.perf_counter() - began, 1)) for name in args.tasks}
+    path = args.results / f"{JSON_NAME}.json"
+    if path.exists():  # the other tasks' results stay, with the options they were run with
+        previous = json.loads(path.read_text())
+        keep = [t for t in previous["options"] if t not in args.tasks and t in TASKS]
+        rows += [r for r in previous["runs"] if r["task"] in keep]
+        distills += [d for d in previous["distillations"] if d["task"] in keep]
+        experts |= {t: previous["experts"][t] for t in keep}
+        options |= {t: previous["options"][t] for t in keep}
+    summary = summarize(rows)
+    checks = targets(summary)
+    report(summary, checks)
+    plot_curve(summary, args.results / f"{JSON_NAME}_curve.png")
+    protocol = dataclasses.asdict(EvalConfig(epochs=args.eval_epochs)) | dict(
+        full_data_epochs=args.full_epochs, std="population (np.std), over seeds",
+        herding_features=dict(expert="penultimate features of expert 0 after its last epoch",
+                              pixels="flattened standardized pixels"))
+    common.RESULTS = args.results  # write_results writes into common.RESULTS
+    results = dict(options=options, protocol=protocol, experts=experts, distillations=distills, summary=summary,
+                   targets=checks, runs=rows)
+    print(f"wrote {write_results(JSON_NAME, results)} in {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
