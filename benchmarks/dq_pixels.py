@@ -9,7 +9,8 @@ original pixel; synth at 32 px in 4 px patches), patches ranked by GradCAM of th
 (curate.pixels.saliency.classifier_saliency) or, as a control, at random; the lowest share dropped, the images
 rebuilt (kept patches exact, the rest the MAE's), and the CNN trained on the rebuilt subset and tested on real
 held-out images. Bytes: the kept patches as curate stores them (a lossless PNG with the dropped patches black, the
-mask JSON) against the same images whole as PNG. Writes benchmarks/results/dq_pixels.json and .png.
+mask JSON) against the same images whole as PNG. Writes benchmarks/results/dq_pixels.json and .png (a run of
+some --tasks keeps the others' rows).
 """
 
 import argparse
@@ -27,7 +28,7 @@ from coresets import class_budgets, dq, gradient_features
 from dq_quality import RowLog, digits_task, feature_model, parse_args, synth_task
 from PIL import Image
 
-from curate.dynamic.classify import ClassifyConfig, accuracy, to_tensor, train_classifier
+from curate.dynamic.classify import ClassifyConfig, accuracy, train_classifier
 from curate.models.mae import MAEConfig, reconstruct
 from curate.models.train_mae import MAETrainConfig, scratch_mae, train_mae_model
 from curate.pixels import encode_patches, select_patches
@@ -79,7 +80,7 @@ def task_rows(name: str, task: dict, args: argparse.Namespace) -> list[dict]:
                     continue
                 keep = select_patches(scores[ranking], drop)
                 rebuilt = reconstruct(mae, pixels, keep)
-                model, _ = train_classifier(to_tensor(rebuilt), task["labels"][chosen], task["classes"],
+                model, _ = train_classifier(task["standardize"](rebuilt), task["labels"][chosen], task["classes"],
                                             ClassifyConfig(**config, seed=seed))
                 rows.append(dict(task=name, method=ranking, features="-", fraction=drop, seed=seed, size=len(chosen),
                                  accuracy=accuracy(model, task["test_images"], task["test_labels"]),
@@ -133,6 +134,9 @@ def main() -> None:
     rows = []
     for name in args.tasks:
         rows += task_rows(name, digits_task() if name == "digits" else synth_task(args), args)
+    previous = RESULTS / "dq_pixels.json"
+    if previous.exists():  # the other tasks' rows stay
+        rows += [r for r in json.loads(previous.read_text())["runs"] if r["task"] not in args.tasks]
     summary = summarize(rows)
     for s in summary:
         print(f"{s['task']:7s} {s['ranking']:8s} drop {s['patch_drop']:<4} top-1 {s['accuracy']:.4f} ± "

@@ -59,6 +59,14 @@ class RowLog:
             out.write(json.dumps(row) + "\n")
 
 
+def standardizer(pixels: np.ndarray):
+    """Returns a function from uint8 N x S x S x 3 pixels to float images standardized by `pixels`' per-channel
+    statistics, as to_tensor standardizes a whole training set (so a subset keeps the set's scale)."""
+    whole = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255)
+    mean, std = whole.mean(dim=(0, 2, 3), keepdim=True), whole.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return lambda p: (torch.from_numpy(p).permute(0, 3, 1, 2).float().div_(255) - mean) / std
+
+
 def digits_task() -> dict:
     """Returns the digits task: 16-px train/test tensors, labels, 32-px training pixels and captions, config."""
     from sklearn.datasets import load_digits
@@ -74,7 +82,8 @@ def digits_task() -> dict:
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     return dict(images=to_tensor(big[~test]), labels=torch.as_tensor(digits.target[~test]),
                 test_images=to_tensor(big[test]), test_labels=torch.as_tensor(digits.target[test]), classes=10,
-                pixels=big[~test], clip_pixels=big[~test].repeat(2, axis=1).repeat(2, axis=2),
+                pixels=big[~test], standardize=standardizer(big[~test]),
+                clip_pixels=big[~test].repeat(2, axis=1).repeat(2, axis=2),
                 captions=[f"a photo of the digit {names[c]}" for c in digits.target[~test]],
                 config=dict(pad=2, flip=False))
 
@@ -88,10 +97,11 @@ def synth_task(args: argparse.Namespace) -> dict:
     test = ensure_synth(args.work / "test-50", 4, hq_samples=0, seed=2, heldout_per_concept=50)
     images, labels, names = load_labelled(train / "heldout.parquet", 32)
     test_images, test_labels, _ = load_labelled(test / "heldout.parquet", 32, classnames=names)
-    pixels = load_heldout(train / "heldout.parquet", 32).pixels
+    pixels = load_heldout(train / "heldout.parquet", 32).pixels  # every class: `images` has their statistics
     keep, keep_test = labels < args.classes, test_labels < args.classes
     return dict(images=images[keep], labels=labels[keep], test_images=test_images[keep_test],
                 test_labels=test_labels[keep_test], classes=args.classes, pixels=pixels[keep.numpy()],
+                standardize=standardizer(pixels),
                 clip_pixels=pixels[keep.numpy()],
                 captions=[f"a photo of a {names[c]}" for c in labels[keep]], config=dict(pad=4, flip=True))
 

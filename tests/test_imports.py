@@ -102,11 +102,11 @@ def test_every_package_installs_from_its_own_folder():
     assert folders <= packages, f"folders without __init__.py: {sorted(folders - packages)}"
 
 
-def test_the_command_line_parser_does_not_import_torch():
+def test_the_command_line_parser_and_the_distill_package_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from curate.cli.main import build_parser; build_parser(); "
+    code = ("import sys, curate.distill; from curate.cli.main import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch', 'ray', 'open_clip') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"  # `curate --help` and every command's options stay fast
