@@ -116,14 +116,17 @@ def test_distillation_lowers_the_matching_loss_on_digits():
     assert len(result.losses) == 20 and result.seconds > 0 and result.lr != config.lr_teacher
 
 
+ALLOCATOR_SLACK_MIB = 16  # RSS moves by a few MiB between identical runs at this size (allocator pages)
+
+
 def test_memory_stays_flat_in_the_number_of_steps_for_tesla_and_grows_for_mtt():
     script = Path(__file__).parents[2] / "benchmarks" / "tesla_memory.py"
-    command = [sys.executable, str(script), "--one", "tesla:2,tesla:20,mtt:2,mtt:20", "--width", "64", "--size", "8",
+    command = [sys.executable, str(script), "--one", "tesla:2,tesla:40,mtt:2,mtt:40", "--width", "64", "--size", "8",
                "--classes", "4", "--ipc", "8", "--batch-syn", "32"]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=180)
     rows = {(r["method"], r["syn_steps"]): r for r in json.loads(done.stdout.strip().splitlines()[-1])}
-    budget_mib = 18 * rows["tesla", 2]["params"] * 4 * 1.1 / 2**20  # 18 more parameter snapshots, + 10%
-    tesla_growth = rows["tesla", 20]["iteration_mib"] - rows["tesla", 2]["iteration_mib"]
-    mtt_growth = rows["mtt", 20]["iteration_mib"] - rows["mtt", 2]["iteration_mib"]
+    budget_mib = 38 * rows["tesla", 2]["params"] * 4 * 1.1 / 2**20 + ALLOCATOR_SLACK_MIB  # 38 more snapshots, + 10%
+    tesla_growth = rows["tesla", 40]["iteration_mib"] - rows["tesla", 2]["iteration_mib"]
+    mtt_growth = rows["mtt", 40]["iteration_mib"] - rows["mtt", 2]["iteration_mib"]
     assert tesla_growth <= budget_mib, rows
-    assert mtt_growth > 5 * budget_mib, rows
+    assert mtt_growth > 3 * budget_mib, rows
