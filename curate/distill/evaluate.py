@@ -80,10 +80,9 @@ def train_on_set(images: torch.Tensor, labels: torch.Tensor, classes: int, confi
     against them). `lr` is the set's learned learning rate; None uses config.lr. The caller's global RNG is not
     touched."""
     import torch
-    import torch.nn.functional as F
 
-    from curate.distill import dsa
     from curate.distill.convnet import ConvNetSpec, convnet
+    from curate.distill.experts import sgd_epoch
 
     _check_targets(images, labels, classes)
     spec = ConvNetSpec(images.shape[1], classes, images.shape[-1], config.width, config.depth)
@@ -96,15 +95,7 @@ def train_on_set(images: torch.Tensor, labels: torch.Tensor, classes: int, confi
     labels = labels.to(images.device)
     model.train()
     for index in range(config.epochs + 1):
-        for batch in torch.randperm(len(images), generator=generator).split(config.batch_size):
-            batch = batch.to(images.device)
-            x = images[batch]
-            if config.dsa:
-                x = dsa.augment(x, generator)
-            loss = F.cross_entropy(model(x), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        sgd_epoch(model, optimizer, images, labels, config.batch_size, config.dsa, generator)
         if index == config.decay_after:
             rate *= 0.1
             optimizer = _sgd(model, rate, config)

@@ -60,9 +60,7 @@ def train_expert(images: torch.Tensor, labels: torch.Tensor, classes: int, confi
 
     A plain module-level function of picklable arguments, so a Ray task (or any executor) can run it."""
     import torch
-    import torch.nn.functional as F
 
-    from curate.distill import dsa
     from curate.distill.convnet import convnet, flatten_params
 
     with torch.random.fork_rng(devices=[]):
@@ -74,17 +72,29 @@ def train_expert(images: torch.Tensor, labels: torch.Tensor, classes: int, confi
     trajectory = [flatten_params(model)]
     model.train()
     for _ in range(config.epochs):
-        order = torch.randperm(len(images), generator=generator)
-        for batch in order.split(config.batch_size):
-            x = images[batch]
-            if config.dsa:
-                x = dsa.augment(x, generator)
-            loss = F.cross_entropy(model(x), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        sgd_epoch(model, optimizer, images, labels, config.batch_size, config.dsa, generator)
         trajectory.append(flatten_params(model))
     return trajectory
+
+
+def sgd_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+              batch_size: int, augment: bool, generator: torch.Generator) -> None:
+    """Trains `model` one epoch in place: shuffled batches (DSA-augmented when `augment`), cross-entropy against
+    the labels (class indices or soft targets). Expert training and the evaluation protocol share it."""
+    import torch
+    import torch.nn.functional as F
+
+    from curate.distill import dsa
+
+    for batch in torch.randperm(len(images), generator=generator).split(batch_size):
+        batch = batch.to(images.device)
+        x = images[batch]
+        if augment:
+            x = dsa.augment(x, generator)
+        loss = F.cross_entropy(model(x), labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 def expert_path(folder: str | Path, index: int) -> Path:
