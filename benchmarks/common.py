@@ -68,3 +68,25 @@ def write_results(name: str, results: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results | {"machine": machine()}, indent=2) + "\n")
     return path
+
+
+class RowLog:
+    """The rows a benchmark task has finished, in a JSON-lines file (named by the caller after the options that
+    shape the figures) and keyed by `fields`: a killed run rerun with the same options skips them."""
+
+    def __init__(self, path: Path, fields: tuple[str, ...]):
+        self.path, self.fields = path, fields
+        lines = path.read_text().splitlines() if path.exists() else []
+        self.done = {self.key(r): r for r in map(json.loads, lines)}
+
+    def key(self, row: dict) -> tuple:
+        """Returns the identity of a row: its values of the log's fields."""
+        return tuple(row[f] for f in self.fields)
+
+    def add(self, row: dict) -> None:
+        """Prints the row and appends it to the file."""
+        print(json.dumps(row), flush=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+        self.done[self.key(row)] = row

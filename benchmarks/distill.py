@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import common
 import numpy as np
 import torch
-from common import ensure_synth, write_results
+from common import RowLog, ensure_synth, write_results
 from concept_scale import peak_rss_gib, reset_peak
 
 from curate.cli.evaluate import seed_list
@@ -72,30 +72,12 @@ def digest(value: object) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class RowLog:
-    """The evaluation rows a task has finished, in a JSON-lines file of the work folder named by the options that
-    change the figures (dq_quality.py's RowLog keys rows by fraction and features; these rows are keyed by IPC,
-    method, iterations and seed, so it is re-made here): a killed run rerun with the same options skips them."""
-
-    def __init__(self, args: argparse.Namespace, task: str):
-        ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features")
-        options = {k: v for k, v in vars(args).items() if k not in ignored}
-        self.path = args.work / f"rows-{task}-{digest(options)}.jsonl"
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        self.done = {self.key(r): r for r in map(json.loads, lines)}
-
-    @staticmethod
-    def key(row: dict) -> tuple:
-        """Returns the identity of a row."""
-        return row["ipc"], row["method"], row["iterations"], row["seed"]
-
-    def add(self, row: dict) -> None:
-        """Prints the row and appends it to the file."""
-        print(json.dumps(row), flush=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as out:
-            out.write(json.dumps(row) + "\n")
-        self.done[self.key(row)] = row
+def row_log(args: argparse.Namespace, task: str) -> RowLog:
+    """Returns the task's row log, named by the options that change the figures, keyed by IPC, method,
+    iterations and seed."""
+    ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features")
+    options = {k: v for k, v in vars(args).items() if k not in ignored}
+    return RowLog(args.work / f"rows-{task}-{digest(options)}.jsonl", ("ipc", "method", "iterations", "seed"))
 
 
 def standardized(train: np.ndarray, test: np.ndarray) -> dict:
@@ -221,7 +203,7 @@ def expert_embedding(task: dict, path: Path) -> np.ndarray:
 
 def eval_row(log: RowLog, key: dict, train: tuple, task: dict, config: EvalConfig, lr: float | None = None) -> dict:
     """Returns the row of one (set, seed) evaluation: from the log, or trained, tested and logged."""
-    if (row := log.done.get(RowLog.key(key))) is not None:
+    if (row := log.done.get(log.key(key))) is not None:
         return row
     images, labels = train
     result = evaluate_set(images, labels, task["test_images"], task["test_labels"], task["classes"], config,
@@ -407,7 +389,7 @@ def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, lis
     folder = args.work / name / f"experts-{digest(data | dict(epochs=args.expert_epochs, batch=args.expert_batch))}"
     paths, expert_costs = expert_trajectories(folder, task, args)
     print(f"{name}: experts {json.dumps(expert_costs)}", flush=True)
-    log = RowLog(args, name)
+    log = row_log(args, name)
     rows, distill_costs = tesla_rows(name, task, args, paths, log)
     rows += baseline_rows(name, task, args, paths, log)
     return rows, expert_costs, distill_costs

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from common import RESULTS, write_results
 from coresets import class_budgets, dq, gradient_features
-from dq_quality import RowLog, digits_task, feature_model, parse_args, synth_task
+from dq_quality import digits_task, feature_model, parse_args, row_log, synth_task
 from PIL import Image
 
 from curate.dynamic.classify import ClassifyConfig, accuracy, train_classifier
@@ -66,7 +66,7 @@ def task_rows(name: str, task: dict, args: argparse.Namespace) -> list[dict]:
     mae = scratch_mae(MAEConfig(img_size=size, patch_size=patch), seed=0)
     train_mae_model(mae, torch.from_numpy(task["pixels"]).permute(0, 3, 1, 2).contiguous(),
                     MAETrainConfig(steps=args.mae_steps, progress=False))
-    log, rows = RowLog(args, f"pixels-{name}"), []
+    log, rows = row_log(args, f"pixels-{name}"), []
     labels = task["labels"].numpy()
     for seed in args.seeds:
         chosen = dq(features, labels, class_budgets(labels, args.fraction), seed)

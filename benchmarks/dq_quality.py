@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 import torch
-from common import RESULTS, dfn_scored_run, ensure_synth, write_results
+from common import RESULTS, RowLog, dfn_scored_run, ensure_synth, write_results
 from coresets import SELECTIONS, class_budgets, clip_features, gradient_features, uniform
 
 from curate.cli.evaluate import seed_list
@@ -40,23 +40,12 @@ TASKS = ("digits", "synth", "clip")
 FEATURE_EPOCHS = 5  # the gradient features' CNN: trained briefly on all the data (the reference's early training)
 
 
-class RowLog:
-    """The rows a task has finished, in a JSON-lines file of the work folder named by the options: a killed run
-    rerun with the same options skips them."""
-
-    def __init__(self, args: argparse.Namespace, task: str):
-        ignored = ("work", "tasks", "threads")  # they do not change the figures
-        options = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k not in ignored})
-        self.path = args.work / f"rows-{task}-{hashlib.sha1(options.encode()).hexdigest()[:12]}.jsonl"
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        self.done = {(r["method"], r["features"], r["fraction"], r["seed"]): r for r in map(json.loads, lines)}
-
-    def add(self, row: dict) -> None:
-        """Prints the row and appends it to the file."""
-        print(json.dumps(row), flush=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as out:
-            out.write(json.dumps(row) + "\n")
+def row_log(args: argparse.Namespace, task: str) -> RowLog:
+    """Returns the task's row log, named by the options that change the figures."""
+    ignored = ("work", "tasks", "threads")  # they do not change the figures
+    options = json.dumps({k: str(v) for k, v in sorted(vars(args).items()) if k not in ignored})
+    path = args.work / f"rows-{task}-{hashlib.sha1(options.encode()).hexdigest()[:12]}.jsonl"
+    return RowLog(path, ("method", "features", "fraction", "seed"))
 
 
 def standardizer(pixels: np.ndarray):
@@ -121,7 +110,7 @@ def classify_rows(task_name: str, task: dict, args: argparse.Namespace) -> list[
                 "gradient": gradient_features(feature_model(task, config), task["images"], task["labels"])}
     plans = [("full", "-", None)] + [("random", "-", f) for f in args.fractions]
     plans += [(m, kind, f) for kind in features for m in SELECTIONS for f in args.fractions]
-    log = RowLog(args, task_name)
+    log = row_log(args, task_name)
     rows = []
     for method, kind, fraction in plans:
         for seed in args.seeds:
@@ -158,7 +147,7 @@ def clip_rows(args: argparse.Namespace) -> list[dict]:
     subsets = {"DFN + DQ": "dq_keep", "DFN + DBP": "dbp_keep",
                "DFN alone": f"uid IN (SELECT uid FROM samples ORDER BY dfn_score DESC, uid LIMIT {size})",
                "DFN 40%": "dfn_keep", "random": random_subset(size, 0)}
-    log = RowLog(args, "clip")
+    log = row_log(args, "clip")
     rows = []
     for label, where in subsets.items():
         if all((label, "-", None, seed) in log.done for seed in args.seeds):
