@@ -115,6 +115,18 @@ class Run:
         chosen_runner = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
         return distill_run(self.dir, name, chosen, chosen_runner, progress=progress)
 
+    def evaluate_distilled(self, name: str, test: str, seeds: tuple[int, ...] = (0,), runner: str | Runner = "local",
+                           **options) -> dict:
+        """Evaluates the distilled set `name` by the papers' protocol on the held-out `test` (as `curate
+        distill-eval`; `options`: epochs, stored, baselines); returns {evaluation, parquet, summary, ...}."""
+        from curate.distill.eval_set import SetEvalOptions, evaluate_distilled
+
+        try:
+            chosen = SetEvalOptions(test=test, seeds=tuple(seeds), **options)
+        except TypeError as exc:
+            raise UsageError(f"evaluate_distilled: {exc}") from None
+        return evaluate_distilled(self.dir, name, chosen, runner)
+
 
 @dataclass(frozen=True)
 class Samples:

@@ -20,6 +20,7 @@ COMMANDS = {
     "train-mae": "curate.cli.train_mae",
     "evaluate": "curate.cli.evaluate",
     "distill": "curate.cli.distill",
+    "distill-eval": "curate.cli.distill_eval",
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.distill.layout import LABELS, RESULT, distilled_sets, set_folder
+from curate.distill.layout import IMAGES, LABELS, RESULT, distilled_sets, set_folder
 from curate.errors import UsageError
 from curate.rundir import RunDir, parquet_bytes
 from curate.version import __version__
@@ -95,6 +95,7 @@ def write_set(run: RunDir, folder: Path, name: str, data: LabelledImages, result
             row.update(path=str((folder / shard).relative_to(run.path)), member=f"{row['key']}.png")
     table = pa.Table.from_pylist([{k: r[k] for k in LABELS_SCHEMA.names} for r in rows], schema=LABELS_SCHEMA)
     out.write_bytes(LABELS, parquet_bytes(table))
+    out.write_bytes(IMAGES, exact_images_bytes(result))
     summary = dict(name=name, method=options["method"], ipc=options["ipc"], options=options, lr=result.lr,
                    images=len(rows), classnames=data.classnames, classes=len(data.classnames),
                    normalization={"mean": list(data.mean), "std": list(data.std)}, source=source,
@@ -105,6 +106,17 @@ def write_set(run: RunDir, folder: Path, name: str, data: LabelledImages, result
     with run.writing():
         build_catalog(run)
     return summary
+
+
+def exact_images_bytes(result: DistillResult) -> bytes:
+    """Returns the set's learned images as safetensors: `images` (float32 N x 3 x S x S, normalized as the experts
+    saw them, unclipped: the PNGs clip them to [0, 255]), `labels` (int64) and, when soft, `soft_labels`."""
+    from safetensors.torch import save
+
+    tensors = {"images": result.images.detach().cpu().float().contiguous(), "labels": result.labels.cpu()}
+    if result.soft_labels is not None:
+        tensors["soft_labels"] = result.soft_labels.detach().cpu().float().contiguous()
+    return save(tensors)
 
 
 def read_set(run: RunDir, name: str) -> tuple[dict, list[dict]]:

@@ -9,7 +9,8 @@ max_start_epoch 25, lr_img 1000, lr_lr 1e-5, lr_teacher (alpha's initial value, 
 CIFAR-10 ipc 10 command: syn_steps 30, expert_epochs 2, max_start_epoch 20, lr_lr 1e-5 (lr_img 1e5 with ZCA).
 Images are updated by SGD(lr_img, momentum 0.5), alpha by SGD(lr_lr, momentum 0.5). `soft_labels` is the
 reference's --teacher_label: each iteration's targets are the softmax of the target expert (epoch t+M) on the
-synthetic images.
+synthetic images. Departure: alpha is kept at or above lr_teacher * MIN_LR_FRACTION after each update (the
+reference lets it cross zero).
 
 Each iteration's randomness (expert, start epoch, minibatches, augmentations) comes from a generator seeded by
 (seed, iteration), so a run resumed from a checkpoint ends with exactly the images of an uninterrupted run.
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from curate.distill.matching import MatchGradients
 
 CHECKPOINT = "checkpoint.pt"
+# The learned lr stays above this share of its initial value: SGD on it can cross zero (the reference lets it), and a
+# negative lr makes every student step, and the set's evaluation, climb the loss.
+MIN_LR_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,8 @@ def distill(images: torch.Tensor, labels: torch.Tensor, classes: int,
         syn.grad, alpha.grad = grads.images, torch.tensor(grads.lr, dtype=alpha.dtype, device=alpha.device)
         for optimizer in optimizers:
             optimizer.step()
+        with torch.no_grad():
+            alpha.clamp_(min=config.lr_teacher * MIN_LR_FRACTION)
         losses.append(grads.loss)
         soft = targets if config.soft_labels else None
         seconds += time.perf_counter() - began
