@@ -33,7 +33,8 @@ mean +- population std.
 Measured: the wall time and peak RSS of expert training and of each distillation; accuracy against iterations;
 image grids of the final sets (one row per class). Writes distill.json and the PNGs to --results (default
 benchmarks/results); a run of some --tasks keeps the other tasks' results. Rows already evaluated, experts and
-distilled sets are kept in --work, so a killed run rerun with the same options resumes.
+distilled sets are kept in --work, so a killed run rerun with the same options resumes. The tasks are in
+distill_tasks.py, the summary, targets and figures in distill_report.py.
 Targets (issue 16): TESLA beats random real by >= 15 points at IPC 1 and by >= 5 at IPC 10, on both tasks.
 """
 
@@ -41,7 +42,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -49,22 +49,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common
-import numpy as np
 import torch
-from common import RowLog, ensure_synth, write_results
+from common import RowLog, write_results
 from concept_scale import peak_rss_gib, reset_peak
+from distill_report import plot_curve, print_report, protocol, set_grid, summarize, targets, with_previous
+from distill_tasks import TASKS, expert_embedding, load_task
 
 from curate.cli.evaluate import seed_list
 from curate.distill.baselines import herding, random_real
 from curate.distill.evaluate import EvalConfig, evaluate_set
-from curate.distill.experts import ExpertConfig, load_trajectory, train_experts
+from curate.distill.experts import ExpertConfig, train_experts
 from curate.distill.tesla import TeslaConfig, distill
 
 JSON_NAME = "distill"
-TASKS = ("digits", "synth")
 REFERENCE = {1: dict(syn_steps=50, expert_epochs=2, max_start_epoch=5, lr_lr=1e-7),  # TESLA CIFAR-10 IPC 1
              10: dict(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5)}  # MTT CIFAR-10 IPC 10
-TARGET_POINTS = {1: 0.15, 10: 0.05}
 
 
 def digest(value: object) -> str:
@@ -75,50 +74,10 @@ def digest(value: object) -> str:
 def row_log(args: argparse.Namespace, task: str) -> RowLog:
     """Returns the task's row log, named by the options that change the figures, keyed by IPC, method,
     iterations and seed."""
-    ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features")
+    ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features",
+               "modes")
     options = {k: v for k, v in vars(args).items() if k not in ignored}
     return RowLog(args.work / f"rows-{task}-{digest(options)}.jsonl", ("ipc", "method", "iterations", "seed"))
-
-
-def standardized(train: np.ndarray, test: np.ndarray) -> dict:
-    """Returns uint8 N x S x S x 3 pixels as float N x 3 x S x S tensors standardized per channel by the training
-    split's statistics, with those statistics (for the image grids)."""
-    x, t = (torch.from_numpy(p).permute(0, 3, 1, 2).float().div(255) for p in (train, test))
-    mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return dict(images=(x - mean) / std, test_images=(t - mean) / std, mean=mean, std=std)
-
-
-def digits_task(args: argparse.Namespace) -> dict:
-    """Returns the digits task: standardized train/test tensors, labels, classes, statistics."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    factor = args.size // 8
-    pixels = np.repeat((digits.images * (255 / 16)).round().astype(np.uint8)[..., None], 3, axis=3)
-    pixels = pixels.repeat(factor, axis=1).repeat(factor, axis=2)
-    rng = np.random.default_rng(0)
-    test = np.zeros(len(pixels), dtype=bool)
-    for c in range(10):
-        rows = rng.permutation(np.flatnonzero(digits.target == c))
-        test[rows[: len(rows) // 3]] = True
-    return standardized(pixels[~test], pixels[test]) | dict(
-        labels=torch.as_tensor(digits.target[~test]), test_labels=torch.as_tensor(digits.target[test]), classes=10)
-
-
-def synth_task(args: argparse.Namespace) -> dict:
-    """Returns the synth task (as digits_task), generated into args.work the first time."""
-    from curate.evaluate.heldout import load_heldout
-
-    train = load_heldout(ensure_synth(args.work / f"synth-train-{args.per_class}", 4, hq_samples=0, seed=1,
-                                      heldout_per_concept=args.per_class) / "heldout.parquet", args.synth_size)
-    test = load_heldout(ensure_synth(args.work / "synth-test-50", 4, hq_samples=0, seed=2,
-                                     heldout_per_concept=50) / "heldout.parquet", args.synth_size)
-    position = {name: i for i, name in enumerate(train.classnames)}
-    test_labels = np.array([position[test.classnames[label]] for label in test.labels])
-    keep, keep_test = train.labels < args.classes, test_labels < args.classes
-    return standardized(train.pixels[keep], test.pixels[keep_test]) | dict(
-        labels=torch.as_tensor(train.labels[keep]), test_labels=torch.as_tensor(test_labels[keep_test]),
-        classes=args.classes)
 
 
 def expert_trajectories(folder: Path, task: dict, args: argparse.Namespace) -> tuple[list[Path], dict]:
@@ -190,17 +149,6 @@ def distilled_sets(folder: Path, task: dict, paths: list[Path], config: TeslaCon
     return sets
 
 
-def expert_embedding(task: dict, path: Path) -> np.ndarray:
-    """Returns the penultimate (flattened last-block) features of the expert at `path` after its last epoch."""
-    from curate.distill.convnet import ConvNetSpec, convnet, load_flat
-
-    images = task["images"]
-    spec = ConvNetSpec(images.shape[1], task["classes"], images.shape[-1])
-    model = load_flat(convnet(spec), load_trajectory(path)[-1]).eval()
-    with torch.inference_mode():
-        return torch.cat([model[:-1](images[i:i + 512]) for i in range(0, len(images), 512)]).numpy()
-
-
 def eval_row(log: RowLog, key: dict, train: tuple, task: dict, config: EvalConfig, lr: float | None = None) -> dict:
     """Returns the row of one (set, seed) evaluation: from the log, or trained, tested and logged."""
     if (row := log.done.get(log.key(key))) is not None:
@@ -239,7 +187,7 @@ def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list
     record per distillation)."""
     config, rows, costs = EvalConfig(epochs=args.eval_epochs), [], []
     for ipc in args.ipc:
-        for mode in ("hard", "soft"):
+        for mode in args.modes:
             tesla = tesla_config(args, ipc, mode == "soft", len(task["images"]))
             settings = dataclasses.asdict(tesla) | dict(iterations=None, experts=[p.name for p in paths])
             folder = args.work / task_name / f"distill-ipc{ipc}-{mode}-{digest(settings)}"
@@ -255,82 +203,9 @@ def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list
                               peak_rss_gib=round(final["peak_rss_gib"], 3), lr=final["lr"],
                               first_loss=final["losses"][0], last_loss=final["losses"][-1],
                               settings=dataclasses.asdict(tesla) | dict(iterations=max(sets))))
-            grid(final, task, args.results / f"{JSON_NAME}_{task_name}_ipc{ipc}_{mode}.png",
-                 f"{task_name}: TESLA, {mode} labels, IPC {ipc}, {max(sets)} iterations")
+            set_grid(final, task, args.results / f"{JSON_NAME}_{task_name}_ipc{ipc}_{mode}.png",
+                     f"{task_name}: TESLA, {mode} labels, IPC {ipc}, {max(sets)} iterations")
     return rows, costs
-
-
-def grid(syn: dict, task: dict, path: Path, title: str) -> None:
-    """Writes the set's images as a grid, one row per class (its ipc images across), un-standardized."""
-    from curate.plots import save_figure, subplots
-
-    classes = task["classes"]
-    ipc = len(syn["images"]) // classes
-    pixels = (syn["images"] * task["std"] + task["mean"]).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    fig, axes = subplots(classes, ipc, figsize=(1.0 * ipc + 0.5, 1.0 * classes + 0.6), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.imshow(pixels[i], interpolation="nearest")
-        ax.set(xticks=[], yticks=[])
-        if i % ipc == 0:
-            ax.set_ylabel(str(int(syn["labels"][i])))
-    fig.suptitle(title, fontsize=8)
-    save_figure(fig, path, dpi=80)
-
-
-def summarize(rows: list[dict]) -> list[dict]:
-    """Returns mean and population std of accuracy over seeds per (task, ipc, method, iterations)."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["ipc"], row["method"], row["iterations"]), []).append(row)
-    return [dict(task=t, ipc=ipc, method=m, iterations=it, size=runs[0]["size"], seeds=len(runs),
-                 epochs=runs[0]["epochs"], accuracy=statistics.fmean(r["accuracy"] for r in runs),
-                 accuracy_std=statistics.pstdev([r["accuracy"] for r in runs]),
-                 eval_seconds=round(sum(r["seconds"] for r in runs), 1))
-            for (t, ipc, m, it), runs in groups.items()]
-
-
-def targets(summary: list[dict]) -> list[dict]:
-    """Returns the issue's targets per task, IPC and label mode: TESLA (its last iteration count) beats random real
-    by >= 15 points at IPC 1 and >= 5 at IPC 10; each with the figures and whether it holds."""
-    checks = []
-    for s in summary:
-        if s["method"].startswith("tesla") and s["ipc"] in TARGET_POINTS:
-            last = max(o["iterations"] for o in summary if (o["task"], o["ipc"], o["method"]) ==
-                       (s["task"], s["ipc"], s["method"]))
-            random = [o for o in summary if (o["task"], o["ipc"], o["method"]) == (s["task"], s["ipc"], "random")]
-            if s["iterations"] != last or not random:
-                continue
-            margin = TARGET_POINTS[s["ipc"]]
-            checks.append(dict(task=s["task"], ipc=s["ipc"], method=s["method"], iterations=last,
-                               target=f"{s['method']} >= random + {margin * 100:.0f} pt", tesla=s["accuracy"],
-                               random=random[0]["accuracy"], holds=s["accuracy"] >= random[0]["accuracy"] + margin))
-    return checks
-
-
-def plot_curve(summary: list[dict], path: Path) -> None:
-    """Writes accuracy against distillation iterations, a panel per (task, IPC): TESLA hard and soft, with the
-    baselines and the full data as horizontal lines."""
-    from curate.plots import save_figure, subplots
-
-    panels = sorted({(s["task"], s["ipc"]) for s in summary if s["method"].startswith("tesla")})
-    if not panels:
-        return
-    fig, axes = subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (task, ipc) in zip(axes[0], panels, strict=True):
-        for method in ("tesla-hard", "tesla-soft"):
-            points = sorted((s for s in summary if (s["task"], s["ipc"], s["method"]) == (task, ipc, method)),
-                            key=lambda s: s["iterations"])
-            ax.errorbar([p["iterations"] for p in points], [p["accuracy"] for p in points],
-                        yerr=[p["accuracy_std"] for p in points], marker="o", capsize=3, label=method)
-        baselines = [s for s in summary if s["task"] == task and not s["method"].startswith("tesla")
-                     and s["ipc"] in (ipc, None)]
-        colors = {"full": "black", "random": "tab:gray", "herding-expert": "tab:green", "herding-pixels": "tab:purple"}
-        for s in baselines:
-            ax.axhline(s["accuracy"], color=colors.get(s["method"], "tab:brown"), linestyle="--",
-                       label=f"{s['method']} ({s['accuracy']:.3f})")
-        ax.set(xlabel="distillation iterations", ylabel="top-1 accuracy (held out)", title=f"{task}, IPC {ipc}")
-        ax.legend(fontsize=7)
-    save_figure(fig, path, dpi=110)
 
 
 def int_list(text: str) -> list[int]:
@@ -353,6 +228,7 @@ def parse_args() -> argparse.Namespace:
     add = parser.add_argument
     add("--tasks", default=list(TASKS), type=name_list(TASKS))
     add("--ipc", type=int_list, default=[1, 10], help="images per class")
+    add("--modes", type=name_list(("hard", "soft")), default=["hard", "soft"], help="TESLA's label modes")
     add("--seeds", type=seed_list, default=[0, 1, 2], help="evaluation networks (and random-real draws)")
     add("--experts", type=int, default=10, help="expert trajectories per task (the reference: 100)")
     add("--expert-epochs", type=int, default=30, help="epochs per expert (the reference: 50)")
@@ -381,7 +257,7 @@ def parse_args() -> argparse.Namespace:
 def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, list[dict]]:
     """Runs one task: experts, distillations and their evaluation, baselines; returns (rows, expert costs,
     distillation costs)."""
-    task = digits_task(args) if name == "digits" else synth_task(args)
+    task = load_task(name, args)
     data = dict(size=args.size) if name == "digits" else dict(size=args.synth_size, classes=args.classes,
                                                               per_class=args.per_class)
     print(f"{name}: {len(task['images'])} training images of {tuple(task['images'].shape[1:])}, "
@@ -393,17 +269,6 @@ def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, lis
     rows, distill_costs = tesla_rows(name, task, args, paths, log)
     rows += baseline_rows(name, task, args, paths, log)
     return rows, expert_costs, distill_costs
-
-
-def report(summary: list[dict], checks: list[dict]) -> None:
-    """Prints the summary table and the targets."""
-    for s in sorted(summary, key=lambda s: (s["task"], s["ipc"] or 10**6, s["method"], s["iterations"])):
-        print(f"{s['task']:7s} ipc {s['ipc'] or 'all'!s:4s} {s['method']:16s} it {s['iterations']:<6d} "
-              f"n={s['size']:<5d} top-1 {s['accuracy']:.4f} ± {s['accuracy_std']:.4f} ({s['seeds']} seeds, "
-              f"{s['epochs']} epochs, {s['eval_seconds']} s)")
-    for c in checks:
-        print(f"{'met    ' if c['holds'] else 'NOT MET'} {c['task']} IPC {c['ipc']}: {c['target']}: "
-              f"{c['tesla']:.4f} vs {c['random']:.4f}")
 
 
 def main() -> None:
@@ -419,25 +284,15 @@ def main() -> None:
         rows, distills = rows + task_rows, distills + task_distills
     this_run = {k: str(v) for k, v in vars(args).items() if k not in ("work", "tasks", "results")}
     options = {name: this_run | dict(seconds=round(time.perf_counter() - began, 1)) for name in args.tasks}
-    path = args.results / f"{JSON_NAME}.json"
-    if path.exists():  # the other tasks' results stay, with the options they were run with
-        previous = json.loads(path.read_text())
-        keep = [t for t in previous["options"] if t not in args.tasks and t in TASKS]
-        rows += [r for r in previous["runs"] if r["task"] in keep]
-        distills += [d for d in previous["distillations"] if d["task"] in keep]
-        experts |= {t: previous["experts"][t] for t in keep}
-        options |= {t: previous["options"][t] for t in keep}
-    summary = summarize(rows)
+    path = args.results / f"{JSON_NAME}.json"  # the other tasks' results stay, with the options they were run with
+    merged = with_previous(path, args.tasks, dict(options=options, experts=experts, distillations=distills, runs=rows))
+    summary = summarize(merged["runs"])
     checks = targets(summary)
-    report(summary, checks)
+    print_report(summary, checks)
     plot_curve(summary, args.results / f"{JSON_NAME}_curve.png")
-    protocol = dataclasses.asdict(EvalConfig(epochs=args.eval_epochs)) | dict(
-        full_data_epochs=args.full_epochs, std="population (np.std), over seeds",
-        herding_features=dict(expert="penultimate features of expert 0 after its last epoch",
-                              pixels="flattened standardized pixels"))
     common.RESULTS = args.results  # write_results writes into common.RESULTS
-    results = dict(options=options, protocol=protocol, experts=experts, distillations=distills, summary=summary,
-                   targets=checks, runs=rows)
+    results = dict(options=merged["options"], protocol=protocol(args), experts=merged["experts"],
+                   distillations=merged["distillations"], summary=summary, targets=checks, runs=merged["runs"])
     print(f"wrote {write_results(JSON_NAME, results)} in {time.perf_counter() - began:.0f} s")
 
 

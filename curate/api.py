@@ -100,11 +100,12 @@ class Run:
         chosen = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
         return instance.apply(self.dir, chosen)
 
-    def distill(self, name: str, label_column: str, where: str | None = None, runner: str | Runner = "local",
-                workers: int | None = None, progress: bool = False, **options) -> dict:
-        """Distills the samples `where` selects, labelled by `label_column`, into RUN/distilled/<name>/ (as
-        `curate distill`; `options` are curate.distill.run.DistillOptions fields: method, ipc, image_size, experts,
-        iterations, ...); returns the set's distilled.json contents plus its `folder`."""
+    def distill(self, name: str, label_column: str | None = None, where: str | None = None,
+                runner: str | Runner = "local", workers: int | None = None, progress: bool = False, **options) -> dict:
+        """Distills the samples `where` selects, labelled by `label_column` (or by zero-shot classification over
+        `zeroshot_classes=[...]`), into RUN/distilled/<name>/ (as `curate distill`; `options` are
+        curate.distill.run.DistillOptions fields: method, ipc, image_size, experts, iterations, ...); returns the
+        set's distilled.json contents plus its `folder`."""
         from curate.distill.run import DistillOptions, distill_run
         from curate.runners import as_runner
 

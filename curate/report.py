@@ -1,6 +1,8 @@
-"""Reports of a run: a PNG histogram per score column, split by that stage's keep flag; the concept clusters."""
+"""Reports of a run: a PNG histogram per score column, split by that stage's keep flag; the concept clusters; an
+image grid per finished distilled set."""
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +48,44 @@ def score_histogram(run: RunDir, column: str, out: Path, bins: int = 50) -> Path
     return save_figure(fig, out)
 
 
+class DecodedPNGs(Sequence):
+    """The rows' `png` bytes as uint8 H x W x 3 arrays, each decoded when it is read."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.rows[i]["png"])) as image:
+            return np.asarray(image.convert("RGB"))
+
+
+def distilled_grid(run: RunDir, name: str, out: Path) -> Path:
+    """Writes the finished distilled set `name` as an image grid (curate.distill.grid: a row per class, the first
+    classes and images when there are many) to `out`; returns the path."""
+    from curate.distill.grid import image_grid
+    from curate.distill.output import read_set
+
+    meta, rows = read_set(run, name)
+    labels = "soft" if meta.get("soft_labels") else "hard"
+    title = f"{name}: {meta['method']}, IPC {meta['ipc']}, {meta['iterations']} iterations, {labels} labels"
+    return image_grid(DecodedPNGs(rows), [r["class"] for r in rows], meta["classnames"], title, out)
+
+
 def write_report(run: RunDir, out: Path | None = None) -> list[Path]:
-    """Writes a histogram PNG per score column into `out` (default RUN/report), and clusters.png when the run has
-    concept clusters; returns their paths."""
+    """Writes a histogram PNG per score column into `out` (default RUN/report), clusters.png when the run has
+    concept clusters and distilled-<name>.png per finished distilled set; returns their paths."""
     from curate.concepts.report import concept_figure
+    from curate.distill.layout import distilled_sets
 
     out = out or run.path / "report"
     paths = [score_histogram(run, column, out / f"{column}.png") for column in score_columns(run)]
     clusters = concept_figure(run, out / "clusters.png")
-    return paths + ([clusters] if clusters else [])
+    grids = [distilled_grid(run, name, out / f"distilled-{name}.png") for name in distilled_sets(run)]
+    return paths + ([clusters] if clusters else []) + grids

@@ -30,19 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser, positional_run: bool = True) 
     """Declares the distill command's options (the run folder as a positional argument unless told not to)."""
     from curate.distill.run import METHODS, DistillOptions
 
-    defaults = DistillOptions(label_column="")
+    defaults = DistillOptions()
     if positional_run:
         parser.add_argument("run", help="a run folder")
     parser.add_argument("--name", required=True, help="the set's folder name under RUN/distilled/")
-    parser.add_argument("--label-column", required=True, help="the samples column holding each sample's class")
+    labels = parser.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--label-column", help="the samples column holding each sample's class")
+    labels.add_argument("--labels", metavar="zeroshot:FILE",
+                        help="label each sample by zero-shot classification of its image embedding with the run's "
+                             "embedding model over FILE's class names (one a line; '#' lines are comments)")
     parser.add_argument("--where", help="SQL predicate on the samples view (default: every sample)")
     parser.add_argument("--method", default="tesla", help=f"one of {', '.join(METHODS)} (default tesla)")
     for flag, (field, kind, text) in SETTINGS.items():
         default = getattr(defaults, field)
         parser.add_argument(flag, type=kind, dest=field, default=default, help=f"{text} (default {default})")
     parser.add_argument("--soft-labels", action="store_true", help="learn against the experts' soft labels")
-    parser.add_argument("--labels", metavar="zeroshot:FILE",
-                        help="not implemented yet: labels by zero-shot classification with the run's embedding model")
     parser.add_argument("--checkpoint-every", type=positive_int, default=100,
                         help="iterations between checkpoints, from which a rerun resumes (default 100)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
@@ -52,13 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser, positional_run: bool = True) 
 def run(args: argparse.Namespace) -> int:
     """Distills (or resumes) the set and prints its distilled.json as JSON; returns 0."""
     from curate.distill.run import DistillOptions, distill_run
-    from curate.errors import UsageError
+    from curate.distill.zeroshot import read_classes
 
-    if args.labels is not None:
-        raise UsageError("--labels zeroshot:FILE is not implemented yet; give --label-column COLUMN")
+    classes = None if args.labels is None else read_classes(args.labels)
     settings = {field: getattr(args, field) for field, _, _ in SETTINGS.values()}
-    options = DistillOptions(label_column=args.label_column, where=args.where, method=args.method,
-                             soft_labels=args.soft_labels, **settings)
+    options = DistillOptions(label_column=args.label_column, zeroshot_classes=classes, where=args.where,
+                             method=args.method, soft_labels=args.soft_labels, **settings)
     runner = runner_from(args, progress=args.progress)
     summary = distill_run(existing_run(args.run), args.name, options, runner, progress=args.progress,
                           checkpoint_every=args.checkpoint_every)

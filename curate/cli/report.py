@@ -1,4 +1,4 @@
-"""Write a run's report: a PNG histogram of each score column, kept and dropped samples stacked."""
+"""Write a run's report: score histograms (kept and dropped stacked), concept clusters, distilled sets' grids."""
 
 import argparse
 import json

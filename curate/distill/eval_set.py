@@ -207,15 +207,16 @@ def baseline_sets(run: RunDir, meta: dict, names: tuple[str, ...], seeds: tuple[
     if not names:
         return []
     from curate.distill.baselines import herding, random_real
-    from curate.distill.run import stage_versions
+    from curate.distill.run import label_stages, stage_versions
     from curate.distill.source import labelled_selection
 
     source, ipc = meta["source"], int(meta["ipc"])
-    if stage_versions(run, source["where"]) != source["stage_versions"]:
+    if stage_versions(run, source["where"], label_stages(meta["options"])) != source["stage_versions"]:
         raise UsageError(f"the stages set {meta['name']!r} read its selection from have changed since it was "
                          "distilled, so its baselines cannot be drawn from the same images; evaluate without "
                          "--baselines")
-    data = labelled_selection(run, source["where"], source["label_column"], int(meta["options"]["image_size"]))
+    data = labelled_selection(run, source["where"], source["label_column"], int(meta["options"]["image_size"]),
+                              zeroshot_classes=meta["options"].get("zeroshot_classes"))
     labels = data.labels.numpy()
     made = {"random": lambda: TrainingSet("random", data.images, data.labels,
                                           subsets={s: random_real(labels, ipc, s) for s in seeds}),

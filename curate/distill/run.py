@@ -8,6 +8,7 @@
       checkpoint.pt    the distillation's own checkpoint (a rerun resumes from it)
       shards/*.tar     the synthetic images as WebDataset: <key>.png, <key>.cls, <key>.json
       labels.parquet   name, key, class, classname, soft_label, path (tar, relative to RUN), member
+      images.safetensors  the learned images as floats, unclipped (what `curate distill-eval` trains on)
       distilled.json   options, method, learned lr, source selection, classnames, seconds (written last: done)
 
 A distilled set is not a stage of the run's stage graph: it adds no column to `samples`, and rerunning a filter
@@ -33,15 +34,18 @@ if TYPE_CHECKING:
     from curate.distill.tesla import DistillResult
     from curate.runners import Runner
 
-__all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert_map", "set_folder"]
+__all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert_map", "label_stages", "set_folder",
+           "stage_versions"]
 
 
 @dataclass(frozen=True)
 class DistillOptions:
-    """Everything that decides a distilled set: the source (predicate, label column, image size), the method and
-    its settings (TESLA's reference defaults, curate.distill.tesla), and the experts'."""
+    """Everything that decides a distilled set: the source (predicate, image size, and the labels: a samples
+    column, or the class names of zero-shot labels by the run's embedding model, curate.distill.zeroshot), the
+    method and its settings (TESLA's reference defaults, curate.distill.tesla), and the experts'."""
 
-    label_column: str
+    label_column: str | None = None
+    zeroshot_classes: tuple[str, ...] | None = None
     where: str | None = None
     method: str = "tesla"
     ipc: int = 10
@@ -63,6 +67,15 @@ class DistillOptions:
 
     def check(self) -> None:
         """Raises UsageError for options no distillation can run with."""
+        from curate.distill.source import ONE_LABEL_SOURCE
+        from curate.distill.zeroshot import check_classes
+
+        if (self.label_column is None) == (self.zeroshot_classes is None):
+            raise UsageError(ONE_LABEL_SOURCE)
+        if self.zeroshot_classes is not None:
+            if isinstance(self.zeroshot_classes, str):
+                raise UsageError("zeroshot_classes must be a sequence of class names, not one string")
+            check_classes(self.zeroshot_classes)
         if self.method not in METHODS:
             raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}")
         for flag in ("ipc", "image_size", "experts", "expert_epochs", "iterations", "syn_steps",
@@ -76,8 +89,11 @@ class DistillOptions:
             raise UsageError(f"--batch-syn must be at least 1, got {self.batch_syn}")
 
     def as_dict(self) -> dict[str, Any]:
-        """Returns the options as a JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """Returns the options as a JSON-ready dict (without zeroshot_classes when the labels are a column, as
+        sets made before zero-shot labels recorded them)."""
+        options = dataclasses.asdict(self)
+        classes = options.pop("zeroshot_classes")
+        return options if classes is None else options | {"zeroshot_classes": list(classes)}
 
 
 def _tesla(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: Callable = map,
@@ -154,7 +170,8 @@ def distill_run(run: RunDir, name: str, options: DistillOptions, runner: str | R
             with run.writing():
                 build_catalog(run)
             return finished | {"folder": str(folder)}
-        data = labelled_selection(run, options.where, options.label_column, options.image_size, progress)
+        data = labelled_selection(run, options.where, options.label_column, options.image_size, progress,
+                                  options.zeroshot_classes)
         small = {c: n for c, n in data.class_counts().items() if n < options.ipc}
         if small:
             cls, count = next(iter(small.items()))
@@ -167,19 +184,27 @@ def distill_run(run: RunDir, name: str, options: DistillOptions, runner: str | R
     return summary | {"folder": str(folder)}
 
 
-def _stage_versions(run: RunDir, where: str | None) -> dict[str, str | None]:
-    """Returns the versions of the stages a set's selection reads: ingest and those whose columns `where` names."""
+def stage_versions(run: RunDir, where: str | None, reads: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Returns the versions of the stages a set's selection reads: ingest, those whose columns `where` names, and
+    `reads` (embed, for zero-shot labels: label_stages)."""
     from curate.graph import current_versions, entries
     from curate.stages.step import predicate_stages
 
     versions = current_versions(entries(run))
-    return {s: versions.get(s) for s in ("ingest", *predicate_stages(run, where))}
+    return {s: versions.get(s) for s in ("ingest", *predicate_stages(run, where), *reads)}
+
+
+def label_stages(options: DistillOptions | dict) -> tuple[str, ...]:
+    """Returns the stages a set's labels read beyond its predicate's (embed for zero-shot labels), from its
+    options or their recorded dict."""
+    classes = options.get("zeroshot_classes") if isinstance(options, dict) else options.zeroshot_classes
+    return ("embed",) if classes is not None else ()
 
 
 def _check_source(run: RunDir, folder: Path, options: DistillOptions) -> None:
     """Records the versions of the stages the selection reads when a set starts (SOURCE); raises UsageError when an
     interrupted set would resume on a selection those stages have changed since."""
-    now = _stage_versions(run, options.where)
+    now = stage_versions(run, options.where, label_stages(options))
     path = folder / SOURCE
     if path.exists() and json.loads(path.read_text()) != now:
         raise UsageError(f"{folder} was started on another version of the stages its --where reads "
@@ -188,7 +213,14 @@ def _check_source(run: RunDir, folder: Path, options: DistillOptions) -> None:
 
 
 def _source(run: RunDir, options: DistillOptions, data: LabelledImages) -> dict:
-    """Returns what the set was distilled from: the predicate, the versions of the stages it read, the counts."""
-    return dict(where=options.where, label_column=options.label_column,
-                stage_versions=_stage_versions(run, options.where), selected=data.selected, used=len(data.uids),
-        unlabelled=data.unlabelled, skipped=data.skipped, class_counts=data.class_counts())
+    """Returns what the set was distilled from: the predicate, the labels (a column, or how zero-shot labels were
+    made: classes, model, prompt templates), the versions of the stages it read, the counts."""
+    from curate.distill.zeroshot import describe
+
+    source = dict(where=options.where, label_column=options.label_column,
+                  stage_versions=stage_versions(run, options.where, label_stages(options)), selected=data.selected,
+                  used=len(data.uids), unlabelled=data.unlabelled, skipped=data.skipped,
+                  class_counts=data.class_counts())
+    if options.zeroshot_classes is not None:
+        source["zeroshot"] = describe(run, options.zeroshot_classes)
+    return source

@@ -1,10 +1,11 @@
-"""The labelled real images a distillation learns from: a run's samples selected by a SQL predicate, a samples
-column as their label, decoded at a fixed size and normalized per channel."""
+"""The labelled real images a distillation learns from: a run's samples selected by a SQL predicate, labelled by a
+samples column or by zero-shot classification of their image embeddings (curate.distill.zeroshot), decoded at a
+fixed size and normalized per channel."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,14 +19,15 @@ if TYPE_CHECKING:
     import torch
 
 BATCH_ROWS = 1024
+ONE_LABEL_SOURCE = "give either label_column (--label-column COLUMN) or zeroshot_classes (--labels zeroshot:FILE)"
 
 
 @dataclass
 class LabelledImages:
     """Real images for distillation: float N x 3 x S x S images normalized per channel ((x - mean) / std, x in
     [0, 1]), int64 class indices into `classnames` (the sorted distinct label values), the samples' uids, and how
-    many selected samples were left out: `unlabelled` (a null label) and `skipped` (reason -> count: no image
-    bytes, or an image that did not decode)."""
+    many selected samples were left out: `unlabelled` (a null label; for zero-shot labels, no image embedding)
+    and `skipped` (reason -> count: no image bytes, or an image that did not decode)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -52,22 +54,23 @@ class LabelledImages:
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def labelled_selection(run: RunDir, where: str | None, label_column: str, image_size: int,
-                       progress: bool = False) -> LabelledImages:
-    """Returns the LabelledImages of `SELECT ... FROM samples WHERE (where)` (None: every sample) with the samples
-    column `label_column` (cast to text) as the label, each image resized on its short side and center-cropped to
-    image_size x image_size, in the shards' order. Samples with a null label, without image bytes or whose image
-    does not decode are left out and counted. Raises UsageError for an unknown column, a bad predicate, or a
-    selection with no labelled image."""
+def labelled_selection(run: RunDir, where: str | None, label_column: str | None, image_size: int,
+                       progress: bool = False, zeroshot_classes: Sequence[str] | None = None) -> LabelledImages:
+    """Returns the LabelledImages of `SELECT ... FROM samples WHERE (where)` (None: every sample), each image
+    resized on its short side and center-cropped to image_size x image_size, in the shards' order. The label is
+    the samples column `label_column` (cast to text), or, with `zeroshot_classes` (and label_column None), the
+    name of the class the run's embedding model scores the sample's image embedding highest for. Samples with a
+    null label (or no image embedding), without image bytes or whose image does not decode are left out and
+    counted. Raises UsageError for an unknown column, a bad predicate, a run without current embeddings for
+    zero-shot labels, or a selection with no labelled image."""
     from curate.catalogs import connect
     from curate.catalogs.selection import Writable, iter_selected, select
-    from curate.catalogs.views import require_columns
     from curate.graph import require_current
     from curate.io.samples import ReadOptions
     from curate.io.sources import SourceImages
 
     entry = require_current(run, "ingest")
-    require_columns(run, [label_column])
+    label_of = _label_reader(run, label_column, zeroshot_classes)
     con = connect(run)
     sources = SourceImages(ReadOptions(**entry["config"]["options"]))
     try:
@@ -75,7 +78,7 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str, image_
         matching = "" if where is None else f" matching {where!r}"
         if selection.samples + sum(selection.skipped.values()) == 0:
             raise UsageError(f"no samples to distill: the run has none{matching}")
-        labels = _labels(con, selection.predicate, label_column)
+        labels = label_of(con, selection.predicate)
         pixels, names, uids, undecodable = _decode(iter_selected(con, selection, BATCH_ROWS), labels, sources,
                                                    image_size, progress)
     finally:
@@ -84,10 +87,31 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str, image_
     skipped = dict(selection.skipped) | ({"image did not decode": undecodable} if undecodable else {})
     unlabelled = sum(1 for value in labels.values() if value is None)
     if not names:
+        missing = label_column if zeroshot_classes is None else "image embedding"
         raise UsageError(f"no labelled images to distill{matching}: {unlabelled} selected samples have no "
-                         f"{label_column}, {sum(skipped.values())} have no usable image")
+                         f"{missing}, {sum(skipped.values())} have no usable image")
     return _normalized(pixels, names, uids, selection.samples + sum(selection.skipped.values()), unlabelled,
                        skipped)
+
+
+def _label_reader(run: RunDir, label_column: str | None,
+                  zeroshot_classes: Sequence[str] | None) -> Callable[..., dict[str, str | None]]:
+    """Returns (catalog connection, checked predicate) -> uid -> label of the selected samples, once the labels'
+    source is known to be good: the column exists, or the classes are valid and the run has current embeddings
+    (the zero-shot classifier is built here, before any image is read)."""
+    from curate.catalogs.views import require_columns
+
+    if (label_column is None) == (zeroshot_classes is None):
+        raise UsageError(ONE_LABEL_SOURCE)
+    if zeroshot_classes is None:
+        require_columns(run, [label_column])
+        return lambda con, predicate: _labels(con, predicate, label_column)
+    from curate.distill.zeroshot import check_classes, classifier, embedding_model, zeroshot_labels
+
+    check_classes(zeroshot_classes)
+    classes = list(zeroshot_classes)
+    weights = classifier(embedding_model(run), classes)
+    return lambda con, predicate: zeroshot_labels(con, predicate, classes, weights)
 
 
 def _labels(con, predicate: str, column: str) -> dict[str, str | None]:
