@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baselines", type=name_list, default=(), metavar=",".join(BASELINES),
                         help="also evaluate, on the same protocol and the set's source selection: random real images "
                              "at the set's IPC, herding on the run's image embeddings, the full selection")
+    parser.add_argument("--no-relabel", dest="relabel", action="store_false",
+                        help="train the set's networks on its labels even when the set holds soft crops "
+                             "(relabel.safetensors: SRe2L/CDA's relabelling), which it otherwise trains on")
     add_runner_arguments(parser)
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.distill.eval_set import SetEvalOptions, evaluate_distilled
 
     options = SetEvalOptions(test=args.test, seeds=tuple(args.seeds), epochs=args.epochs, stored=args.stored,
-                             baselines=args.baselines)
+                             baselines=args.baselines, relabel=args.relabel)
     result = evaluate_distilled(existing_run(args.run), args.name, options, runner_from(args, progress=True))
     for row in result["summary"]:
         print(f"{row['method']:10s} n={row['size']:<7d} top-1 {row['mean']:.4f} ± {row['std']:.4f} "

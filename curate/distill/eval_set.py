@@ -6,6 +6,10 @@ The set is read as its learned float images (images.safetensors, the papers' pro
 holds (`stored="png"`: clipped to [0, 255] and rounded). Baselines on the same protocol come from the set's own
 source selection: random real images at the set's IPC (a fresh draw per seed), herding on the run's image
 embeddings (curate.distill.baselines), and the full selection.
+
+A set whose folder holds relabel.safetensors (SRe2L/CDA's soft crops; curate.distill.relabel) trains its networks on
+them unless the options say `relabel=False` (`--no-relabel`); the rows record it (`relabelled`). The baselines
+always train on the plain protocol.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from curate.rundir import RunDir, parquet_bytes
 if TYPE_CHECKING:
     import torch
 
+    from curate.distill.relabel import SoftCrops
     from curate.runners import Runner
 
 EVALUATIONS = "evaluations"
@@ -34,7 +39,8 @@ STORED = ("float", "png")
 BASELINES = ("random", "herding", "full")
 ROW_SCHEMA = pa.schema([
     ("evaluation", pa.string()), ("distilled", pa.string()), ("method", pa.string()), ("ipc", pa.int64()),
-    ("stored", pa.string()), ("soft_labels", pa.bool_()), ("predicate", pa.string()), ("subset_size", pa.int64()),
+    ("stored", pa.string()), ("soft_labels", pa.bool_()), ("relabelled", pa.bool_()),
+    ("predicate", pa.string()), ("subset_size", pa.int64()),
     ("seed", pa.int64()), ("epochs", pa.int64()), ("lr", pa.float64()), ("heldout", pa.string()),
     ("heldout_size", pa.int64()), ("top1", pa.float64()), ("wall_seconds", pa.float64()),
 ])
@@ -43,14 +49,15 @@ ROW_SCHEMA = pa.schema([
 @dataclass(frozen=True)
 class SetEvalOptions:
     """How a distilled set is evaluated: the held-out set (Parquet or class folder), the seeds (one network each),
-    the protocol's epochs, which stored form of the set trains (float or png), and the baselines to run beside it
-    (random, herding, full)."""
+    the protocol's epochs, which stored form of the set trains (float or png), the baselines to run beside it
+    (random, herding, full), and whether the set trains on its soft crops when it has them."""
 
     test: str
     seeds: tuple[int, ...] = (0,)
     epochs: int = 300
     stored: str = "float"
     baselines: tuple[str, ...] = ()
+    relabel: bool = True
 
     def check(self) -> None:
         """Raises UsageError for options no evaluation can run with."""
@@ -67,13 +74,15 @@ class SetEvalOptions:
 @dataclass
 class TrainingSet:
     """A set to train evaluation networks on: normalized float images, hard labels or soft targets, the learned
-    lr (None: the protocol's default), and for baselines that redraw per seed, seed -> the rows to train on."""
+    lr (None: the protocol's default), for baselines that redraw per seed, seed -> the rows to train on, and the
+    soft crops to train on instead of the labels (a relabelled set)."""
 
     method: str
     images: torch.Tensor
     labels: torch.Tensor
     lr: float | None = None
     subsets: dict[int, np.ndarray] | None = None
+    crops: SoftCrops | None = None
 
 
 def set_tensors(run: RunDir, name: str, meta: dict, rows: list[dict], stored: str) -> tuple[torch.Tensor, ...]:
@@ -97,6 +106,25 @@ def set_tensors(run: RunDir, name: str, meta: dict, rows: list[dict], stored: st
     labels = torch.tensor([r["class"] for r in rows], dtype=torch.int64)
     soft = None if rows[0]["soft_label"] is None else torch.tensor([r["soft_label"] for r in rows])
     return images, labels, soft
+
+
+def set_crops(run: RunDir, name: str, meta: dict, count: int, options: SetEvalOptions) -> SoftCrops | None:
+    """Returns the set's soft crops (its relabel.safetensors) when it has them and options.relabel, else None;
+    raises UsageError when the file does not fit the set's images."""
+    from curate.distill.relabel import RELABEL, load_soft_crops
+
+    path = set_folder(run, name) / RELABEL
+    if not options.relabel or not path.exists():
+        return None
+    try:
+        crops = load_soft_crops(path)
+    except Exception as exc:  # unreadable or inconsistent: say which file, in one line
+        raise UsageError(f"cannot read {path}: {exc}; evaluate with --no-relabel") from None
+    if (crops.images, crops.image_size, crops.classes) != (count, meta["options"]["image_size"],
+                                                            len(meta["classnames"])):
+        raise UsageError(f"{path} relabels {crops.images} images of side {crops.image_size} over {crops.classes} "
+                         f"classes, not the set's {count}; evaluate with --no-relabel")
+    return crops
 
 
 def normalize(pixels: np.ndarray, normalization: dict) -> torch.Tensor:
@@ -138,7 +166,8 @@ def train_and_test(shared: tuple, seed: int) -> dict:
     if training.subsets is not None:
         index = training.subsets[seed]
         images, labels = images[index], labels[index]
-    result = evaluate_set(images, labels, test_images, test_labels, classes, config, seeds=(seed,), lr=training.lr)
+    result = evaluate_set(images, labels, test_images, test_labels, classes, config, seeds=(seed,), lr=training.lr,
+                          crops=training.crops)
     return dict(seed=seed, top1=result["accuracies"][0], seconds=result["seconds"], size=len(images),
                 lr=result["lr"])
 
@@ -146,6 +175,8 @@ def train_and_test(shared: tuple, seed: int) -> dict:
 def evaluation_name(name: str, options: SetEvalOptions) -> str:
     """Returns the evaluation's name: distill-<set>-<hash of the options and the test set's path>."""
     described = asdict(options) | dict(test=str(Path(options.test).absolute()))
+    if options.relabel:  # the default: names of evaluations made before the option existed stay the same
+        del described["relabel"]
     return f"distill-{name}-{hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -162,7 +193,8 @@ def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: 
     images, labels, soft = set_tensors(run, name, meta, rows, options.stored)
     test_images, test_labels, _ = test_tensors(meta, options.test)
     config = EvalConfig(epochs=options.epochs, width=meta["options"]["width"], depth=meta["options"]["depth"])
-    sets = [TrainingSet(meta["method"], images, labels if soft is None else soft, meta.get("lr"))]
+    crops = set_crops(run, name, meta, len(images), options)
+    sets = [TrainingSet(meta["method"], images, labels if soft is None else soft, meta.get("lr"), crops=crops)]
     sets += baseline_sets(run, meta, options.baselines, options.seeds)
     chosen, classes = as_runner(runner), len(meta["classnames"])
     results = [(training, chosen.map(train_and_test, (training, test_images, test_labels, classes, config),
@@ -172,7 +204,7 @@ def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: 
         [row for training, per_seed in results for row in _rows(evaluation, meta, options, training, per_seed,
                                                                  len(test_labels))], schema=ROW_SCHEMA)
     parquet = _write(run, evaluation, table)
-    summary = [dict(method=t.method, size=per_seed[0]["size"], seeds=len(per_seed),
+    summary = [dict(method=t.method, size=per_seed[0]["size"], seeds=len(per_seed), relabelled=t.crops is not None,
                     mean=statistics.fmean(r["top1"] for r in per_seed),
                     std=statistics.pstdev([r["top1"] for r in per_seed])) for t, per_seed in results]
     return dict(evaluation=evaluation, parquet=str(parquet), distilled=name, ipc=meta["ipc"], test=options.test,
@@ -184,7 +216,8 @@ def _rows(evaluation: str, meta: dict, options: SetEvalOptions, training: Traini
     """Returns the evaluation rows (ROW_SCHEMA) of one training set's seeds."""
     return [dict(evaluation=evaluation, distilled=meta["name"], method=training.method, ipc=meta["ipc"],
                  stored=options.stored if training.method == meta["method"] else "real",
-                 soft_labels=bool(training.labels.is_floating_point()), predicate=meta["source"].get("where"),
+                 soft_labels=bool(training.labels.is_floating_point()), relabelled=training.crops is not None,
+                 predicate=meta["source"].get("where"),
                  subset_size=r["size"], seed=r["seed"], epochs=options.epochs, lr=r["lr"],
                  heldout=str(Path(options.test).absolute()), heldout_size=heldout_size, top1=r["top1"],
                  wall_seconds=r["seconds"]) for r in per_seed]

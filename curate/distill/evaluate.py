@@ -14,6 +14,10 @@ index Epoch // 2 + 1 it multiplies the lr by 0.1 by building a fresh SGD optimiz
 `EvalConfig.epochs` is the reference's Epoch (`--epoch_eval_train`): 1000 in the papers' tables; the default here is
 300, for CPU budgets at IPC <= 10 (a departure the benchmark records in its results).
 
+Relabelled sets (SRe2L/CDA; curate.distill.relabel): given SoftCrops, pass p trains on the crops stored for epoch
+p (modulo the stored epochs) with the KL divergence at temperature T to the teacher's logits on them, and no DSA (the
+SRe2L students' only augmentation is those crops); the optimizer, lr schedule, batch and seeds stay the protocol's.
+
 Departure: every random choice (initialization, shuffling, augmentation) comes from the seed given, so a network is
 reproducible; the reference draws them from the global RNG.
 """
@@ -29,6 +33,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from curate.distill.relabel import SoftCrops
 
 
 @dataclass(frozen=True)
@@ -72,19 +78,24 @@ def _sgd(model: nn.Module, lr: float, config: EvalConfig) -> torch.optim.Optimiz
 
 
 def train_on_set(images: torch.Tensor, labels: torch.Tensor, classes: int, config: EvalConfig = EvalConfig(),
-                 seed: int = 0, lr: float | None = None) -> nn.Module:
+                 seed: int = 0, lr: float | None = None, crops: SoftCrops | None = None) -> nn.Module:
     """Trains a fresh ConvNet (initialized from `seed`) on the images (N x C x S x S) by the reference protocol;
     returns the trained model (in eval mode, on the images' device).
 
     `labels` are class indices (int64, N) or soft targets (float, N x classes: the loss is the cross-entropy
-    against them). `lr` is the set's learned learning rate; None uses config.lr. The caller's global RNG is not
+    against them). `lr` is the set's learned learning rate; None uses config.lr. With `crops` (the set's
+    relabelling), every pass trains on its epoch's stored crops against the teacher's logits instead
+    (curate.distill.relabel.kd_epoch; no DSA) and the labels are only checked. The caller's global RNG is not
     touched."""
     import torch
 
     from curate.distill.convnet import ConvNetSpec, convnet
     from curate.distill.experts import sgd_epoch
+    from curate.distill.relabel import check_crops, kd_epoch
 
     _check_targets(images, labels, classes)
+    if crops is not None:
+        check_crops(crops, images, classes)
     spec = ConvNetSpec(images.shape[1], classes, images.shape[-1], config.width, config.depth)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -95,7 +106,10 @@ def train_on_set(images: torch.Tensor, labels: torch.Tensor, classes: int, confi
     labels = labels.to(images.device)
     model.train()
     for index in range(config.epochs + 1):
-        sgd_epoch(model, optimizer, images, labels, config.batch_size, config.dsa, generator)
+        if crops is None:
+            sgd_epoch(model, optimizer, images, labels, config.batch_size, config.dsa, generator)
+        else:
+            kd_epoch(model, optimizer, images, crops, index, config.batch_size, generator)
         if index == config.decay_after:
             rate *= 0.1
             optimizer = _sgd(model, rate, config)
@@ -117,20 +131,20 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 def evaluate_set(images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
                  classes: int, config: EvalConfig = EvalConfig(), seeds: Sequence[int] = (0, 1, 2),
-                 lr: float | None = None) -> dict:
-    """Trains one network per seed on (images, labels) (hard or soft labels, see train_on_set) and tests each on
-    the held-out (test_images, test_labels); returns a dict: seeds, accuracies (one per seed, fractions), mean,
-    std (population, as the references report it), epochs (config.epochs; epochs + 1 passes ran), lr (the one
-    used), soft (whether the labels were soft), images (the set's size) and seconds (training and testing, all
-    seeds)."""
+                 lr: float | None = None, crops: SoftCrops | None = None) -> dict:
+    """Trains one network per seed on (images, labels) (hard or soft labels, or the soft crops `crops`: see
+    train_on_set) and tests each on the held-out (test_images, test_labels); returns a dict: seeds, accuracies
+    (one per seed, fractions), mean, std (population, as the references report it), epochs (config.epochs;
+    epochs + 1 passes ran), lr (the one used), soft (whether the labels were soft), relabelled (whether soft crops
+    trained), images (the set's size) and seconds (training and testing, all seeds)."""
     if not seeds:
         raise ValueError("evaluate_set needs at least one seed")
     began = time.perf_counter()
     accuracies = []
     for seed in seeds:
-        model = train_on_set(images, labels, classes, config, seed, lr)
+        model = train_on_set(images, labels, classes, config, seed, lr, crops)
         accuracies.append(accuracy(model, test_images, test_labels, config.test_batch))
     return dict(seeds=list(seeds), accuracies=accuracies, mean=statistics.fmean(accuracies),
                 std=statistics.pstdev(accuracies), epochs=config.epochs,
                 lr=config.lr if lr is None else float(lr), soft=bool(labels.is_floating_point()),
-                images=len(images), seconds=time.perf_counter() - began)
+                relabelled=crops is not None, images=len(images), seconds=time.perf_counter() - began)
