@@ -104,8 +104,9 @@ class Run:
                 runner: str | Runner = "local", workers: int | None = None, progress: bool = False, **options) -> dict:
         """Distills the samples `where` selects, labelled by `label_column` (or by zero-shot classification over
         `zeroshot_classes=[...]`), into RUN/distilled/<name>/ (as `curate distill`; `options` are
-        curate.distill.run.DistillOptions fields: method, ipc, image_size, experts, iterations, ...); returns the
-        set's distilled.json contents plus its `folder`."""
+        curate.distill.run.DistillOptions fields: method ('tesla', 'cda', 'sre2l'), ipc, image_size, iterations,
+        TESLA's experts, ..., CDA's teacher, curriculum, ...); returns the set's distilled.json contents plus its
+        `folder`."""
         from curate.distill.run import DistillOptions, distill_run
         from curate.runners import as_runner
 

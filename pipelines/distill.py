@@ -1,13 +1,15 @@
-"""Dataset distillation of a run's labelled selection (TESLA): expert trajectories, then a few synthetic images per
-class, in RUN/distilled/<name>/.
+"""Dataset distillation of a run's labelled selection (TESLA: expert trajectories, then a few synthetic images per
+class; CDA and SRe2L: a batch-norm teacher, then images recovered from it), in RUN/distilled/<name>/.
 
     python pipelines/distill.py --run runs/demo --where "dfn_keep" --label-column label --name tesla-ipc10 --ipc 10
     ray submit ray_cluster.yaml pipelines/distill.py -- --run /mnt/efs/runs/demo --label-column label \\
         --name tesla-ipc10 --ipc 10 --experts 20 --runner ray
+    python pipelines/distill.py --run runs/demo --label-column label --method cda --ipc 10 --name cda-ipc10
 
-With --runner ray (the default here) the experts train as parallel Ray tasks; the distillation runs on the
-driver. A rerun with the same options resumes. `ray submit` copies only this file: it imports the installed curate
-package and nothing beside it.
+With --runner ray (the default here) TESLA's experts train as parallel Ray tasks and the distillation runs on the
+driver; CDA's teacher trains on the driver and its slices (an IPC index of a group of classes each) recover as
+parallel Ray tasks. A rerun with the same options resumes. `ray submit` copies only this file: it imports the
+installed curate package and nothing beside it.
 """
 
 import argparse

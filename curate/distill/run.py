@@ -1,11 +1,13 @@
-"""Distilling a run's labelled selection into RUN/distilled/<name>/: check the options, train the expert trajectories
-(resumable), distill (resumable from its checkpoint) and write the set (curate.distill.output).
+"""Distilling a run's labelled selection into RUN/distilled/<name>/: check the options, run the method (TESLA: train
+the expert trajectories, then distill from a checkpoint; CDA and SRe2L: train a teacher, then recover slices,
+curate.distill.recover; each resumable) and write the set (curate.distill.output).
 
     RUN/distilled/<name>/
       options.json     the options the set is made with (written first; a rerun with others is refused)
       source.json      the versions of the stages its selection reads (a resume on changed ones is refused)
-      experts/         expert_<i>.safetensors trajectories (a rerun skips the complete ones)
-      checkpoint.pt    the distillation's own checkpoint (a rerun resumes from it)
+      experts/         TESLA: expert_<i>.safetensors trajectories (a rerun skips the complete ones)
+      checkpoint.pt    TESLA: the distillation's own checkpoint (a rerun resumes from it)
+      teacher.safetensors, slices/  CDA, SRe2L: the teacher and the recovered slices (a rerun reuses them)
       shards/*.tar     the synthetic images as WebDataset: <key>.png, <key>.cls, <key>.json
       labels.parquet   name, key, class, classname, soft_label, path (tar, relative to RUN), member
       images.safetensors  the learned images as floats, unclipped (what `curate distill-eval` trains on)
@@ -42,7 +44,9 @@ __all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert
 class DistillOptions:
     """Everything that decides a distilled set: the source (predicate, image size, and the labels: a samples
     column, or the class names of zero-shot labels by the run's embedding model, curate.distill.zeroshot), the
-    method and its settings (TESLA's reference defaults, curate.distill.tesla), and the experts'."""
+    method and its settings: TESLA's and its experts' (reference defaults, curate.distill.tesla), or CDA's and
+    SRe2L's teacher and recovery (curate.distill.teacher, curate.distill.cda; TESLA_ONLY and RECOVERY_ONLY say
+    which fields belong to which). `iterations` and `curriculum` left None take the method's default."""
 
     label_column: str | None = None
     zeroshot_classes: tuple[str, ...] | None = None
@@ -52,7 +56,7 @@ class DistillOptions:
     image_size: int = 32
     experts: int = 5
     expert_epochs: int = 50
-    iterations: int = 5000
+    iterations: int | None = None  # None: the method's default (ITERATIONS)
     syn_steps: int = 20
     expert_epochs_match: int = 3
     max_start_epoch: int = 25
@@ -64,6 +68,25 @@ class DistillOptions:
     width: int = 128
     depth: int = 3
     seed: int = 0
+    teacher: str = "resnet18"
+    teacher_epochs: int = 200
+    teacher_lr: float = 0.1
+    teacher_batch: int = 128
+    teacher_checkpoint: str | None = None
+    recover_lr: float = 0.25
+    r_bn: float = 0.01
+    first_bn_multiplier: float = 10.0
+    jitter: int = 4
+    curriculum: str | None = None  # None: cosine for cda, none for sre2l
+    milestone: float = 1.0
+    min_scale: float = 0.08
+    class_batch: int = 100
+
+    def __post_init__(self) -> None:
+        if self.iterations is None:
+            object.__setattr__(self, "iterations", ITERATIONS.get(self.method, ITERATIONS["tesla"]))
+        if self.curriculum is None:
+            object.__setattr__(self, "curriculum", "none" if self.method == "sre2l" else "cosine")
 
     def check(self) -> None:
         """Raises UsageError for options no distillation can run with."""
@@ -82,18 +105,44 @@ class DistillOptions:
                      "expert_epochs_match", "max_start_epoch", "width", "depth"):
             if getattr(self, flag) < 1:
                 raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(self, flag)}")
+        defaults = DistillOptions()
+        for name in self._others():
+            if getattr(self, name) != getattr(defaults, name):
+                raise UsageError(f"--{name.replace('_', '-')} is a setting of --method "
+                                 f"{'tesla' if name in TESLA_ONLY else ' and '.join(RECOVERY_METHODS)}, "
+                                 f"not {self.method}")
+        if self.method in RECOVERY_METHODS:
+            from curate.distill.recover import check_options
+
+            check_options(self)
+            return
         if self.max_start_epoch + self.expert_epochs_match > self.expert_epochs:
             raise UsageError(f"--max-start-epoch {self.max_start_epoch} + --expert-epochs-match "
                              f"{self.expert_epochs_match} exceeds the experts' --expert-epochs {self.expert_epochs}")
         if self.batch_syn is not None and self.batch_syn < 1:
             raise UsageError(f"--batch-syn must be at least 1, got {self.batch_syn}")
 
+    def _others(self) -> tuple[str, ...]:
+        """Returns the fields that are other methods' settings (RECOVERY_ONLY for tesla, TESLA_ONLY for cda and
+        sre2l)."""
+        return TESLA_ONLY if self.method in RECOVERY_METHODS else RECOVERY_ONLY
+
     def as_dict(self) -> dict[str, Any]:
-        """Returns the options as a JSON-ready dict (without zeroshot_classes when the labels are a column, as
-        sets made before zero-shot labels recorded them)."""
-        options = dataclasses.asdict(self)
+        """Returns the options as a JSON-ready dict without the other methods' settings (so a TESLA set's is what
+        it was before CDA) and without zeroshot_classes when the labels are a column (as sets made before zero-shot
+        labels recorded them)."""
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._others()}
         classes = options.pop("zeroshot_classes")
         return options if classes is None else options | {"zeroshot_classes": list(classes)}
+
+
+# The settings of one method only: a set's options.json records its own method's, and giving another's is an error.
+TESLA_ONLY = ("experts", "expert_epochs", "syn_steps", "expert_epochs_match", "max_start_epoch", "lr_img", "lr_lr",
+              "lr_teacher", "batch_syn")
+RECOVERY_ONLY = ("teacher", "teacher_epochs", "teacher_lr", "teacher_batch", "teacher_checkpoint", "recover_lr",
+                 "r_bn", "first_bn_multiplier", "jitter", "curriculum", "milestone", "min_scale", "class_batch")
+RECOVERY_METHODS = ("cda", "sre2l")  # curate.distill.recover
+ITERATIONS = {"tesla": 5000, "cda": 1000, "sre2l": 1000}  # --iterations when not given
 
 
 def _tesla(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: Callable = map,
@@ -115,9 +164,18 @@ def _tesla(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: 
     return distill(data.images, data.labels, classes, paths, config, folder=folder)
 
 
+def _recover(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: Callable = map,
+             progress: bool = False, checkpoint_every: int = 100) -> DistillResult:
+    """Squeezes a teacher and recovers the set from it (CDA, or SRe2L without the curriculum); returns its
+    DistillResult."""
+    from curate.distill.recover import distill_cda
+
+    return distill_cda(data, options, folder, map_fn, progress, checkpoint_every)
+
+
 # A method: (labelled images, options, set folder, map_fn for parallel work, progress, checkpoint_every) ->
-# DistillResult, resuming from what the folder holds. CDA comes next.
-METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla}
+# DistillResult, resuming from what the folder holds.
+METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla, "cda": _recover, "sre2l": _recover}
 
 
 def _recorded(folder: Path, options: DistillOptions) -> dict | None:
@@ -135,15 +193,16 @@ def _recorded(folder: Path, options: DistillOptions) -> dict | None:
     return json.loads(done.read_text()) if done.exists() else None
 
 
-def expert_map(runner: str | Runner) -> Callable:
-    """Returns the map_fn that trains experts: the builtin map (one after another, each saved as it finishes) for
-    the local runner, else the runner's map (Ray tasks), whose results arrive together."""
+def expert_map(runner: str | Runner, desc: str = "experts") -> Callable:
+    """Returns the map_fn of a method's parallel work (experts, recovered slices): the builtin map (one after
+    another, each saved as it finishes) for the local runner, else the runner's map (Ray tasks), whose results
+    arrive together."""
     from curate.runners import as_runner
 
     if runner == "local" or getattr(runner, "name", None) == "local":
         return map
     chosen = as_runner(runner)
-    return lambda fn, items: chosen.map(_apply, fn, list(items), desc="experts")
+    return lambda fn, items: chosen.map(_apply, fn, list(items), desc=desc)
 
 
 def _apply(fn: Callable, item: Any) -> Any:
@@ -179,7 +238,8 @@ def distill_run(run: RunDir, name: str, options: DistillOptions, runner: str | R
                              + (f" ({len(small)} classes do)" if len(small) > 1 else ""))
         _check_source(run, folder, options)
         RunDir(folder).write_json(OPTIONS, options.as_dict())  # once the request is known to be good
-        result = METHODS[options.method](data, options, folder, expert_map(runner), progress, checkpoint_every)
+        work = expert_map(runner, "experts" if options.method == "tesla" else "slices")
+        result = METHODS[options.method](data, options, folder, work, progress, checkpoint_every)
         summary = write_set(run, folder, name, data, result, options.as_dict(), _source(run, options, data))
     return summary | {"folder": str(folder)}
 

@@ -64,13 +64,14 @@ class TeslaConfig:
 
 @dataclass
 class DistillResult:
-    """The distilled set: float images (in the input's normalized space), hard labels, the learned learning rate,
-    the loss of every iteration, the seconds spent, and with soft_labels the last iteration's soft labels (the
-    target expert's softmax on the images before that iteration's update)."""
+    """The distilled set: float images (in the input's normalized space), hard labels, the learned learning rate
+    (None for a method that learns none: CDA, SRe2L), the loss of every iteration, the seconds spent, and with
+    soft_labels the last iteration's soft labels (the target expert's softmax on the images before that
+    iteration's update)."""
 
     images: torch.Tensor
     labels: torch.Tensor
-    lr: float
+    lr: float | None
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     soft_labels: torch.Tensor | None = None

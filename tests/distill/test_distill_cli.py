@@ -114,7 +114,7 @@ def test_export_writes_images_classes_json_and_soft_labels(run, soft_set, tmp_pa
     (["--label-column", "nope"], "no column 'nope' in samples"),
     (["--ipc", "7"], "has 6 images, fewer than --ipc 7 (2 classes do)"),
     (["--ipc", "0"], "argument --ipc: invalid positive_int value: '0'"),
-    (["--method", "cda"], "unknown --method 'cda'; choose one of tesla"),
+    (["--method", "nope"], "unknown --method 'nope'; choose one of tesla, cda, sre2l"),
     (["--where", "width < 0"], "no samples to distill: the run has none matching 'width < 0'"),
     (["--where", "nonsense ("], "invalid --where predicate"),
     (["--max-start-epoch", "2"], "exceeds the experts' --expert-epochs 2"),
