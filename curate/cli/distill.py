@@ -5,7 +5,7 @@ import argparse
 import json
 
 from curate.cli.options import add_runner_arguments, existing_run, runner_from
-from curate.options import positive_int
+from curate.options import non_negative_int, positive_int
 
 # flag -> (DistillOptions field, type, help); defaults come from DistillOptions.
 SETTINGS = {
@@ -42,6 +42,9 @@ SETTINGS = {
     "--min-scale": ("min_scale", float, "cda, sre2l: the crop's lowest scale bound"),
     "--class-batch": ("class_batch", positive_int, "cda, sre2l: classes recovered together (sharing BN statistics) "
                       "in one slice"),
+    "--relabel-epochs": ("relabel_epochs", non_negative_int, "cda, sre2l: student epochs of FKD soft labels (the "
+                         "teacher's logits on stored crops; 0: hard labels only)"),
+    "--relabel-temperature": ("relabel_temperature", float, "cda, sre2l: the soft labels' KD temperature"),
 }
 # Settings whose default depends on --method (DistillOptions resolves None).
 METHOD_DEFAULTS = {"iterations": "5000 for tesla, 1000 for cda and sre2l",

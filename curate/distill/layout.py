@@ -9,6 +9,7 @@ from curate.rundir import RunDir
 OPTIONS = "options.json"  # the options the set is made with, written first
 SOURCE = "source.json"  # the versions of the stages the selection read when the set started
 LABELS = "labels.parquet"
+RELABEL = "relabel.safetensors"  # CDA/SRe2L: FKD soft labels (stored crops and the teacher's logits on them)
 IMAGES = "images.safetensors"  # the learned images unclipped, as floats (the PNGs are what exports hold)
 RESULT = "distilled.json"  # written last: the set is finished
 

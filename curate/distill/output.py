@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.distill.layout import IMAGES, LABELS, RESULT, distilled_sets, set_folder
+from curate.distill.layout import IMAGES, LABELS, RELABEL, RESULT, distilled_sets, set_folder
 from curate.errors import UsageError
 from curate.rundir import RunDir, parquet_bytes
 from curate.version import __version__
@@ -101,6 +101,7 @@ def write_set(run: RunDir, folder: Path, name: str, data: LabelledImages, result
                    normalization={"mean": list(data.mean), "std": list(data.std)}, source=source,
                    seconds=result.seconds, iterations=len(result.losses),
                    final_loss=result.losses[-1] if result.losses else None, soft_labels=result.soft_labels is not None,
+                   relabelled=(folder / RELABEL).exists(),
                    curate_version=__version__)
     out.write_json(RESULT, summary)
     with run.writing():

@@ -79,8 +79,10 @@ def check_options(options: Any) -> None:
     if options.teacher_checkpoint is not None and not Path(options.teacher_checkpoint).is_file():
         raise UsageError(f"--teacher-checkpoint {options.teacher_checkpoint} is not a file")
     if options.soft_labels:
-        raise UsageError(f"--soft-labels: --method {options.method} sets carry hard labels (FKD relabelling is "
-                         "not part of this method yet)")
+        raise UsageError(f"--soft-labels is TESLA's; --method {options.method} relabels by the teacher on stored crops "
+                         "(--relabel-epochs, 0 for hard labels only)")
+    if not options.relabel_temperature > 0:
+        raise UsageError(f"--relabel-temperature must be positive, got {options.relabel_temperature}")
 
 
 def plan_slices(classes: int, ipc: int, class_batch: int) -> list[tuple[int, tuple[int, ...]]]:
@@ -194,7 +196,21 @@ def distill_cda(data: LabelledImages, options: Any, folder: Path, map_fn: Callab
             losses += f.get_tensor("losses") / len(items)
             seconds += float((f.metadata() or {}).get("seconds", 0))
     labels = torch.arange(classes).repeat_interleave(options.ipc)
+    if options.relabel_epochs:
+        seconds += relabel_set(teacher, images.flatten(0, 1), options, folder)
     return DistillResult(images.flatten(0, 1), labels, None, losses.tolist(), seconds)
+
+
+def relabel_set(teacher: Path, images: torch.Tensor, options: Any, folder: Path) -> float:
+    """Writes folder/relabel.safetensors: FKD soft labels of the recovered images by the teacher at `teacher`
+    (curate.distill.relabel) for options.relabel_epochs student epochs; returns the seconds it took."""
+    from curate.distill.relabel import RelabelConfig, relabel, write_relabel
+    from curate.distill.teacher import load_teacher
+
+    began = time.perf_counter()
+    config = RelabelConfig(epochs=options.relabel_epochs, temperature=options.relabel_temperature, seed=options.seed)
+    write_relabel(folder, relabel(load_teacher(teacher), images, config))
+    return time.perf_counter() - began
 
 
 def teacher_seconds(path: Path) -> float:

@@ -31,11 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from curate.distill.layout import RELABEL
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-RELABEL = "relabel.safetensors"  # a distilled set's soft crops, beside its images.safetensors
 ATTEMPTS = 10  # RandomResizedCrop's tries before it falls back to the whole image
 RATIO = (3 / 4, 4 / 3)
 FORMAT = "curate-relabel-1"

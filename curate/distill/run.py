@@ -81,6 +81,8 @@ class DistillOptions:
     milestone: float = 1.0
     min_scale: float = 0.08
     class_batch: int = 100
+    relabel_epochs: int = 300
+    relabel_temperature: float = 20.0
 
     def __post_init__(self) -> None:
         if self.iterations is None:
@@ -140,7 +142,8 @@ class DistillOptions:
 TESLA_ONLY = ("experts", "expert_epochs", "syn_steps", "expert_epochs_match", "max_start_epoch", "lr_img", "lr_lr",
               "lr_teacher", "batch_syn")
 RECOVERY_ONLY = ("teacher", "teacher_epochs", "teacher_lr", "teacher_batch", "teacher_checkpoint", "recover_lr",
-                 "r_bn", "first_bn_multiplier", "jitter", "curriculum", "milestone", "min_scale", "class_batch")
+                 "r_bn", "first_bn_multiplier", "jitter", "curriculum", "milestone", "min_scale", "class_batch",
+                 "relabel_epochs", "relabel_temperature")
 RECOVERY_METHODS = ("cda", "sre2l")  # curate.distill.recover
 ITERATIONS = {"tesla": 5000, "cda": 1000, "sre2l": 1000}  # --iterations when not given
 

@@ -21,6 +21,7 @@ import curate.distill.cda as cda
 from curate.cli.main import main
 from curate.distill.cda import CDAConfig, bn_matching_loss, crop_lower_bound, recover_slice
 from curate.distill.recover import plan_slices
+from curate.distill.relabel import load_soft_crops
 from curate.distill.run import DistillOptions
 from curate.distill.teacher import TeacherConfig, build_teacher, load_checkpoint, train_teacher
 from curate.errors import UsageError
@@ -162,6 +163,9 @@ def test_a_cda_set_has_its_teacher_slices_and_hard_labels(run):
     stored = load_file(folder / "images.safetensors")
     assert stored["labels"].tolist() == [0, 0, 1, 1] and stored["images"].shape == (4, 3, 8, 8)
     assert torch.equal(stored["images"][1], load_file(folder / "slices" / "2.safetensors")["images"][0])
+    assert summary["relabelled"] is True and options["relabel_epochs"] == 300
+    crops = load_soft_crops(folder / "relabel.safetensors")
+    assert crops.logits.shape == (300, 4, 2) and crops.config.temperature == 20.0
 
 
 def test_a_killed_recovery_resumes_with_the_slices_it_lacks(run, monkeypatch):
@@ -195,6 +199,7 @@ def test_distill_eval_reads_a_cda_set(run, tmp_path, capsys):
                  "--seeds", "0", "--epochs", "1"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"][0]
     assert summary["method"] == "cda" and summary["size"] == 4 and 0 <= summary["mean"] <= 1
+    assert summary["relabelled"] is True  # trained on the teacher's soft crops
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -208,7 +213,8 @@ def test_distill_eval_reads_a_cda_set(run, tmp_path, capsys):
     (["--teacher-checkpoint", "/nonexistent.pth"], "--teacher-checkpoint /nonexistent.pth is not a file"),
     (["--experts", "3"], "--experts is a setting of --method tesla, not cda"),
     (["--method", "sre2l", "--curriculum", "cosine"], "--method sre2l has no curriculum"),
-    (["--soft-labels"], "--soft-labels: --method cda sets carry hard labels"),
+    (["--soft-labels"], "--soft-labels is TESLA's; --method cda relabels by the teacher"),
+    (["--relabel-temperature", "0"], "--relabel-temperature must be positive, got 0.0"),
     (["--method", "tesla"], "--teacher is a setting of --method cda and sre2l, not tesla"),
 ])
 def test_bad_cda_options_are_one_line_errors(run, capsys, extra, message):
