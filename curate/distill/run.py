@@ -283,6 +283,7 @@ def _source(run: RunDir, options: DistillOptions, data: LabelledImages) -> dict:
     source = dict(where=options.where, label_column=options.label_column,
                   stage_versions=stage_versions(run, options.where, label_stages(options)), selected=data.selected,
                   used=len(data.uids), unlabelled=data.unlabelled, skipped=data.skipped,
+                  undecodable_uids=data.undecodable,
                   class_counts=data.class_counts())
     if options.zeroshot_classes is not None:
         source["zeroshot"] = describe(run, options.zeroshot_classes)

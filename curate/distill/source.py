@@ -27,7 +27,8 @@ class LabelledImages:
     """Real images for distillation: float N x 3 x S x S images normalized per channel ((x - mean) / std, x in
     [0, 1]), int64 class indices into `classnames` (the sorted distinct label values), the samples' uids, and how
     many selected samples were left out: `unlabelled` (a null label; for zero-shot labels, no image embedding)
-    and `skipped` (reason -> count: no image bytes, or an image that did not decode)."""
+    and `skipped` (reason -> count: no image bytes, or an image that did not decode), with the uids of the samples
+    whose image did not decode (`undecodable`: the set records them, so none vanishes unnamed)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -38,6 +39,7 @@ class LabelledImages:
     selected: int = 0
     unlabelled: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    undecodable: list[str] = field(default_factory=list)
 
     def class_counts(self) -> dict[str, int]:
         """Returns class name -> how many images it has, in class order."""
@@ -84,14 +86,16 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str | None,
     finally:
         con.close()
         sources.close()
-    skipped = dict(selection.skipped) | ({"image did not decode": undecodable} if undecodable else {})
+    skipped = dict(selection.skipped) | ({"image did not decode": len(undecodable)} if undecodable else {})
     unlabelled = sum(1 for value in labels.values() if value is None)
     if not names:
         missing = label_column if zeroshot_classes is None else "image embedding"
         raise UsageError(f"no labelled images to distill{matching}: {unlabelled} selected samples have no "
                          f"{missing}, {sum(skipped.values())} have no usable image")
-    return _normalized(pixels, names, uids, selection.samples + sum(selection.skipped.values()), unlabelled,
+    data = _normalized(pixels, names, uids, selection.samples + sum(selection.skipped.values()), unlabelled,
                        skipped)
+    data.undecodable = undecodable
+    return data
 
 
 def _label_reader(run: RunDir, label_column: str | None,
@@ -122,8 +126,8 @@ def _labels(con, predicate: str, column: str) -> dict[str, str | None]:
 
 def _decode(tables, labels: dict[str, str | None], sources, size: int,
             progress: bool) -> tuple[list[np.ndarray], list[str], list[str], int]:
-    """Returns (uint8 S x S x 3 pixels, label, uid) of each labelled sample whose image decodes, and how many did
-    not decode."""
+    """Returns (uint8 S x S x 3 pixels, label, uid) of each labelled sample whose image decodes, and the uids of
+    those whose image did not."""
     from tqdm import tqdm
 
     from curate.models.encode import image_to_pixels
@@ -132,7 +136,7 @@ def _decode(tables, labels: dict[str, str | None], sources, size: int,
     pixels: list[np.ndarray] = []
     names: list[str] = []
     uids: list[str] = []
-    failed = 0
+    failed: list[str] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, \
             tqdm(desc="decode", unit="sample", disable=not progress) as bar:
         for table in tables:
@@ -142,7 +146,7 @@ def _decode(tables, labels: dict[str, str | None], sources, size: int,
             images = sources.attach(table).column("image").to_pylist()
             for uid, array in zip(table["uid"].to_pylist(), pool.map(decode, images), strict=True):
                 if array is None:
-                    failed += 1
+                    failed.append(uid)
                     continue
                 pixels.append(array)
                 names.append(labels[uid])

@@ -51,7 +51,7 @@ def test_a_set_has_its_shards_labels_and_summary(run, soft_set):
     assert summary["classnames"] == classnames and summary["ipc"] == 2 and summary["method"] == "tesla"
     assert summary["source"] | {"stage_versions": None} == dict(
         where=None, label_column="shard", stage_versions=None, selected=12, used=12, unlabelled=0, skipped={},
-        class_counts=dict.fromkeys(classnames, 6))
+        undecodable_uids=[], class_counts=dict.fromkeys(classnames, 6))
     assert summary["iterations"] == 2 and isinstance(summary["lr"], float) and summary["curate_version"]
     stored = members(soft_set / "shards" / "00000.tar")
     keys = ["0000_0000", "0000_0001", "0001_0000", "0001_0001"]
@@ -204,6 +204,12 @@ def test_unlabelled_and_undecodable_samples_are_left_out_and_counted(tmp_path, m
     monkeypatch.setattr(encode, "image_to_pixels", lambda data, size: 1 / 0 if data in bad else decode(data, size))
     data = labelled_selection(run, None, "url", 8)
     assert (data.selected, data.unlabelled, data.skipped) == (5, 2, {"image did not decode": 1})
+    con = connect(run)
+    try:
+        bad_uid = con.execute("SELECT uid FROM samples WHERE url = 'http://example.com/1.jpg'").fetchall()[0][0]
+    finally:
+        con.close()
+    assert data.undecodable == [bad_uid]  # named, so it does not vanish
     assert data.classnames == ["http://example.com/0.jpg", "http://example.com/2.jpg"]
     assert data.images.shape == (2, 3, 8, 8) and data.labels.tolist() == [0, 1]
     assert data.images.mean(dim=(0, 2, 3)).abs().max() < 1e-3  # normalized by its own mean
