@@ -147,3 +147,18 @@ def planted_datacomp_run(folder: Path):
     run = RunDir(folder / "run")
     ingest([str(folder / "*.parquet")], run, progress=False)
     return run, uids, pairs
+
+
+def noise_heldout(path: Path, classnames: list[str], per_class: int, seed: int = 0) -> Path:
+    """Writes a held-out Parquet file (jpg as PNG bytes, label) of `per_class` random 12 px images per class name,
+    class by class; returns the path."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for name in classnames:
+        for _ in range(per_class):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(buffer, "PNG")
+            images.append(buffer.getvalue())
+            labels.append(name)
+    pq.write_table(pa.table({"jpg": pa.array(images, pa.binary()), "label": labels}), path)
+    return path

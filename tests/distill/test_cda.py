@@ -1,18 +1,14 @@
 """CDA and SRe2L (curate.distill.teacher, cda, recover): the BN-matching loss against a hand computation, the
 curriculum, recovery independent of the split into slices, and `curate distill --method cda` end to end."""
 
-import io
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 from torchvision.transforms.v2.functional import resized_crop
@@ -25,7 +21,7 @@ from curate.distill.relabel import load_soft_crops
 from curate.distill.run import DistillOptions
 from curate.distill.teacher import TeacherConfig, build_teacher, load_checkpoint, train_teacher
 from curate.errors import UsageError
-from tests.shards import ingested_tars
+from tests.shards import ingested_tars, noise_heldout
 
 # Two classes of six 8 px images; a ConvNet-1 teacher of width 4 trained one epoch, three recovery iterations.
 TINY_CDA = ["--label-column", "shard", "--ipc", "2", "--image-size", "8", "--width", "4", "--depth", "1",
@@ -184,16 +180,8 @@ def test_a_killed_recovery_resumes_with_the_slices_it_lacks(run, monkeypatch):
 
 
 def test_distill_eval_reads_a_cda_set(run, tmp_path, capsys):
-    rng = np.random.default_rng(0)
     meta = json.loads((run.path / "distilled" / "cda" / "distilled.json").read_text())
-    images, labels = [], []
-    for name in meta["classnames"]:
-        for _ in range(2):
-            buffer = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(buffer, "PNG")
-            images.append(buffer.getvalue())
-            labels.append(name)
-    pq.write_table(pa.table({"jpg": pa.array(images, pa.binary()), "label": labels}), tmp_path / "heldout.parquet")
+    noise_heldout(tmp_path / "heldout.parquet", meta["classnames"], 2)
     capsys.readouterr()
     assert main(["distill-eval", str(run.path), "--name", "cda", "--test", str(tmp_path / "heldout.parquet"),
                  "--seeds", "0", "--epochs", "1"]) == 0

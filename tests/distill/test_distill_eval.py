@@ -1,7 +1,6 @@
 """`curate distill-eval` over a real distilled set: rows in the `evaluations` view per seed and baseline, the
 learned float images against the PNGs, and the one-line errors."""
 
-import io
 import json
 
 import numpy as np
@@ -9,7 +8,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from curate.catalogs import connect
@@ -17,7 +15,7 @@ from curate.cli.main import main
 from curate.distill.eval_set import SetEvalOptions, evaluate_distilled, set_tensors
 from curate.distill.output import read_set
 from tests.distill.test_distill_cli import TINY
-from tests.shards import ingested_tars
+from tests.shards import ingested_tars, noise_heldout
 
 EVAL = ["--epochs", "2"]
 
@@ -34,17 +32,7 @@ def run(tmp_path_factory):
 def heldout(run, tmp_path_factory):
     """A Parquet held-out set of the two classes (the source shards' paths), four images each."""
     meta, _ = read_set(run, "hard")
-    rng = np.random.default_rng(0)
-    images, labels = [], []
-    for name in meta["classnames"]:
-        for _ in range(4):
-            buffer = io.BytesIO()
-            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(buffer, "PNG")
-            images.append(buffer.getvalue())
-            labels.append(name)
-    path = tmp_path_factory.mktemp("heldout") / "heldout.parquet"
-    pq.write_table(pa.table({"jpg": pa.array(images, pa.binary()), "label": labels}), path)
-    return path
+    return noise_heldout(tmp_path_factory.mktemp("heldout") / "heldout.parquet", meta["classnames"], 4)
 
 
 def evaluations(run, sql="SELECT distilled, method, ipc, stored, soft_labels, subset_size, seed, epochs, "

@@ -2,16 +2,12 @@
 student, the teacher's stored logits, the KD loss, training on soft crops in the evaluation protocol, the file, and
 `curate distill-eval` on a set that carries one."""
 
-import io
 import math
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from curate.cli.main import main
 from curate.distill.convnet import ConvNetSpec, convnet, flatten_params
@@ -32,7 +28,7 @@ from curate.distill.relabel import (
 )
 from tests.distill.test_distill_cli import TINY
 from tests.distill.test_evaluate import patterns
-from tests.shards import ingested_tars
+from tests.shards import ingested_tars, noise_heldout
 
 CONFIG = RelabelConfig(epochs=3, temperature=4.0, batch=5)
 
@@ -153,15 +149,7 @@ def run(tmp_path_factory):
     net = train_on_set(images, labels, 2, EvalConfig(epochs=3, width=4, depth=1, dsa=False), seed=0)
     write_relabel(set_folder(run, "hard"), relabel(net, images, RelabelConfig(epochs=2, batch=3)))
     write_relabel(set_folder(run, "bad"), relabel(net, images[:3], RelabelConfig(epochs=2)))
-    rng = np.random.default_rng(0)
-    pictures = []
-    for _ in range(4):
-        buffer = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(buffer, "PNG")
-        pictures.append(buffer.getvalue())
-    heldout = run.path.parent / "heldout.parquet"
-    pq.write_table(pa.table({"jpg": pa.array(pictures, pa.binary()), "label": meta["classnames"] * 2}), heldout)
-    return run, heldout
+    return run, noise_heldout(run.path.parent / "heldout.parquet", meta["classnames"], 2)
 
 
 def test_distill_eval_trains_a_relabelled_set_on_its_soft_crops(run, capsys):
