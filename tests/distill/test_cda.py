@@ -1,6 +1,7 @@
 """CDA and SRe2L (curate.distill.teacher, cda, recover): the BN-matching loss against a hand computation, the
 curriculum, recovery independent of the split into slices, and `curate distill --method cda` end to end."""
 
+import copy
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -76,9 +77,11 @@ NORMALIZATION = ((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 
 def recover_all(teacher, slices, config, workers):
     """Returns {(IPC index, class): image} of the slices recovered by `workers` threads, each taking its share in
-    reverse order."""
+    reverse order with its own copy of the teacher (as each map task loads its own: the BN hooks of one module
+    would see both threads' activations)."""
     def run(share):
-        return [(s, recover_slice(teacher, s[1], s[0], 8, *NORMALIZATION, config, seed=5)) for s in share[::-1]]
+        own = copy.deepcopy(teacher)
+        return [(s, recover_slice(own, s[1], s[0], 8, *NORMALIZATION, config, seed=5)) for s in share[::-1]]
 
     shares = [slices[w::workers] for w in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
