@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from curate.distill.relabel import SoftCrops
     from curate.runners import Runner
 
-EVALUATIONS = "evaluations"
 STORED = ("float", "png")
 BASELINES = ("random", "herding", "full")
 ROW_SCHEMA = pa.schema([
@@ -226,6 +225,7 @@ def _rows(evaluation: str, meta: dict, options: SetEvalOptions, training: Traini
 def _write(run: RunDir, evaluation: str, table: pa.Table) -> Path:
     """Writes the rows atomically under the run's writer lock and rebuilds the catalog; returns the file."""
     from curate.catalogs import build_catalog
+    from curate.evaluate.run import EVALUATIONS
 
     with run.writing():
         path = run.write_bytes(f"{EVALUATIONS}/{evaluation}.parquet", parquet_bytes(table))

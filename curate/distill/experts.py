@@ -13,11 +13,12 @@ temporary name and renamed, so an existing file with the expected metadata is co
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -103,17 +104,13 @@ def expert_path(folder: str | Path, index: int) -> Path:
 
 
 def save_trajectory(path: str | Path, trajectory: list[torch.Tensor]) -> Path:
-    """Writes the trajectory atomically (temporary name, then rename); returns the path."""
-    from safetensors.torch import save_file
+    """Writes the trajectory as safetensors atomically (RunDir.write_bytes); returns the path."""
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"epoch_{t}": p.detach().to("cpu").contiguous() for t, p in enumerate(trajectory)}
     metadata = {"epochs": str(len(trajectory) - 1), "params": str(trajectory[0].numel())}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
-    return path
+    return RunDir(path.parent).write_bytes(path.name, save(tensors, metadata=metadata))
 
 
 def load_trajectory(path: str | Path) -> list[torch.Tensor]:

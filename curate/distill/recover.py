@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from curate.errors import UsageError
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -152,7 +152,7 @@ def recover_saved(teacher_path: str, image_size: int, mean: tuple[float, ...], s
     """Recovers one slice, item = (slice index, IPC index, classes), with the teacher at `teacher_path`, and writes
     it atomically to its slice file in `folder`; returns that file's path. Picklable, for a Ray task."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from curate.distill.cda import recover_slice
     from curate.distill.teacher import load_teacher
@@ -160,12 +160,9 @@ def recover_saved(teacher_path: str, image_size: int, mean: tuple[float, ...], s
     index, ipc_index, classes = item
     result = recover_slice(load_teacher(teacher_path), classes, ipc_index, image_size, mean, std, config, seed)
     path = slice_path(Path(folder), index)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tensors = {"images": result.images.contiguous(), "losses": torch.tensor(result.losses, dtype=torch.float64)}
-    save_file(tensors, str(temporary), metadata=_slice_meta(item, config) | {"seconds": str(result.seconds)})
-    os.replace(temporary, path)
-    return str(path)
+    data = save(tensors, metadata=_slice_meta(item, config) | {"seconds": str(result.seconds)})
+    return str(RunDir(path.parent).write_bytes(path.name, data))
 
 
 def distill_cda(data: LabelledImages, options: Any, folder: Path, map_fn: Callable = map, progress: bool = False,

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curate.distill.layout import RELABEL
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -226,21 +226,17 @@ def kd_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
 
 def save_soft_crops(path: str | Path, crops: SoftCrops) -> Path:
     """Writes the soft crops as safetensors (boxes, flips, logits; the configuration and image side as metadata)
-    to a temporary name and renames it; returns the path."""
+    atomically (RunDir.write_bytes); returns the path."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"boxes": crops.boxes.to("cpu", torch.int64).contiguous(),
                "flips": crops.flips.to("cpu", torch.bool).contiguous(),
                "logits": crops.logits.to("cpu", torch.float16).contiguous()}
     metadata = {"format": FORMAT, "config": json.dumps(asdict(crops.config), sort_keys=True),
                 "image_size": str(crops.image_size)}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
-    return path
+    return RunDir(path.parent).write_bytes(path.name, save(tensors, metadata=metadata))
 
 
 def load_soft_crops(path: str | Path) -> SoftCrops:

@@ -22,13 +22,13 @@ architecture and shape, written to a temporary name and renamed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curate.errors import UsageError
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -146,19 +146,15 @@ def shape_meta(config: TeacherConfig, channels: int, classes: int, image_size: i
 
 def save_teacher(path: str | Path, model: nn.Module, meta: dict[str, str]) -> Path:
     """Writes the model's state_dict (BN running statistics included) and `meta` (string values, with every key of
-    SHAPE_KEYS) as safetensors atomically (temporary name, then rename); returns the path."""
-    from safetensors.torch import save_file
+    SHAPE_KEYS) as safetensors atomically (RunDir.write_bytes); returns the path."""
+    from safetensors.torch import save
 
     missing = [k for k in SHAPE_KEYS if k not in meta]
     if missing:
         raise ValueError(f"teacher metadata lacks {', '.join(missing)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(temporary), metadata={k: str(v) for k, v in meta.items()})
-    os.replace(temporary, path)
-    return path
+    return RunDir(path.parent).write_bytes(path.name, save(tensors, metadata={k: str(v) for k, v in meta.items()}))
 
 
 def teacher_meta(path: str | Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ Each iteration's randomness (expert, start epoch, minibatches, augmentations) co
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+from curate.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -220,10 +222,9 @@ def _save_state(path: Path, syn: torch.Tensor, labels: torch.Tensor, alpha: torc
         buffer = optimizer.state.get(param, {}).get("momentum_buffer")
         if buffer is not None:
             state[name] = buffer.detach().clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    RunDir(path.parent).write_bytes(path.name, buffer.getvalue())
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
