@@ -182,7 +182,8 @@ def evaluation_name(name: str, options: SetEvalOptions) -> str:
 def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: str | Runner = "local") -> dict:
     """Evaluates the distilled set `name` (and the baselines asked for) by the protocol on options.test, one
     network per seed through the runner's map; writes the rows as RUN/evaluations/<evaluation>.parquet and rebuilds
-    the catalog. Returns {evaluation, parquet, rows, summary: one {method, size, mean, std, seeds} per set}."""
+    the catalog. Returns {evaluation, parquet, test_undecoded (held-out images that did not decode), summary: one
+    {method, size, mean, std, seeds} per set, ...}."""
     from curate.distill.evaluate import EvalConfig
     from curate.distill.output import read_set
     from curate.runners import as_runner
@@ -190,7 +191,7 @@ def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: 
     options.check()
     meta, rows = read_set(run, name)
     images, labels, soft = set_tensors(run, name, meta, rows, options.stored)
-    test_images, test_labels, _ = test_tensors(meta, options.test)
+    test_images, test_labels, undecoded = test_tensors(meta, options.test)
     config = EvalConfig(epochs=options.epochs, width=meta["options"]["width"], depth=meta["options"]["depth"])
     crops = set_crops(run, name, meta, len(images), options)
     sets = [TrainingSet(meta["method"], images, labels if soft is None else soft, meta.get("lr"), crops=crops)]
@@ -207,7 +208,7 @@ def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: 
                     mean=statistics.fmean(r["top1"] for r in per_seed),
                     std=statistics.pstdev([r["top1"] for r in per_seed])) for t, per_seed in results]
     return dict(evaluation=evaluation, parquet=str(parquet), distilled=name, ipc=meta["ipc"], test=options.test,
-                epochs=options.epochs, stored=options.stored, summary=summary)
+                test_undecoded=undecoded, epochs=options.epochs, stored=options.stored, summary=summary)
 
 
 def _rows(evaluation: str, meta: dict, options: SetEvalOptions, training: TrainingSet, per_seed: list[dict],

@@ -125,3 +125,13 @@ def test_the_ray_runner_makes_and_evaluates_the_same_set(run, heldout, ray_local
     local, ray = (evaluate_distilled(run, "ray2", options, runner) for runner in ("local", "ray"))
     assert [s["size"] for s in local["summary"]] == [s["size"] for s in ray["summary"]] == [4]
     assert local["summary"][0]["mean"] == pytest.approx(ray["summary"][0]["mean"], abs=1 / 8)  # a test image
+
+
+def test_held_out_images_that_do_not_decode_are_counted(run, heldout, tmp_path):
+    table = pq.read_table(heldout)
+    corrupt = tmp_path / "corrupt.parquet"
+    extra = pa.table({"jpg": pa.array([b"not an image"], pa.binary()), "label": [table["label"][0].as_py()]})
+    pq.write_table(pa.concat_tables([table, extra]), corrupt)
+    result = evaluate_distilled(run, "hard", SetEvalOptions(test=str(corrupt), epochs=1))
+    assert result["test_undecoded"] == 1
+    assert pq.read_table(result["parquet"])["heldout_size"].to_pylist() == [8]
