@@ -75,8 +75,8 @@ def row_log(args: argparse.Namespace, task: str) -> RowLog:
     """Returns the task's row log, named by the options that change the figures, keyed by IPC, method,
     iterations and seed."""
     ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features",
-               "modes")
-    options = {k: v for k, v in vars(args).items() if k not in ignored}
+               "modes", "json_name")
+    options = {k: v for k, v in vars(args).items() if k not in ignored and (k != "batch_syn" or v is not None)}
     return RowLog(args.work / f"rows-{task}-{digest(options)}.jsonl", ("ipc", "method", "iterations", "seed"))
 
 
@@ -118,7 +118,7 @@ def tesla_config(args: argparse.Namespace, ipc: int, soft: bool, images: int) ->
     if args.syn_steps is None:
         values["syn_steps"] = values["expert_epochs"] * -(-images // args.expert_batch)
     return TeslaConfig(ipc=ipc, lr_img=args.lr_img, soft_labels=soft, checkpoint_every=args.checkpoint_every,
-                       **values)
+                       batch_syn=args.batch_syn, **values)
 
 
 def curve_points(args: argparse.Namespace) -> list[int]:
@@ -203,7 +203,7 @@ def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list
                               peak_rss_gib=round(final["peak_rss_gib"], 3), lr=final["lr"],
                               first_loss=final["losses"][0], last_loss=final["losses"][-1],
                               settings=dataclasses.asdict(tesla) | dict(iterations=max(sets))))
-            set_grid(final, task, args.results / f"{JSON_NAME}_{task_name}_ipc{ipc}_{mode}.png",
+            set_grid(final, task, args.results / f"{args.json_name}_{task_name}_ipc{ipc}_{mode}.png",
                      f"{task_name}: TESLA, {mode} labels, IPC {ipc}, {max(sets)} iterations")
     return rows, costs
 
@@ -240,6 +240,7 @@ def parse_args() -> argparse.Namespace:
     add("--max-start-epoch", type=int, help="latest start epoch (default: per IPC)")
     add("--lr-img", type=float, default=1000.0, help="synthetic images' learning rate")
     add("--lr-lr", type=float, help="learned lr's learning rate (default: per IPC)")
+    add("--batch-syn", type=int, help="synthetic images per student step (default: all of them)")
     add("--checkpoint-every", type=int, default=100, help="distillation checkpoint period (iterations)")
     add("--eval-epochs", type=int, default=300, help="evaluation epochs on a small set (the papers: 1,000)")
     add("--full-epochs", type=int, default=50, help="evaluation epochs on the full training split")
@@ -250,7 +251,8 @@ def parse_args() -> argparse.Namespace:
     add("--per-class", type=int, default=100, help="synth: training images per class")
     add("--threads", type=int, default=1, help="torch threads")
     add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill")
-    add("--results", type=Path, default=common.RESULTS, help="folder of distill.json and the PNGs")
+    add("--results", type=Path, default=common.RESULTS, help="folder of the results JSON and the PNGs")
+    add("--json-name", default=JSON_NAME, help="the results file's name (default distill: distill.json)")
     return parser.parse_args()
 
 
@@ -282,18 +284,18 @@ def main() -> None:
     for name in args.tasks:
         task_rows, experts[name], task_distills = run_task(name, args)
         rows, distills = rows + task_rows, distills + task_distills
-    this_run = {k: str(v) for k, v in vars(args).items() if k not in ("work", "tasks", "results")}
+    this_run = {k: str(v) for k, v in vars(args).items() if k not in ("work", "tasks", "results", "json_name")}
     options = {name: this_run | dict(seconds=round(time.perf_counter() - began, 1)) for name in args.tasks}
-    path = args.results / f"{JSON_NAME}.json"  # the other tasks' results stay, with the options they were run with
+    path = args.results / f"{args.json_name}.json"  # the other tasks' results stay, with the options they were run with
     merged = with_previous(path, args.tasks, dict(options=options, experts=experts, distillations=distills, runs=rows))
     summary = summarize(merged["runs"])
     checks = targets(summary)
     print_report(summary, checks)
-    plot_curve(summary, args.results / f"{JSON_NAME}_curve.png")
+    plot_curve(summary, args.results / f"{args.json_name}_curve.png")
     common.RESULTS = args.results  # write_results writes into common.RESULTS
     results = dict(options=merged["options"], protocol=protocol(args), experts=merged["experts"],
                    distillations=merged["distillations"], summary=summary, targets=checks, runs=merged["runs"])
-    print(f"wrote {write_results(JSON_NAME, results)} in {time.perf_counter() - began:.0f} s")
+    print(f"wrote {write_results(args.json_name, results)} in {time.perf_counter() - began:.0f} s")
 
 
 if __name__ == "__main__":
