@@ -121,6 +121,17 @@ def summary_and_targets(rows: list[dict], baselines: list[dict]) -> tuple[list[d
     return summary, checks
 
 
+def with_earlier(path: Path, rows: list[dict], costs: list[dict], teachers: dict) -> tuple[list, list, dict]:
+    """Returns this run's rows, costs and teachers with the earlier results file's entries for the (task, IPC)
+    pairs this run did not evaluate, so a run of one task or IPC keeps the others' figures."""
+    if not path.exists():
+        return rows, costs, teachers
+    earlier, ran = json.loads(path.read_text()), {(r["task"], r["ipc"]) for r in rows}
+    kept = [r for r in earlier["runs"] if (r["task"], r["ipc"]) not in ran]
+    kept_costs = [c for c in earlier["costs"] if (c["task"], c["ipc"]) not in ran]
+    return rows + kept, costs + kept_costs, earlier["teachers"] | teachers
+
+
 def parse_args() -> argparse.Namespace:
     """Returns the benchmark's options (the task options as benchmarks/distill.py's)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,6 +173,7 @@ def main() -> None:
         task_rows, task_costs = evaluate_rows(name, task, teacher, args, RowLog(folder / "rows.jsonl",
                                                                                 ("ipc", "method", "seed")), folder)
         rows, costs = rows + task_rows, costs + task_costs
+    rows, costs, teachers = with_earlier(args.results / "distill_recover.json", rows, costs, teachers)
     summary, checks = summary_and_targets(rows, baselines)
     for s in sorted(summary, key=lambda s: (s["task"], s["ipc"], s["method"])):
         print(f"{s['task']:7s} ipc {s['ipc']:<3d} {s['method']:14s} {s['accuracy']:.4f} ± {s['accuracy_std']:.4f}")

@@ -1,24 +1,45 @@
-"""Compute L2-normalized CLIP image and text embeddings of a run's samples (GPU actors on Ray when there are GPUs)."""
+"""Compute L2-normalized CLIP image and text embeddings of a run's samples (GPU actors on Ray when there are GPUs),
+or with --as NAME copy-detection descriptors beside them."""
 
 import argparse
 import json
 
 from curate.cli.options import add_model_arguments, add_runner_arguments, existing_run, model_spec, runner_from
+from curate.options import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares the embed command's options."""
     parser.add_argument("run", help="an ingested run folder")
     add_model_arguments(parser)
+    parser.add_argument("--as", dest="as_name", metavar="NAME",
+                        help="--model is a copy-descriptor model (a train-copy-detector folder, an SSCD TorchScript "
+                             "or state-dict file): write descriptor set NAME (e.g. copy) beside the CLIP embeddings")
+    parser.add_argument("--image-size", type=positive_int,
+                        help="with --as: the descriptor's input side (default: the model's; SSCD files 288)")
     parser.add_argument("--batch-size", type=int, default=256, help="samples per model batch (default 256)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
     add_runner_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Embeds the run and prints the count as JSON; returns 0."""
-    from curate.stages.embed import embed
+    """Embeds (or describes) the run and prints the count as JSON; returns 0."""
+    from curate.errors import UsageError
 
-    counts = embed(existing_run(args.run), model_spec(args), runner_from(args), args.batch_size, args.device)
+    run_dir = existing_run(args.run)
+    if args.as_name is not None:
+        from curate.stages.describe import describe
+
+        if args.pretrained is not None:
+            raise UsageError("--pretrained is for CLIP models; with --as give the descriptor's folder or file as "
+                             "--model")
+        counts = describe(run_dir, args.model, args.as_name, runner_from(args), args.batch_size, args.device,
+                          args.image_size)
+    else:
+        from curate.stages.embed import embed
+
+        if args.image_size is not None:
+            raise UsageError("--image-size applies to descriptors (--as NAME); a CLIP model's input size is its own")
+        counts = embed(run_dir, model_spec(args), runner_from(args), args.batch_size, args.device)
     print(json.dumps(counts))
     return 0

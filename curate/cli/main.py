@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "curate.cli.evaluate",
     "distill": "curate.cli.distill",
     "distill-eval": "curate.cli.distill_eval",
+    "train-copy-detector": "curate.cli.train_copy_detector",
 }
 
 

@@ -15,6 +15,7 @@ FILTERS = {
     "dbp": "curate.filters.dbp:DBP",
     "dq": "curate.filters.dq:DQ",
     "random": "curate.filters.random_baseline:RandomBaseline",
+    "neardup": "curate.filters.neardup:NearDup",
 }
 
 

@@ -5,6 +5,7 @@ shard's images to uint8 pixels) and `run_batch` (the model, on a GPU when there 
 both in turn.
 """
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -57,22 +58,7 @@ class EmbedJob(ModelJob):
 
     def prepare(self, task: ShardTask) -> pa.Table:
         """Returns the shard's samples as rows of (shard_id, row, uid, caption, uint8 pixels): the CPU part."""
-        samples = shard_samples(RunDir(self.run_path), task.shard_id)
-        sources = SourceImages(self.read_options)
-        try:
-            images = sources.attach(samples).column("image").to_pylist() if samples.num_rows else []
-        finally:
-            sources.close()
-        size = self.image_size
-        pixels = np.stack([image_to_pixels(b, size) for b in images]) if images else np.zeros((0, size, size, 3))
-        flat = pa.array(pixels.astype(np.uint8).reshape(-1), pa.uint8())
-        return pa.table({
-            "shard_id": pa.array([task.shard_id] * samples.num_rows, pa.string()),
-            "row": pa.array(range(samples.num_rows), pa.int64()),
-            "uid": samples["uid"],
-            "caption": samples["caption"],
-            "pixels": pa.FixedSizeListArray.from_arrays(flat, size * size * 3),
-        })
+        return shard_pixels(self.run_path, self.read_options, task.shard_id, self.image_size, image_to_pixels)
 
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the two embeddings of a prepared batch: the model part."""
@@ -94,6 +80,27 @@ class EmbedJob(ModelJob):
         embedded = pa.concat_tables(parts).sort_by("row")
         table = embedded.select(["uid", "image_embedding", "text_embedding"]).cast(schema)
         return ShardOutput({"embeddings": table}, {"embedded": table.num_rows})
+
+
+def shard_pixels(run_path: str, options: ReadOptions, shard_id: str, size: int,
+                 decode: Callable[[bytes, int], np.ndarray]) -> pa.Table:
+    """Returns a shard's accepted samples as rows of (shard_id, row, uid, caption, uint8 size x size x 3 pixels
+    flattened), each image decoded by `decode(bytes, size)`: the CPU part of a model job over a shard."""
+    samples = shard_samples(RunDir(run_path), shard_id)
+    sources = SourceImages(options)
+    try:
+        images = sources.attach(samples).column("image").to_pylist() if samples.num_rows else []
+    finally:
+        sources.close()
+    pixels = np.stack([decode(b, size) for b in images]) if images else np.zeros((0, size, size, 3))
+    flat = pa.array(pixels.astype(np.uint8).reshape(-1), pa.uint8())
+    return pa.table({
+        "shard_id": pa.array([shard_id] * samples.num_rows, pa.string()),
+        "row": pa.array(range(samples.num_rows), pa.int64()),
+        "uid": samples["uid"],
+        "caption": samples["caption"],
+        "pixels": pa.FixedSizeListArray.from_arrays(flat, size * size * 3),
+    })
 
 
 def embed_config(spec: ModelSpec) -> dict:

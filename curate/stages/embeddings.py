@@ -7,6 +7,7 @@ join. Memory: N x d float32 (1M x 512 is 2 GiB); the uids ride along as one Arro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,22 +54,46 @@ def embedding_files(run: RunDir) -> list:
     return files
 
 
+DESCRIPTORS = "descriptors"  # RUN/descriptors/<name>/<shard>.parquet: uid, descriptor (curate.stages.describe)
+DESCRIPTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def descriptor_sets(run: RunDir) -> list[str]:
+    """Returns the names of the run's descriptor sets (folders under descriptors/ holding Parquet files)."""
+    folder = run.path / DESCRIPTORS
+    return sorted(p.name for p in folder.iterdir() if any(p.glob("*.parquet"))) if folder.is_dir() else []
+
+
+def _vector_files(run: RunDir, kind: str) -> tuple[list, str]:
+    """Returns the Parquet files and column holding the vectors of `kind`; raises UsageError naming the kinds."""
+    if kind in EMBEDDING_COLUMNS:
+        return embedding_files(run), EMBEDDING_COLUMNS[kind]
+    files = sorted((run.path / DESCRIPTORS / kind).glob("*.parquet")) if DESCRIPTOR_NAME.fullmatch(kind) else []
+    if not files:
+        known = ", ".join([*EMBEDDING_COLUMNS, *descriptor_sets(run)])
+        raise UsageError(f"{run.path} has no {kind!r} vectors; choose one of {known}, or make a descriptor set with "
+                         f"`curate embed RUN --model DIR --as {kind if DESCRIPTOR_NAME.fullmatch(kind) else 'NAME'}`")
+    return files, "descriptor"
+
+
 def load_embeddings(run: RunDir, kind: str | None = "image", progress: bool = True) -> RunEmbeddings:
-    """Returns the run's image (or text) embeddings as RunEmbeddings; kind None reads only the uids (vectors of
-    width 0). Raises UsageError when the run has none."""
-    if kind is not None and kind not in EMBEDDING_COLUMNS:
-        raise UsageError(f"unknown --embedding {kind!r}; choose one of {', '.join(EMBEDDING_COLUMNS)}")
-    files = embedding_files(run)
+    """Returns the run's image or text embeddings, or the descriptor set `kind`, as RunEmbeddings; kind None reads
+    only the uids (vectors of width 0): of embeddings/, or of the first descriptor set for a run with none. Raises
+    UsageError when the run has no such vectors."""
     if kind is None:
+        sets = descriptor_sets(run)
+        has_embeddings = any((run.path / "embeddings").glob("*.parquet"))
+        files = embedding_files(run) if has_embeddings or not sets else _vector_files(run, sets[0])[0]
         tables = [pq.read_table(path, columns=["uid"]) for path in files]
         bounds = np.cumsum([0] + [t.num_rows for t in tables])
         shards = [(p.stem, int(a), int(b)) for p, a, b in zip(files, bounds[:-1], bounds[1:], strict=True)]
         uids = pa.concat_arrays([t["uid"].combine_chunks() for t in tables])
         return RunEmbeddings(uids, np.zeros((len(uids), 0), np.float32), shards)
+    files, name = _vector_files(run, kind)
     uids, blocks, shards, start = [], [], [], 0
-    for path in tqdm(files, desc="load embeddings", unit="shard", disable=not progress):
-        table = pq.read_table(path, columns=["uid", EMBEDDING_COLUMNS[kind]])
-        column = table[EMBEDDING_COLUMNS[kind]].combine_chunks()
+    for path in tqdm(files, desc=f"load {kind} vectors", unit="shard", disable=not progress):
+        table = pq.read_table(path, columns=["uid", name])
+        column = table[name].combine_chunks()
         dim = column.type.list_size
         blocks.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim))
         uids.append(table["uid"].combine_chunks())

@@ -22,13 +22,26 @@ from curate.graph import StageRun, entries
 from curate.options import option_values
 from curate.rundir import RunDir
 from curate.runners import Runner, as_runner
-from curate.stages.embeddings import RunEmbeddings, load_embeddings, selected_rows, write_clusters_table, write_scores
+from curate.stages.embeddings import (
+    EMBEDDING_COLUMNS,
+    RunEmbeddings,
+    load_embeddings,
+    selected_rows,
+    write_clusters_table,
+    write_scores,
+)
 from curate.stages.step import check_column_prefix, check_plan, predicate_stages, stage_step
 
 
 def embedding_stage(run: RunDir) -> str:
     """Returns the stage whose embeddings the run holds: embed, or ingest for DataComp .npz embeddings."""
     return "embed" if "embed" in entries(run) else "ingest"
+
+
+def embedding_stage_of(run: RunDir, kind: str) -> str:
+    """Returns the stage that made the vectors of `kind`: the embeddings' (embedding_stage) for image and text,
+    embed_<name> for a descriptor set."""
+    return embedding_stage(run) if kind in EMBEDDING_COLUMNS else f"embed_{kind}"
 
 
 @dataclass
@@ -43,9 +56,14 @@ class Pool:
     _vectors: dict[str, RunEmbeddings] = field(default_factory=dict)
 
     def embeddings(self, kind: str = "image") -> RunEmbeddings:
-        """Returns every embedded sample's L2-normalized image or text embeddings (loaded once)."""
+        """Returns every embedded sample's L2-normalized image or text embeddings, or descriptor set `kind`, in
+        the index's rows (loaded once); raises UsageError when the vectors do not match the index."""
         if kind not in self._vectors:
-            self._vectors[kind] = load_embeddings(self.run, kind, self.runner.progress)
+            vectors = load_embeddings(self.run, kind, self.runner.progress)
+            if not vectors.uids.equals(self.index.uids):
+                raise UsageError(f"the {kind!r} vectors of {self.run.path} are not one per embedded sample in the same "
+                                 f"order; rerun `curate embed RUN --model MODEL --as {kind}` to bring them up to date")
+            self._vectors[kind] = vectors
         return self._vectors[kind]
 
 

@@ -25,6 +25,7 @@ from curate.graph import (
     version_of,
 )
 from curate.rundir import DONE, MANIFEST, RunDir
+from curate.stages.embeddings import DESCRIPTORS
 from curate.version import __version__
 
 
@@ -75,9 +76,11 @@ def check_column_prefix(cls: type) -> None:
 
 
 def remove_outputs(run: RunDir, name: str) -> None:
-    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and <name>_*.parquet, and its completion
-    markers."""
+    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and <name>_*.parquet, a descriptor
+    stage's (embed_<set>) descriptors/<set>/, and its completion markers."""
     shutil.rmtree(run.path / "scores" / name, ignore_errors=True)
+    if name.startswith("embed_"):
+        shutil.rmtree(run.path / DESCRIPTORS / name.removeprefix("embed_"), ignore_errors=True)
     concepts = run.path / "concepts"
     for path in [concepts / f"{name}.parquet", *concepts.glob(f"{name}_*.parquet")]:
         path.unlink(missing_ok=True)

@@ -1,0 +1,166 @@
+"""Training a copy descriptor on a run's own images (`curate train-copy-detector`): SSCD's recipe at small scale.
+
+Instance discrimination: each image of a batch is augmented twice (curate.copydetect.augment: crops, shifts
+with padding, flips, colour jitter, blur, overlays, JPEG re-encodes); the loss is InfoNCE over the 2B views at
+temperature 0.05 plus KoLeo_weight x the KoLeo entropy term (SSCD: 30), AdamW with a linear warmup and cosine
+decay. No labels or captions are read. Images are resized whole (nothing cropped) to the model's input side.
+
+The folder gets train_config.json (the options, written first), checkpoint.pt after every epoch (weights and
+optimizer state, read back with weights_only=True; each epoch's random draws come from (seed, epoch), so a killed
+run resumed from its checkpoint ends with the same weights as one that was not killed), and when done the model
+(copy_detector.json + model.safetensors, curate.copydetect.model) and train_info.json. A rerun of a finished
+folder with the same options returns its summary; other options are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from curate.copydetect.augment import AugmentConfig, copy_views
+from curate.copydetect.loss import info_nce, koleo
+from curate.copydetect.model import ARCHS, DESCRIPTOR_FILE, DescriptorConfig, build_descriptor, save_descriptor
+from curate.errors import UsageError
+from curate.models.pairs import load_pairs, normalize
+from curate.rundir import RunDir
+
+CONFIG_FILE, CHECKPOINT, INFO_FILE = "train_config.json", "checkpoint.pt", "train_info.json"
+
+
+@dataclass(frozen=True)
+class CopyTrainConfig:
+    """The options of a copy-descriptor training run."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    temperature: float = 0.05
+    koleo_weight: float = 30.0
+    seed: int = 0
+    image_size: int = 64
+    dim: int = 128
+    arch: str = "tiny"
+    width: int = 32
+    max_images: int | None = None
+
+    def check(self) -> None:
+        """Raises UsageError (one line) for options no training can run with."""
+        for name in ("epochs", "batch_size", "image_size", "dim", "width"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise UsageError("--batch-size must be at least 2 (every other image in a batch is a negative)")
+        if not (self.lr > 0 and self.temperature > 0 and self.koleo_weight >= 0):
+            raise UsageError("--lr and --temperature must be positive and --koleo-weight not negative")
+        if self.arch not in ARCHS:
+            raise UsageError(f"unknown --arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def _start_folder(out: Path, options: dict) -> None:
+    """Creates `out` with its options file, or checks an earlier run's options match; raises UsageError."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the copy detector")
+    path = out / CONFIG_FILE
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier != options:
+            changed = sorted(k for k in options if earlier.get(k) != options[k])
+            raise UsageError(f"{out} was trained with other options ({', '.join(changed)}); give a new --out folder")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--out {out} holds other files; give a new folder (or an earlier train-copy-detector one)")
+    RunDir(out).write_json(CONFIG_FILE, options)
+
+
+def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: str | None = None,
+                        progress: bool = True) -> dict:
+    """Trains a descriptor on the images of the run's samples (`where`: SQL on the samples view) into the folder
+    `out`, resuming from its checkpoint; returns the summary (model folder, images, epochs, loss per epoch,
+    seconds)."""
+    config.check()
+    out = Path(out)
+    _start_folder(out, asdict(config) | dict(where=where))
+    if (out / INFO_FILE).exists():
+        return json.loads((out / INFO_FILE).read_text())
+    pixels = load_pairs(run, where, config.image_size, progress=progress, square=True).pixels
+    if config.max_images is not None:
+        pixels = pixels[torch.randperm(len(pixels), generator=torch.Generator().manual_seed(config.seed))
+                        [:config.max_images]]
+    if len(pixels) < 2:
+        raise UsageError(f"{len(pixels)} image(s) selected; a copy detector needs at least 2 to tell apart")
+    model_config = DescriptorConfig(arch=config.arch, dim=config.dim, image_size=config.image_size,
+                                    width=config.width)
+    model = build_descriptor(model_config, config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = _resume(out, model, optimizer)
+    for epoch in range(len(state["losses"]), config.epochs):
+        began = time.perf_counter()
+        loss = _epoch(model, optimizer, pixels, config, (model_config.mean, model_config.std), epoch, progress)
+        state = dict(losses=[*state["losses"], loss], seconds=state["seconds"] + time.perf_counter() - began)
+        _checkpoint(out, model, optimizer, state)
+    save_descriptor(model.eval(), model_config, out)
+    info = dict(model=str(out), images=len(pixels), epochs=config.epochs, losses=state["losses"],
+                seconds=round(state["seconds"], 1), where=where, config=asdict(config))
+    RunDir(out).write_json(INFO_FILE, info)
+    return info
+
+
+def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, normalization: tuple, epoch: int,
+           progress: bool) -> float:
+    """Trains one epoch (random draws from (seed, epoch)); returns its mean loss."""
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(pixels), generator=generator)
+    batch = min(config.batch_size, len(pixels))
+    steps = len(pixels) // batch  # a ragged last batch would change the loss's scale; it is dropped
+    total, losses = config.epochs * steps, []
+    augment, (mean, std) = AugmentConfig(), normalization
+    model.train()
+    for step in tqdm(range(steps), desc=f"train-copy-detector epoch {epoch + 1}", disable=not progress):
+        chosen = pixels[order[step * batch:(step + 1) * batch]]
+        views = [normalize(copy_views(chosen, config.image_size, augment, generator), mean, std) for _ in range(2)]
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(epoch * steps + step, steps, total, config)
+        z1, z2 = model(views[0]), model(views[1])
+        loss = info_nce(z1, z2, config.temperature) + config.koleo_weight * koleo(torch.cat([z1, z2])) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    model.eval()
+    return sum(losses) / len(losses)
+
+
+def _lr(step: int, steps_per_epoch: int, total: int, config: CopyTrainConfig) -> float:
+    """Returns the learning rate at `step`: linear warmup over warmup_epochs, then cosine decay to 0."""
+    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _checkpoint(out: Path, model, optimizer, state: dict) -> None:
+    """Writes the weights, optimizer state and progress atomically to out/checkpoint.pt."""
+    buffer = io.BytesIO()
+    torch.save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), **state), buffer)
+    RunDir(out).write_bytes(CHECKPOINT, buffer.getvalue())
+
+
+def _resume(out: Path, model, optimizer) -> dict:
+    """Loads out/checkpoint.pt into the model and optimizer when there is one; returns the progress so far
+    (losses per finished epoch, seconds)."""
+    path = out / CHECKPOINT
+    if not path.exists() or (out / DESCRIPTOR_FILE).exists():
+        return dict(losses=[], seconds=0.0)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return dict(losses=list(saved["losses"]), seconds=float(saved["seconds"]))

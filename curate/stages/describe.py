@@ -1,0 +1,123 @@
+"""Describe: copy-detection descriptors of every accepted sample (`curate embed RUN --model DIR --as NAME`),
+written beside the CLIP embeddings to descriptors/<NAME>/<shard>.parquet (uid, descriptor: unit float32 vectors).
+
+The same two-part model job as embed (a CPU part decoding the shard's images, a model part on a GPU when there is
+one), with the whole image resized to the descriptor's square input (nothing cropped: a copy may differ from its
+source at the borders). The stage is embed_<NAME>; its config records the model and a hash of its weights, so
+a retrained or different model recomputes the descriptors and makes the stages that read them (neardup,
+decontam) stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from curate.errors import UsageError
+from curate.graph import StageRun, require_current
+from curate.io.inputs import ShardTask
+from curate.io.readers import ShardOutput
+from curate.io.samples import ReadOptions
+from curate.models.encode import square_pixels
+from curate.rundir import RunDir
+from curate.runners import ModelJob, Resources, Runner, as_runner, run_shard_job
+from curate.stages.embed import shard_pixels
+from curate.stages.embeddings import DESCRIPTOR_NAME, DESCRIPTORS, EMBEDDING_COLUMNS
+from curate.stages.samples import shard_samples
+from curate.stages.step import stage_step
+
+
+def _whole_image(data: bytes, size: int) -> np.ndarray:
+    return square_pixels(data, size)[0]
+
+
+@dataclass
+class DescribeJob(ModelJob):
+    """The model job that computes one shard's copy descriptors with one descriptor model."""
+
+    run_path: str
+    model: str
+    set_name: str
+    image_size: int
+    dim: int
+    read_options: ReadOptions = field(default_factory=ReadOptions)
+    batch_size: int = 256
+    device: str = "auto"
+
+    def __post_init__(self):
+        self._loaded = None
+
+    @property
+    def name(self) -> str:
+        """Returns the stage's name, embed_<set>: its completion markers' folder."""
+        return f"embed_{self.set_name}"
+
+    @property
+    def resources(self) -> Resources:
+        """One CPU, or a GPU where the cluster has them, and batch_size images per model call."""
+        return Resources(cpus=1, gpus=1, batch_size=self.batch_size)
+
+    def setup(self) -> None:
+        """Loads the descriptor once per worker."""
+        from curate.copydetect.model import load_descriptor
+
+        self._loaded = load_descriptor(self.model, self.device, self.image_size)
+
+    def expected_rows(self, task: ShardTask) -> int:
+        """Returns how many descriptors the shard will have."""
+        return shard_samples(RunDir(self.run_path), task.shard_id, ["uid"]).num_rows
+
+    def prepare(self, task: ShardTask) -> pa.Table:
+        """Returns the shard's samples with their whole images as uint8 square pixels: the CPU part."""
+        return shard_pixels(self.run_path, self.read_options, task.shard_id, self.image_size, _whole_image)
+
+    def run_batch(self, batch: pa.Table) -> pa.Table:
+        """Returns shard_id, row, uid and the descriptor of a prepared batch: the model part."""
+        from curate.copydetect.model import describe_pixels
+
+        size = self.image_size
+        pixels = batch["pixels"].combine_chunks().values.to_numpy().reshape(-1, size, size, 3)
+        vectors = describe_pixels(self._loaded, pixels, self.batch_size)
+        return pa.table({"shard_id": batch["shard_id"], "row": batch["row"], "uid": batch["uid"],
+                         "descriptor": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim)})
+
+    def finish(self, task: ShardTask, parts: list[pa.Table]) -> ShardOutput:
+        """Returns the shard's descriptors, in the samples' order, as the job's output."""
+        schema = pa.schema([("uid", pa.string()), ("descriptor", pa.list_(pa.float32(), self.dim))])
+        table = pa.concat_tables(parts).sort_by("row").select(["uid", "descriptor"]).cast(schema) if parts \
+            else schema.empty_table()
+        return ShardOutput({f"{DESCRIPTORS}/{self.set_name}": table}, {"described": table.num_rows})
+
+
+def check_set_name(name: str) -> None:
+    """Raises UsageError unless `name` can name a descriptor set (a short lowercase identifier, not image/text)."""
+    if not DESCRIPTOR_NAME.fullmatch(name) or name in EMBEDDING_COLUMNS:
+        raise UsageError(f"--as {name!r} cannot name a descriptor set; use a short lowercase name such as copy "
+                         "(letters, digits, _; not image or text)")
+
+
+def describe(run: RunDir, model: str, name: str = "copy", runner: str | Runner = "local", batch_size: int = 256,
+             device: str = "auto", image_size: int | None = None, **runner_options) -> dict:
+    """Computes descriptor set `name` of every accepted sample with the copy-descriptor model at `model`, resuming
+    where an earlier attempt stopped; returns the counts."""
+    from curate.copydetect.model import descriptor_fingerprint, load_descriptor
+
+    check_set_name(name)
+    ingest_entry = require_current(run, "ingest")
+    loaded = load_descriptor(model, "cpu", image_size)  # a one-line error now, not in every worker
+    path = str(Path(model).resolve())
+    config = dict(model=path, fingerprint=descriptor_fingerprint(path), image_size=loaded.image_size,
+                  dim=loaded.dim)
+    job = DescribeJob(str(run.path), path, name, loaded.image_size, loaded.dim,
+                      ReadOptions(**ingest_entry["config"]["options"]), batch_size, device)
+    step = StageRun(job.name, config, ("ingest",), hint=f"curate embed RUN --model MODEL --as {name}")
+    runner = as_runner(runner, **runner_options)
+    with stage_step(run, step) as record:
+        tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
+        ran = run_shard_job(job, tasks, run, runner)
+        described = sum(m["described"] for m in run.markers(job.name))
+        record.update(counts=dict(described=described), shards_run=ran)
+    return dict(described=described)
