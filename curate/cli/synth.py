@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broken-samples", type=non_negative_int, default=0,
                         help="broken samples (bad images, a decompression bomb, bad captions) in extra pool shards, "
                              "for ingest to quarantine (default 0)")
+    parser.add_argument("--instance-detail", action="store_true",
+                        help="give every rendering its own clutter, object texture, lighting and sensor noise, so "
+                             "distinct renderings of one concept differ the way photos do (default off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = generate_pool(args.out, samples=args.samples, seed=args.seed, shard_size=args.shard_size,
                             hq_samples=args.hq_samples, heldout_per_concept=args.heldout_per_concept,
-                            image_size=args.image_size, broken_samples=args.broken_samples)
+                            image_size=args.image_size, broken_samples=args.broken_samples,
+                            instance_detail=args.instance_detail)
     brief = {k: v for k, v in summary.items() if not k.endswith("_shards")}
     print(json.dumps(brief, indent=2, default=str))
     return 0

@@ -32,8 +32,8 @@ TRUTH_SCHEMA = pa.schema([("uid", pa.string()), ("kind", pa.string()), ("concept
 HELDOUT_SCHEMA = pa.schema([("jpg", pa.binary()), ("label", pa.string()), ("caption", pa.string())])
 
 
-def _pool_sample(p: PlannedSample, index: int, seed: int, size: int,
-                 sources: dict[int, tuple[bytes, str]]) -> tuple[bytes, str, tuple[int, int]]:
+def _pool_sample(p: PlannedSample, index: int, seed: int, size: int, sources: dict[int, tuple[bytes, str]],
+                 detail: bool = False) -> tuple[bytes, str, tuple[int, int]]:
     """Returns (jpg bytes, caption, (width, height)) of pool sample `index` as planned."""
     rng = np.random.default_rng([seed, STREAM_POOL, index])
     if p.dup_of is not None:
@@ -42,10 +42,10 @@ def _pool_sample(p: PlannedSample, index: int, seed: int, size: int,
         caption = src_caption if rng.random() < 0.5 else concept_caption(rng, p.concept)
         return jpg, caption, (size, size)
     if p.junk_type is not None:
-        image = render_junk(rng, p.junk_type, size, p.concept)
+        image = render_junk(rng, p.junk_type, size, p.concept, detail)
         background = size_word = ""
     else:
-        rendered = render_concept(rng, p.concept, size)
+        rendered = render_concept(rng, p.concept, size, detail)
         image, background, size_word = rendered.image, rendered.background, rendered.size_word
     if p.caption_concept is None:
         caption = junk_caption(rng)
@@ -92,15 +92,16 @@ def _write_keyed(folder: Path, shard_id: int, rows: list[ShardRow], truth: list[
         row["key"] = keys[row["uid"]]
 
 
-def _rendered_pair(rng: np.random.Generator, concept: int, size: int, web_words: float) -> tuple[bytes, str]:
+def _rendered_pair(rng: np.random.Generator, concept: int, size: int, web_words: float,
+                   detail: bool = False) -> tuple[bytes, str]:
     """Returns (jpg bytes, caption) of a fresh clean rendering of `concept`."""
-    rendered = render_concept(rng, concept, size)
+    rendered = render_concept(rng, concept, size, detail)
     caption = concept_caption(rng, concept, rendered.background, rendered.size_word, web_words=web_words)
     return encode_jpeg(rendered.image), caption
 
 
-def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int,
-                shard_size: int) -> list[dict]:
+def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int, shard_size: int,
+                detail: bool = False) -> list[dict]:
     """Writes the pool shards; returns truth rows (uid, kind, concept, dup_of, shard, key) in pool order."""
     sources: dict[int, tuple[bytes, str]] = {}
     uids = [make_uid(seed, "pool", i) for i in range(len(plan))]
@@ -109,7 +110,7 @@ def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int,
         ok = []
         for i in span:
             p = plan[i]
-            jpg, caption, (w, h) = _pool_sample(p, i, seed, size, sources)
+            jpg, caption, (w, h) = _pool_sample(p, i, seed, size, sources, detail)
             if p.kind == "clean":
                 sources[i] = (jpg, caption)
             rng = np.random.default_rng([seed, STREAM_POOL, i, 1])
@@ -123,7 +124,7 @@ def _write_pool(folder: Path, plan: list[PlannedSample], seed: int, size: int,
     return truth
 
 
-def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int) -> int:
+def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int, detail: bool = False) -> int:
     """Writes the trusted set: clean pairs, concepts cycled in a seeded order; returns its shard count."""
     order = np.random.default_rng([seed, STREAM_HQ]).permutation(len(CONCEPTS))
     shards = 0
@@ -131,7 +132,7 @@ def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int)
         rows = []
         for j in span:
             rng = np.random.default_rng([seed, STREAM_HQ, j])
-            jpg, caption = _rendered_pair(rng, int(order[j % len(CONCEPTS)]), size, web_words=0.0)
+            jpg, caption = _rendered_pair(rng, int(order[j % len(CONCEPTS)]), size, 0.0, detail)
             rows.append(ShardRow(uid=make_uid(seed, "hq", j), url=fake_url(rng, caption), caption=caption,
                                  jpg=jpg, width=size, height=size))
         write_shard(folder, shard_id, rows)
@@ -139,7 +140,8 @@ def _write_hq(folder: Path, samples: int, seed: int, size: int, shard_size: int)
     return shards
 
 
-def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: int, first_shard: int) -> list[dict]:
+def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: int, first_shard: int,
+                  detail: bool = False) -> list[dict]:
     """Writes `count` broken samples (BROKEN_KINDS in turn) into shards numbered from `first_shard`; returns
     their truth rows (kind "broken")."""
     truth: list[dict] = []
@@ -147,7 +149,7 @@ def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: in
         rows = []
         for j in span:
             rng = np.random.default_rng([seed, STREAM_BROKEN, j])
-            jpg, caption = _rendered_pair(rng, int(rng.integers(len(CONCEPTS))), size, web_words=0.3)
+            jpg, caption = _rendered_pair(rng, int(rng.integers(len(CONCEPTS))), size, 0.3, detail)
             url = fake_url(rng, caption)  # from the intact caption, as the crawl saw it
             jpg, caption = BROKEN_KINDS[broken_kind_of(j)].build(rng, jpg, caption)
             uid = make_uid(seed, "broken", j)
@@ -157,13 +159,13 @@ def _write_broken(folder: Path, count: int, seed: int, size: int, shard_size: in
     return truth
 
 
-def _heldout_table(per_concept: int, seed: int, size: int) -> pa.Table:
+def _heldout_table(per_concept: int, seed: int, size: int, detail: bool = False) -> pa.Table:
     """Returns the held-out evaluation table: `per_concept` clean images of every concept, concept-major."""
     rows = []
     for concept, label in enumerate(CONCEPTS):
         for k in range(per_concept):
             rng = np.random.default_rng([seed, STREAM_HELDOUT, concept, k])
-            jpg, caption = _rendered_pair(rng, concept, size, web_words=0.0)
+            jpg, caption = _rendered_pair(rng, concept, size, 0.0, detail)
             rows.append(dict(jpg=jpg, label=label, caption=caption))
     return pa.Table.from_pylist(rows, schema=HELDOUT_SCHEMA)
 
@@ -180,7 +182,7 @@ def _check_args(samples: int, shard_size: int, hq_samples: int, heldout_per_conc
 
 def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_size: int = 500,
                   hq_samples: int | None = None, heldout_per_concept: int = 10,
-                  image_size: int = 64, broken_samples: int = 0) -> dict:
+                  image_size: int = 64, broken_samples: int = 0, instance_detail: bool = False) -> dict:
     """Writes the pool; returns a summary dict (counts per noise kind, paths).
 
     Layout under `out`: pool/ and hq/ (img2dataset webdataset shards: NNNNN.tar, NNNNN.parquet,
@@ -188,10 +190,12 @@ def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_siz
     heldout.parquet (jpg, label, caption). The files are byte-identical for the same arguments. With
     `broken_samples`, that many broken samples (curate.synth.broken: truncated or undecodable images, a
     decompression bomb, bad captions) follow in extra pool shards, truth kind "broken"; the other shards are
-    unchanged.
+    unchanged. With `instance_detail`, every concept rendering (pool, hq, held-out) gets its own clutter,
+    object texture, lighting and sensor noise (curate.synth.detail), so distinct renderings of one concept differ
+    the way two photos do while near duplicates stay copies; off, the files are those of earlier versions.
     Summary keys: out, pool, hq, truth, heldout (paths as str), pool_shards, hq_shards (lists of tar
     paths), samples, hq_samples, heldout_samples, failed_to_download, kinds ({kind: count}), broken_samples,
-    concepts, seed.
+    concepts, seed, instance_detail.
     """
     hq_samples = samples // 2 if hq_samples is None else hq_samples
     _check_args(samples, shard_size, hq_samples, heldout_per_concept, image_size, broken_samples)
@@ -200,12 +204,13 @@ def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_siz
     for folder in (pool_dir, hq_dir):
         folder.mkdir(parents=True, exist_ok=True)
         clear_shards(folder)
-    truth = _write_pool(pool_dir, plan_pool(samples, seed), seed, image_size, shard_size)
+    detail = instance_detail
+    truth = _write_pool(pool_dir, plan_pool(samples, seed), seed, image_size, shard_size, detail)
     pool_shards = -(-samples // shard_size)
-    truth += _write_broken(pool_dir, broken_samples, seed, image_size, shard_size, pool_shards)
+    truth += _write_broken(pool_dir, broken_samples, seed, image_size, shard_size, pool_shards, detail)
     pq.write_table(pa.Table.from_pylist(truth, schema=TRUTH_SCHEMA), out / "truth.parquet")
-    hq_shards = _write_hq(hq_dir, hq_samples, seed, image_size, shard_size)
-    pq.write_table(_heldout_table(heldout_per_concept, seed, image_size), out / "heldout.parquet")
+    hq_shards = _write_hq(hq_dir, hq_samples, seed, image_size, shard_size, detail)
+    pq.write_table(_heldout_table(heldout_per_concept, seed, image_size, detail), out / "heldout.parquet")
     failed = sum(pq.read_metadata(pool_dir / f"{shard_name(s)}.parquet").num_rows for s in range(pool_shards))
     return {
         "out": str(out), "pool": str(pool_dir), "hq": str(hq_dir),
@@ -216,5 +221,5 @@ def generate_pool(out: str | Path, samples: int = 4000, seed: int = 0, shard_siz
         "heldout_samples": heldout_per_concept * len(CONCEPTS),
         "failed_to_download": failed - samples,
         "kinds": {k: sum(1 for t in truth if t["kind"] == k) for k in KINDS}, "broken_samples": broken_samples,
-        "concepts": len(CONCEPTS), "seed": seed,
+        "concepts": len(CONCEPTS), "seed": seed, "instance_detail": instance_detail,
     }

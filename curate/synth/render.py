@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from curate.synth.concepts import COLORS, concept_parts, draw_shape, luminance, max_rotation
+from curate.synth.detail import add_clutter, finish, stretch, texture
 
 JPEG_QUALITY = 90
 SUPERSAMPLE = 3
@@ -76,8 +77,11 @@ def _background(rng: np.random.Generator, size: int, fg_luma: float) -> tuple[np
     return img + noise, "textured"
 
 
-def render_concept(rng: np.random.Generator, concept: int, size: int) -> Rendered:
-    """Returns a `size` x `size` rendering of a concept: jittered fill, random place/scale/rotation."""
+def render_concept(rng: np.random.Generator, concept: int, size: int, detail: bool = False) -> Rendered:
+    """Returns a `size` x `size` rendering of a concept: jittered fill, random place/scale/rotation. With
+    `detail`, the rendering also gets its own aspect, clutter, object texture, lighting and noise
+    (curate.synth.detail); those draws come after all the others, so the plain rendering of the same rng is
+    unchanged."""
     color, shape = concept_parts(concept)
     fill = np.clip(np.array(COLORS[color], dtype=np.float32) + rng.uniform(-12, 12, 3), 0, 255)
     bg, bg_word = _background(rng, size, luminance(fill))
@@ -88,15 +92,22 @@ def render_concept(rng: np.random.Generator, concept: int, size: int) -> Rendere
     ss = SUPERSAMPLE
     mask = Image.new("L", (size * ss, size * ss), 0)
     draw_shape(ImageDraw.Draw(mask), shape, cx * ss, cy * ss, radius * ss, degrees)
+    if detail:
+        mask = stretch(rng, mask, cx * ss, cy * ss)
     alpha = np.asarray(mask.reduce(ss), dtype=np.float32)[..., None] / 255.0
+    if detail:
+        bg, fill = add_clutter(rng, bg, luminance(fill)), fill + texture(rng, size)
     pixels = bg * (1.0 - alpha) + fill * alpha
+    if detail:
+        pixels = finish(rng, pixels)
     image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
     size_word = "small" if rel < 0.26 else "large" if rel > 0.32 else ""
     return Rendered(image=image, background=bg_word, size_word=size_word)
 
 
-def render_junk(rng: np.random.Generator, kind: str, size: int, concept: int) -> Image.Image:
-    """Returns a junk image of `kind` (see JUNK_IMAGE_TYPES); `concept` seeds the tiny thumbnails."""
+def render_junk(rng: np.random.Generator, kind: str, size: int, concept: int, detail: bool = False) -> Image.Image:
+    """Returns a junk image of `kind` (see JUNK_IMAGE_TYPES); `concept` seeds the tiny thumbnails (rendered
+    with `detail` when set)."""
     if kind == "solid":
         color = tuple(int(c) for c in rng.integers(0, 256, 3))
         return Image.new("RGB", (size, size), color)
@@ -104,7 +115,7 @@ def render_junk(rng: np.random.Generator, kind: str, size: int, concept: int) ->
         return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
     if kind == "tiny":
         side = int(rng.choice([4, 6, 8, 10, 12]))
-        return render_concept(rng, concept, size).image.resize((side, side), Image.Resampling.BOX)
+        return render_concept(rng, concept, size, detail).image.resize((side, side), Image.Resampling.BOX)
     long_side = int(rng.choice([160, 200, 256, 320]))
     short_side = int(rng.choice([8, 12, 16, 20]))
     banner = rng.integers(0, 256, (1, long_side, 3)).astype(np.float32)

@@ -1,0 +1,106 @@
+"""The methods compared by copy_detection.py: each gives every image of a task a signature, and says which
+similarity thresholds to sweep. Signatures are unit float32 rows (compared by cosine) or uint64 64-bit hashes
+(compared as 1 - Hamming / 64), as copy_detection_tasks.similarities reads them.
+
+Adding a method is one function `name(task, context) -> Signatures` and one line in METHODS.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import numpy as np
+from copy_detection_tasks import Task
+from near_dup_separability import pixel_embeddings
+from PIL import Image
+
+COSINE_GRID = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998, 0.999, 0.9995)
+# the tiny CLIP's embeddings sit close together (distinct renderings of one concept at cosine 0.99+)
+CLIP_GRID = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999)
+HAMMING_GRID = tuple(1 - d / 64 for d in range(0, 17, 2))  # pHash-64 at Hamming distance 0, 2, ..., 16
+PIXEL_SIDE = 16
+BATCH = 256
+
+
+@dataclass
+class Context:
+    """What methods may need besides the task: the synth pool folder (its hq/ trains models) and a work dir."""
+
+    synth: Path
+    work: Path
+
+
+@dataclass
+class Signatures:
+    """One signature per task image (N x d unit float32, or N uint64 hashes) and the thresholds to sweep."""
+
+    data: np.ndarray
+    thresholds: tuple[float, ...]
+
+
+def phash_signatures(task: Task, context: Context) -> Signatures:
+    """Returns pHash-64 (imagehash.phash: 8 x 8 low DCT frequencies of a 32 x 32 grey image vs their median)."""
+    import imagehash
+
+    bits = np.empty((len(task.images), 64), dtype=bool)
+    for i, jpg in enumerate(task.images):
+        with Image.open(io.BytesIO(jpg)) as image:
+            bits[i] = imagehash.phash(image.convert("RGB")).hash.ravel()
+    return Signatures(np.packbits(bits, axis=1).view(">u8")[:, 0].astype(np.uint64), HAMMING_GRID)
+
+
+def pixel_signatures(task: Task, context: Context) -> Signatures:
+    """Returns raw-pixel rows: PIXEL_SIDE px box-downsampled, mean-centred, unit norm (as near_dup_separability)."""
+    return Signatures(pixel_embeddings(task.images, PIXEL_SIDE), COSINE_GRID)
+
+
+def tiny_dfn(context: Context) -> Path:
+    """Returns the folder of the tiny DFN/CLIP trained from scratch on synth/hq, as common.dfn_scored_run trains
+    it (train_dfn, seed 0), into work/dfn the first time."""
+    import shutil
+
+    from curate.models.dfn import train_dfn
+
+    model_dir = context.work / "dfn"
+    if not (model_dir / "open_clip_config.json").exists():
+        shutil.rmtree(model_dir, ignore_errors=True)
+        train_dfn([str(context.synth / "hq")], model_dir, seed=0, progress=False)
+    return model_dir
+
+
+def tiny_clip_signatures(task: Task, context: Context) -> Signatures:
+    """Returns the L2-normalized image embeddings of the tiny DFN/CLIP (tiny_dfn), the embeddings SemDeDup uses
+    today, encoded as curate embed does (curate.models.encode: resize, centre crop, normalize)."""
+    import torch
+
+    from curate.models import ModelSpec, load_model
+    from curate.models.encode import image_to_pixels, pixels_to_tensor
+
+    model_dir = tiny_dfn(context)
+    loaded = load_model(ModelSpec(model=str(model_dir)), device="cpu")
+    rows = []
+    for start in range(0, len(task.images), BATCH):
+        pixels = np.stack([image_to_pixels(jpg, loaded.image_size) for jpg in task.images[start:start + BATCH]])
+        with torch.inference_mode():
+            image = loaded.model.encode_image(pixels_to_tensor(pixels, loaded.mean, loaded.std, "cpu"), normalize=True)
+        rows.append(image.float().numpy())
+    x = np.concatenate(rows)
+    return Signatures((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), CLIP_GRID)
+
+
+# name -> method. Methods run in this order.
+METHODS: dict[str, Callable[[Task, Context], Signatures]] = {
+    "phash": phash_signatures,
+    "pixels": pixel_signatures,
+    "tiny-clip": tiny_clip_signatures,
+    # ---- copy-descriptor slot, for the lead to fill in: one function copy_signatures(task, context) that trains
+    # once into context.work (`curate train-copy-detector` on context.synth / "pool"), describes task.images with it
+    # (`curate embed RUN --model DIR --as copy` and descriptors/copy/*.parquet, or the model directly), returns
+    # Signatures(unit rows in task order, COSINE_GRID or a finer grid); then one line here:
+    # "copy": copy_signatures,
+}
