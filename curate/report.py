@@ -1,5 +1,5 @@
 """Reports of a run: a PNG histogram per score column, split by that stage's keep flag; the concept clusters; an
-image grid per finished distilled set."""
+image grid per finished distilled set; a contact sheet of the largest near-duplicate groups."""
 
 import re
 from collections.abc import Sequence
@@ -80,12 +80,15 @@ def distilled_grid(run: RunDir, name: str, out: Path) -> Path:
 
 def write_report(run: RunDir, out: Path | None = None) -> list[Path]:
     """Writes a histogram PNG per score column into `out` (default RUN/report), clusters.png when the run has
-    concept clusters and distilled-<name>.png per finished distilled set; returns their paths."""
+    concept clusters, distilled-<name>.png per finished distilled set and neardup-groups.png when the neardup stage
+    is current and found groups; returns their paths."""
     from curate.concepts.report import concept_figure
+    from curate.copydetect.sheet import neardup_sheet
     from curate.distill.layout import distilled_sets
 
     out = out or run.path / "report"
     paths = [score_histogram(run, column, out / f"{column}.png") for column in score_columns(run)]
     clusters = concept_figure(run, out / "clusters.png")
     grids = [distilled_grid(run, name, out / f"distilled-{name}.png") for name in distilled_sets(run)]
-    return paths + ([clusters] if clusters else []) + grids
+    sheet = neardup_sheet(run, out / "neardup-groups.png")
+    return paths + ([clusters] if clusters else []) + grids + ([sheet] if sheet else [])

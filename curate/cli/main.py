@@ -15,6 +15,7 @@ COMMANDS = {
     "export": "curate.cli.export",
     "embed": "curate.cli.embed",
     "filter": "curate.cli.filter",
+    "decontaminate": "curate.cli.decontaminate",
     "report": "curate.cli.report",
     "train-dfn": "curate.cli.train_dfn",
     "train-mae": "curate.cli.train_mae",

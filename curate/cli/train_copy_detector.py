@@ -8,8 +8,8 @@ from curate.options import positive_float, positive_int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares the train-copy-detector command's options."""
+    from curate.copydetect.config import CopyTrainConfig
     from curate.copydetect.model import ARCHS
-    from curate.copydetect.train import CopyTrainConfig
 
     d = CopyTrainConfig()
     add = parser.add_argument
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from curate.cli.options import existing_run
-    from curate.copydetect.train import CopyTrainConfig, train_copy_detector
+    from curate.copydetect.config import CopyTrainConfig
+    from curate.copydetect.train import train_copy_detector
 
     if args.threads:
         torch.set_num_threads(args.threads)
