@@ -251,7 +251,7 @@ def describe_pixels(loaded: LoadedDescriptor, pixels: np.ndarray, batch_size: in
     out = np.zeros((len(pixels), loaded.dim), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(pixels), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(pixels[start:start + batch_size]))
+            chunk = torch.from_numpy(np.array(pixels[start:start + batch_size]))
             images = normalize(chunk.permute(0, 3, 1, 2).float().div(255), loaded.mean, loaded.std)
             vectors = torch.nn.functional.normalize(loaded.module(images.to(loaded.device)).float(), dim=1)
             out[start:start + len(chunk)] = vectors.cpu().numpy()

@@ -104,7 +104,7 @@ def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, norm
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     return sum(losses) / len(losses)
 

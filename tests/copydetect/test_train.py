@@ -1,0 +1,84 @@
+"""Training the copy descriptor on a run's own images: seeded, resumable after a kill to the same weights, a
+rerun with other options refused, and training that tells copies from other images better than the start."""
+
+import numpy as np
+import pytest
+import torch
+
+from curate.cli.main import main
+from curate.copydetect.augment import AugmentConfig, copy_views
+from curate.copydetect.config import CopyTrainConfig
+from curate.copydetect.model import WEIGHTS_FILE, build_descriptor, describe_pixels, load_descriptor
+from curate.copydetect.train import CHECKPOINT, train_copy_detector
+from curate.errors import UsageError
+from curate.models.pairs import load_pairs
+from tests.shards import ingested_synth_pool
+
+SMALL = CopyTrainConfig(epochs=2, batch_size=16, image_size=32, dim=16, width=8, koleo_weight=1.0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return ingested_synth_pool(tmp_path_factory.mktemp("copy-train"), samples=64, shard_size=32)[0]
+
+
+def weights(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / WEIGHTS_FILE))
+
+
+def test_same_seed_same_weights_and_a_killed_run_resumes_to_them(run, tmp_path):
+    whole = train_copy_detector(run, tmp_path / "whole", SMALL, progress=False)
+    assert len(whole["losses"]) == 2 and whole["images"] == 64
+    # a run killed after its first epoch: only the checkpoint is left, then the same command again
+    first = train_copy_detector(run, tmp_path / "killed", CopyTrainConfig(**{**SMALL.__dict__, "epochs": 1}),
+                                progress=False)
+    assert first["epochs"] == 1
+    resumed_folder = tmp_path / "resumed"
+    resumed_folder.mkdir()
+    (resumed_folder / "train_config.json").write_text((tmp_path / "whole" / "train_config.json").read_text())
+    (resumed_folder / CHECKPOINT).write_bytes((tmp_path / "killed" / CHECKPOINT).read_bytes())
+    resumed = train_copy_detector(run, resumed_folder, SMALL, progress=False)
+    assert resumed["losses"][0] == pytest.approx(whole["losses"][0])
+    a, b = weights(tmp_path / "whole"), weights(resumed_folder)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    again = train_copy_detector(run, tmp_path / "whole", SMALL, progress=False)  # finished: its summary
+    assert again["losses"] == whole["losses"]
+
+
+def test_other_options_into_the_same_folder_are_refused(run, tmp_path):
+    train_copy_detector(run, tmp_path / "m", SMALL, progress=False)
+    with pytest.raises(UsageError, match=r"other options .*epochs"):
+        train_copy_detector(run, tmp_path / "m", CopyTrainConfig(**{**SMALL.__dict__, "epochs": 3}), progress=False)
+
+
+def copy_rank_accuracy(loaded, pixels: torch.Tensor) -> float:
+    """Returns the share of images whose augmented copy's nearest image (among all originals) is itself."""
+    views = copy_views(pixels, pixels.shape[-1], AugmentConfig(overlay_p=0, pad_p=0.5, crop_scale=(0.5, 1.0)),
+                       torch.Generator().manual_seed(9))
+    copies = (views * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    originals = pixels.permute(0, 2, 3, 1).numpy()
+    sims = describe_pixels(loaded, copies) @ describe_pixels(loaded, originals).T
+    return float((sims.argmax(1) == np.arange(len(pixels))).mean())
+
+
+def test_training_learns_to_find_copies(run, tmp_path):
+    config = CopyTrainConfig(epochs=6, batch_size=32, image_size=32, dim=32, width=16, lr=3e-3)
+    train_copy_detector(run, tmp_path / "trained", config, progress=False)
+    trained = load_descriptor(str(tmp_path / "trained"), "cpu")
+    untrained = load_descriptor(str(tmp_path / "trained"), "cpu")
+    untrained.module = build_descriptor(trained.config, config.seed).eval()  # the weights training started from
+    pixels = load_pairs(run, None, 32, progress=False, square=True).pixels
+    assert copy_rank_accuracy(trained, pixels) > copy_rank_accuracy(untrained, pixels) + 0.1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "vit-huge"], "invalid choice"),
+    (["--batch-size", "1"], "at least 2"),
+    (["--where", "no_such_column"], "no_such_column"),
+])
+def test_bad_arguments_get_one_line_errors(run, tmp_path, capsys, args, message):
+    code = main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), "--epochs", "1", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
