@@ -22,6 +22,8 @@ from PIL import Image
 COSINE_GRID = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998, 0.999, 0.9995)
 # the tiny CLIP's embeddings sit close together (distinct renderings of one concept at cosine 0.99+)
 CLIP_GRID = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999)
+# a trained copy descriptor spreads distinct images out (cosine near 0) and keeps copies high, but not at 0.99
+COPY_GRID = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
 HAMMING_GRID = tuple(1 - d / 64 for d in range(0, 17, 2))  # pHash-64 at Hamming distance 0, 2, ..., 16
 PIXEL_SIDE = 16
 BATCH = 256
@@ -93,14 +95,61 @@ def tiny_clip_signatures(task: Task, context: Context) -> Signatures:
     return Signatures((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), CLIP_GRID)
 
 
+COPY_EPOCHS, COPY_MAX_IMAGES = 10, 4000
+
+
+def task_run(task: Task, folder: Path) -> Path:
+    """Returns an ingested run of the task's images (one WebDataset tar, key = the pool index, a placeholder caption),
+    made under `folder` the first time."""
+    import tarfile
+
+    from curate.cli.main import main as curate
+
+    run = folder / "run"
+    if not (run / "manifest.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(folder / "images.tar", "w") as tar:
+            for i, jpg in enumerate(task.images):
+                for suffix, data in (("jpg", jpg), ("txt", f"image {i}".encode())):
+                    member = tarfile.TarInfo(f"{i:07d}.{suffix}")
+                    member.size = len(data)
+                    tar.addfile(member, io.BytesIO(data))
+        assert curate(["ingest", str(folder / "images.tar"), "--run", str(run)]) == 0
+    return run
+
+
+def copy_signatures(task: Task, context: Context) -> Signatures:
+    """Returns the copy descriptors of the task's images by the product's path: `curate train-copy-detector` on the
+    task's own images (self-supervised: no truth read; COPY_EPOCHS epochs on at most COPY_MAX_IMAGES of them),
+    then `curate embed --as copy`, read back from descriptors/copy/ in task order."""
+    import pyarrow.parquet as pq
+
+    from curate.catalogs import connect
+    from curate.cli.main import main as curate
+    from curate.rundir import RunDir
+
+    folder = context.work / f"copy-{task.name}-{len(task.images)}"
+    run = task_run(task, folder)
+    model = folder / "model"
+    assert curate(["train-copy-detector", str(run), "--out", str(model), "--epochs", str(COPY_EPOCHS),
+                   "--max-images", str(COPY_MAX_IMAGES)]) == 0
+    assert curate(["embed", str(run), "--model", str(model), "--as", "copy"]) == 0
+    con = connect(RunDir(run))
+    try:
+        position = {uid: int(key) for uid, key in con.execute("SELECT uid, key FROM samples").fetchall()}
+    finally:
+        con.close()
+    table = pq.read_table(run / "descriptors" / "copy")
+    vectors = table["descriptor"].combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
+    out = np.zeros_like(vectors)
+    out[[position[u] for u in table["uid"].to_pylist()]] = vectors
+    return Signatures(out.astype(np.float32), COPY_GRID)
+
+
 # name -> method. Methods run in this order.
 METHODS: dict[str, Callable[[Task, Context], Signatures]] = {
     "phash": phash_signatures,
     "pixels": pixel_signatures,
     "tiny-clip": tiny_clip_signatures,
-    # ---- copy-descriptor slot, for the lead to fill in: one function copy_signatures(task, context) that trains
-    # once into context.work (`curate train-copy-detector` on context.synth / "pool"), describes task.images with it
-    # (`curate embed RUN --model DIR --as copy` and descriptors/copy/*.parquet, or the model directly), returns
-    # Signatures(unit rows in task order, COSINE_GRID or a finer grid); then one line here:
-    # "copy": copy_signatures,
+    "copy": copy_signatures,
 }

@@ -23,10 +23,9 @@ from curate.io.readers import ShardOutput
 from curate.io.samples import ReadOptions
 from curate.models.encode import square_pixels
 from curate.rundir import RunDir
-from curate.runners import ModelJob, Resources, Runner, as_runner, run_shard_job
-from curate.stages.embed import shard_pixels
+from curate.runners import Runner, as_runner, run_shard_job
+from curate.stages.embed import ShardImageJob
 from curate.stages.embeddings import DESCRIPTOR_NAME, DESCRIPTORS, EMBEDDING_COLUMNS
-from curate.stages.samples import shard_samples
 from curate.stages.step import stage_step
 
 
@@ -35,8 +34,11 @@ def _whole_image(data: bytes, size: int) -> np.ndarray:
 
 
 @dataclass
-class DescribeJob(ModelJob):
-    """The model job that computes one shard's copy descriptors with one descriptor model."""
+class DescribeJob(ShardImageJob):
+    """The model job that computes one shard's copy descriptors with one descriptor model, on the whole images
+    resized to its square input."""
+
+    decode = staticmethod(_whole_image)
 
     run_path: str
     model: str
@@ -55,32 +57,17 @@ class DescribeJob(ModelJob):
         """Returns the stage's name, embed_<set>: its completion markers' folder."""
         return f"embed_{self.set_name}"
 
-    @property
-    def resources(self) -> Resources:
-        """One CPU, or a GPU where the cluster has them, and batch_size images per model call."""
-        return Resources(cpus=1, gpus=1, batch_size=self.batch_size)
-
     def setup(self) -> None:
         """Loads the descriptor once per worker."""
         from curate.copydetect.model import load_descriptor
 
         self._loaded = load_descriptor(self.model, self.device, self.image_size)
 
-    def expected_rows(self, task: ShardTask) -> int:
-        """Returns how many descriptors the shard will have."""
-        return shard_samples(RunDir(self.run_path), task.shard_id, ["uid"]).num_rows
-
-    def prepare(self, task: ShardTask) -> pa.Table:
-        """Returns the shard's samples with their whole images as uint8 square pixels: the CPU part."""
-        return shard_pixels(self.run_path, self.read_options, task.shard_id, self.image_size, _whole_image)
-
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the descriptor of a prepared batch: the model part."""
         from curate.copydetect.model import describe_pixels
 
-        size = self.image_size
-        pixels = batch["pixels"].combine_chunks().values.to_numpy().reshape(-1, size, size, 3)
-        vectors = describe_pixels(self._loaded, pixels, self.batch_size)
+        vectors = describe_pixels(self._loaded, self.batch_pixels(batch), self.batch_size)
         return pa.table({"shard_id": batch["shard_id"], "row": batch["row"], "uid": batch["uid"],
                          "descriptor": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim)})
 

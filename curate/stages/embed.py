@@ -27,8 +27,33 @@ from curate.stages.samples import shard_samples
 from curate.stages.step import stage_step
 
 
+class ShardImageJob(ModelJob):
+    """A model job over each shard's decoded images: subclasses have run_path, read_options, image_size and
+    batch_size, and `decode(bytes, size) -> uint8 pixels` says how an image becomes the model's square input."""
+
+    decode = staticmethod(image_to_pixels)
+
+    @property
+    def resources(self) -> Resources:
+        """One CPU, or a GPU where the cluster has them, and batch_size images per model call."""
+        return Resources(cpus=1, gpus=1, batch_size=self.batch_size)
+
+    def expected_rows(self, task: ShardTask) -> int:
+        """Returns how many rows the shard will have: its accepted samples."""
+        return shard_samples(RunDir(self.run_path), task.shard_id, ["uid"]).num_rows
+
+    def prepare(self, task: ShardTask) -> pa.Table:
+        """Returns the shard's samples as rows of (shard_id, row, uid, caption, uint8 pixels): the CPU part."""
+        return shard_pixels(self.run_path, self.read_options, task.shard_id, self.image_size, self.decode)
+
+    def batch_pixels(self, batch: pa.Table) -> np.ndarray:
+        """Returns a prepared batch's images as uint8 N x S x S x 3 pixels."""
+        size = self.image_size
+        return batch["pixels"].combine_chunks().values.to_numpy().reshape(-1, size, size, 3)
+
+
 @dataclass
-class EmbedJob(ModelJob):
+class EmbedJob(ShardImageJob):
     """The model job that embeds one shard's samples with one CLIP model."""
 
     run_path: str
@@ -43,27 +68,13 @@ class EmbedJob(ModelJob):
     def __post_init__(self):
         self._loaded = None
 
-    @property
-    def resources(self) -> Resources:
-        """One CPU, or a GPU where the cluster has them, and batch_size images per model call."""
-        return Resources(cpus=1, gpus=1, batch_size=self.batch_size)
-
     def setup(self) -> None:
         """Loads the model once per worker."""
         self._loaded = load_model(self.spec, self.device)
 
-    def expected_rows(self, task: ShardTask) -> int:
-        """Returns how many embeddings the shard will have."""
-        return shard_samples(RunDir(self.run_path), task.shard_id, ["uid"]).num_rows
-
-    def prepare(self, task: ShardTask) -> pa.Table:
-        """Returns the shard's samples as rows of (shard_id, row, uid, caption, uint8 pixels): the CPU part."""
-        return shard_pixels(self.run_path, self.read_options, task.shard_id, self.image_size, image_to_pixels)
-
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the two embeddings of a prepared batch: the model part."""
-        size = self.image_size
-        pixels = batch["pixels"].combine_chunks().values.to_numpy().reshape(-1, size, size, 3)
+        pixels = self.batch_pixels(batch)
         image, text = encode_batch(self._loaded, pixels, batch["caption"].to_pylist())
         dim = image.shape[1]
         return pa.table({
