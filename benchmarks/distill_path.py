@@ -1,7 +1,7 @@
 """Distillation along the product's whole path, on unlabelled web-like data: a synth pool ingested and embedded by
 the project's tiny DFN, filtered by it, selected by caption, labelled by zero-shot classification, distilled by
-TESLA (`curate distill --labels zeroshot:FILE`) and evaluated by `curate distill-eval` against random real images
-and herding from the same selection.
+TESLA and by CDA (`curate distill --labels zeroshot:FILE`) and evaluated by `curate distill-eval` against random
+real images and herding from the same selection.
 
     python benchmarks/distill_path.py [--samples 8000] [--classes 10] [--ipc 1,10] [--seeds 0,1,2]
                                       [--iterations 300] [--threads 1]
@@ -12,7 +12,8 @@ concept than their caption names, and the zero-shot labels carry the tiny CLIP's
 the pool's ground truth is measured. The held-out set is the synth held-out images of those classes. TESLA runs
 with the CLI's settings except syn_steps, set to the experts' own SGD steps over the matched epochs (see
 benchmarks/distill.py for why). Writes benchmarks/results/distill_path.json and the set grids
-(distill_path_ipc<N>.png). Reruns resume: the run folder, the sets and their evaluations are kept in --work.
+(distill_path_ipc<N>.png, distill_path_cda_ipc<N>.png). Reruns resume: the run folder, the sets and their
+evaluations are kept in --work.
 """
 
 import argparse
@@ -76,29 +77,40 @@ def heldout_subset(synth: Path, classes: list[str], out: Path) -> Path:
     return out
 
 
-def distill_and_evaluate(run: RunDir, ipc: int, args: argparse.Namespace, class_file: Path, test: Path) -> dict:
-    """Distills the selection at `ipc` (resuming) and evaluates it with random and herding baselines; returns the
-    set's summary and the evaluation's."""
+def method_arguments(method: str, ipc: int, selected: int, args: argparse.Namespace) -> list[str]:
+    """Returns the `curate distill` options of a method: TESLA with syn_steps = the experts' own steps over the
+    matched epochs; CDA with a ConvNet-3 BN teacher (30 epochs: a small set) and FKD relabelling for the
+    evaluation's epochs."""
+    if method == "cda":
+        return ["--method", "cda", "--teacher", "convnet", "--teacher-epochs", "30", "--iterations",
+                str(args.recover_iterations), "--relabel-epochs", str(args.eval_epochs)]
+    syn_steps = args.match_epochs * -(-selected // EXPERT_BATCH)
+    return ["--experts", str(args.experts), "--expert-epochs", str(args.expert_epochs),
+            "--iterations", str(args.iterations), "--syn-steps", str(syn_steps),
+            "--expert-epochs-match", str(args.match_epochs), "--max-start-epoch",
+            str(min(args.expert_epochs - args.match_epochs, 20 if ipc > 1 else 5))]
+
+
+def distill_and_evaluate(run: RunDir, ipc: int, method: str, args: argparse.Namespace, class_file: Path,
+                         test: Path) -> dict:
+    """Distills the selection at `ipc` with `method` (resuming) and evaluates it, TESLA's sets with random and
+    herding baselines from the same selection; returns the set's summary and the evaluation's."""
     from curate.distill.eval_set import SetEvalOptions, evaluate_distilled
     from curate.distill.source import labelled_selection
 
-    name = f"path-ipc{ipc}"
+    name = f"path-ipc{ipc}" if method == "tesla" else f"path-{method}-ipc{ipc}"
     classes = class_file.read_text().split("\n")
     selected = len(labelled_selection(run, args.where, None, 8, zeroshot_classes=[c for c in classes if c]).uids)
-    syn_steps = args.match_epochs * -(-selected // EXPERT_BATCH)
     began = time.perf_counter()
     assert curate(["distill", str(run.path), "--name", name, "--where", args.where, "--labels",
                    f"zeroshot:{class_file}", "--ipc", str(ipc), "--image-size", str(args.image_size),
-                   "--experts", str(args.experts), "--expert-epochs", str(args.expert_epochs),
-                   "--iterations", str(args.iterations), "--syn-steps", str(syn_steps),
-                   "--expert-epochs-match", str(args.match_epochs), "--max-start-epoch",
-                   str(min(args.expert_epochs - args.match_epochs, 20 if ipc > 1 else 5))]) == 0
+                   *method_arguments(method, ipc, selected, args)]) == 0
     seconds = time.perf_counter() - began
     options = SetEvalOptions(test=str(test), seeds=tuple(args.seeds), epochs=args.eval_epochs,
-                             baselines=("random", "herding"))
+                             baselines=("random", "herding") if method == "tesla" else ())
     result = evaluate_distilled(run, name, options)
     meta = json.loads((run.path / "distilled" / name / "distilled.json").read_text())
-    return dict(ipc=ipc, name=name, syn_steps=syn_steps, distill_seconds=round(seconds, 1), lr=meta["lr"],
+    return dict(ipc=ipc, method=method, name=name, distill_seconds=round(seconds, 1), lr=meta["lr"],
                 summary=result["summary"], evaluation=result["evaluation"])
 
 
@@ -115,7 +127,9 @@ def parse_args() -> argparse.Namespace:
     add("--experts", type=int, default=5)
     add("--expert-epochs", type=int, default=20)
     add("--match-epochs", type=int, default=2)
-    add("--iterations", type=int, default=300)
+    add("--iterations", type=int, default=300, help="TESLA's iterations")
+    add("--recover-iterations", type=int, default=500, help="CDA's recovery iterations")
+    add("--methods", type=lambda t: t.split(","), default=["tesla", "cda"], help="tesla, cda or both")
     add("--eval-epochs", type=int, default=300)
     add("--threads", type=int, default=1, help="torch threads")
     add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill-path")
@@ -137,16 +151,16 @@ def main() -> None:
     class_file = args.work / "classes.txt"
     class_file.write_text("\n".join(classes) + "\n")
     test = heldout_subset(synth, classes, args.work / "heldout-classes.parquet")
-    sets = [distill_and_evaluate(run, ipc, args, class_file, test) for ipc in args.ipc]
+    sets = [distill_and_evaluate(run, ipc, m, args, class_file, test) for m in args.methods for ipc in args.ipc]
     labels = zeroshot_accuracy(run, sets[0]["name"], synth)
     for s in sets:
         for row in s["summary"]:
-            print(f"ipc {s['ipc']:3d} {row['method']:8s} n={row['size']:<5d} top-1 {row['mean']:.4f} ± "
-                  f"{row['std']:.4f}")
+            print(f"{s['method']:5s} ipc {s['ipc']:3d} {row['method']:8s} n={row['size']:<5d} "
+                  f"top-1 {row['mean']:.4f} ± {row['std']:.4f}")
     print(f"zero-shot labels: {labels['labelled']} samples, {labels['label_accuracy']:.3f} match the truth")
     args.results.mkdir(parents=True, exist_ok=True)
     for s in sets:  # the set's grid as `curate report` draws it
-        distilled_grid(run, s["name"], args.results / f"distill_path_ipc{s['ipc']}.png")
+        distilled_grid(run, s["name"], args.results / f"distill_{s['name'].replace('-', '_')}.png")
     common.RESULTS = args.results
     options = {k: str(v) for k, v in vars(args).items() if k not in ("work", "results")}
     path = write_results("distill_path", dict(options=options, classes=classes, pipeline_seconds=timings,
