@@ -8,9 +8,11 @@ architecture: a torchvision ResNet-50 trunk, GeM pooling (p = 3), a linear proje
 A model is (1) a folder written by `curate train-copy-detector` (copy_detector.json + model.safetensors), (2) a
 TorchScript file such as SSCD's released `sscd_disc_mixup.torchscript.pt` (TorchScript is code: load only files
 you trust), or (3) a state-dict file (.pt/.pth read with torch.load(weights_only=True), or .safetensors) of the
-sscd_resnet50 architecture, in SSCD's key layout (backbone.conv1.*, backbone.layerN.*, embeddings.1.*) or
-torchvision's Sequential one (backbone.0.*, ...). Files are fed SSCD's preprocessing: the whole image resized to
-288 x 288, ImageNet mean and std, unless `image_size` says otherwise.
+sscd_resnet50 architecture, in any of SSCD's key layouts: its torchvision model (backbone.conv1.*, ...,
+backbone.layer4.*, the projection as backbone.fc.*), a trunk with the projection as embeddings.1.*, a plain
+torchvision ResNet-50 (conv1.*, ..., fc.* a Linear(2048, 512)), this module's own (backbone.0.*, ...), each
+optionally under a Lightning-style state_dict and module./model. prefixes. Files are fed SSCD's preprocessing:
+the whole image resized to 288 x 288, ImageNet mean and std, unless `image_size` says otherwise.
 """
 
 from __future__ import annotations
@@ -171,11 +173,25 @@ def _load_folder(folder: Path):
     if not (folder / DESCRIPTOR_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise UsageError(f"{folder} has no {DESCRIPTOR_FILE} and {WEIGHTS_FILE}; give a folder written by "
                          "`curate train-copy-detector` (or a model file)")
-    raw = json.loads((folder / DESCRIPTOR_FILE).read_text())
-    config = DescriptorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    try:
+        raw = json.loads((folder / DESCRIPTOR_FILE).read_text())
+        config = DescriptorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # unreadable JSON, or fields of no config
+        raise UsageError(f"{folder / DESCRIPTOR_FILE} is not a copy-detector config ({_first_line(exc)}); "
+                         "retrain the folder with `curate train-copy-detector`") from None
     module = build_descriptor(config)
-    module.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    try:
+        module.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except Exception as exc:  # safetensors and torch raise several types; each means "not this model's weights"
+        raise UsageError(f"{folder / WEIGHTS_FILE} does not hold the weights {DESCRIPTOR_FILE} describes "
+                         f"({_first_line(exc)}); retrain the folder with `curate train-copy-detector`") from None
     return module, config, "curate"
+
+
+def _first_line(exc: Exception) -> str:
+    """Returns the exception's type and the first line of its message, at most 160 characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
 
 
 def _load_file(path: Path):
@@ -207,25 +223,37 @@ def _is_torchscript(path: Path) -> bool:
 def _from_state_dict(path: Path, state: Any):
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
+    import torch
+
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise UsageError(f"{path} holds no state dict; give an sscd_resnet50 state dict or a TorchScript file")
     module = build_descriptor(SSCD_CONFIG)
     remapped = {_sscd_key(k): v for k, v in state.items()}
-    missing, unexpected = module.load_state_dict(remapped, strict=False)
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise UsageError(f"{path} is not an sscd_resnet50 state dict ({len(missing)} missing and {len(unexpected)} "
-                         f"unexpected keys, e.g. {example!r}); give SSCD's checkpoint or a TorchScript file")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in remapped]
+    unexpected = [k for k in remapped if k not in expected]
+    misshapen = [k for k in expected if k in remapped and tuple(remapped[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or misshapen:
+        example = (missing or unexpected or misshapen)[0]
+        raise UsageError(f"{path} is not an sscd_resnet50 state dict ({len(missing)} missing, {len(unexpected)} "
+                         f"unexpected and {len(misshapen)} misshapen keys, e.g. {example!r}); give a torchvision-"
+                         "layout checkpoint or SSCD's TorchScript file")
+    module.load_state_dict(remapped)
     return module
 
 
 def _sscd_key(key: str) -> str:
-    """Returns a state-dict key in this module's layout: prefixes module./model. dropped, torchvision child names
-    of the trunk (backbone.conv1, backbone.layer2, ...) turned into their Sequential index."""
+    """Returns a state-dict key in this module's layout: prefixes module./model. dropped, a plain torchvision key
+    put under backbone., the ResNet's fc (SSCD's torchvision projection) renamed embeddings.1, and torchvision
+    child names of the trunk (backbone.conv1, backbone.layer2, ...) turned into their Sequential index."""
     for prefix in ("module.", "model."):
         key = key.removeprefix(prefix)
     parts = key.split(".")
-    if len(parts) > 2 and parts[0] == "backbone" and parts[1] in _RESNET_CHILDREN:
+    if parts[0] in (*_RESNET_CHILDREN, "fc"):
+        parts = ["backbone", *parts]
+    if len(parts) > 2 and parts[0] == "backbone" and parts[1] == "fc":
+        parts = ["embeddings", "1", *parts[2:]]
+    elif len(parts) > 2 and parts[0] == "backbone" and parts[1] in _RESNET_CHILDREN:
         parts[1] = str(_RESNET_CHILDREN.index(parts[1]))
     return ".".join(parts)
 

@@ -2,8 +2,10 @@
 
 Instance discrimination: each image of a batch is augmented twice (curate.copydetect.augment: crops, shifts
 with padding, flips, colour jitter, blur, overlays, JPEG re-encodes); the loss is InfoNCE over the 2B views at
-temperature 0.05 plus KoLeo_weight x the KoLeo entropy term (SSCD: 30), AdamW with a linear warmup and cosine
-decay. No labels or captions are read. Images are resized whole (nothing cropped) to the model's input side.
+temperature 0.05 plus KoLeo_weight x the KoLeo entropy term (SSCD: 30; each view's distance to its nearest view
+of another image, as SSCD measures it: the other view of its own image is no neighbour), AdamW with a linear
+warmup and cosine decay. No labels or captions are read. Images are resized whole (nothing cropped) to the model's
+input side.
 
 The folder gets train_config.json (the options, written first), checkpoint.pt after every epoch (weights and
 optimizer state, read back with weights_only=True; each epoch's random draws come from (seed, epoch), so a killed
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from curate.copydetect.augment import AugmentConfig, copy_views
 from curate.copydetect.config import CopyTrainConfig
 from curate.copydetect.loss import info_nce, koleo
-from curate.copydetect.model import DESCRIPTOR_FILE, DescriptorConfig, build_descriptor, save_descriptor
+from curate.copydetect.model import DescriptorConfig, build_descriptor, save_descriptor
 from curate.errors import UsageError
 from curate.models.pairs import load_pairs, normalize
 from curate.rundir import RunDir
@@ -79,6 +81,7 @@ def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: 
         _checkpoint(out, model, optimizer, state)
     save_descriptor(model.eval(), model_config, out)
     info = dict(model=str(out), images=len(pixels), epochs=config.epochs, losses=state["losses"],
+                final_loss=state["losses"][-1],
                 seconds=round(state["seconds"], 1), where=where, config=asdict(config))
     RunDir(out).write_json(INFO_FILE, info)
     return info
@@ -100,7 +103,8 @@ def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, norm
         for group in optimizer.param_groups:
             group["lr"] = _lr(epoch * steps + step, steps, total, config)
         z1, z2 = model(views[0]), model(views[1])
-        loss = info_nce(z1, z2, config.temperature) + config.koleo_weight * koleo(torch.cat([z1, z2])) / 2
+        views_of = torch.arange(len(z1)).repeat(2)  # KoLeo's neighbours: views of other images (SSCD)
+        loss = info_nce(z1, z2, config.temperature) + config.koleo_weight * koleo(torch.cat([z1, z2]), views_of)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -128,7 +132,7 @@ def _resume(out: Path, model, optimizer) -> dict:
     """Loads out/checkpoint.pt into the model and optimizer when there is one; returns the progress so far
     (losses per finished epoch, seconds)."""
     path = out / CHECKPOINT
-    if not path.exists() or (out / DESCRIPTOR_FILE).exists():
+    if not path.exists():
         return dict(losses=[], seconds=0.0)
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(saved["model"])

@@ -1,5 +1,5 @@
-"""The copy descriptor: InfoNCE and KoLeo against hand computations, the copy augmentations, and loading a model
-from a train-copy-detector folder, a TorchScript file and an SSCD-layout state dict (each written here)."""
+"""The copy descriptor: InfoNCE and KoLeo against hand computations, and loading a model from a train-copy-detector
+folder, a TorchScript file and SSCD-layout state dicts (each written here)."""
 
 import math
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from curate.copydetect.augment import AugmentConfig, copy_views
 from curate.copydetect.loss import info_nce, koleo
 from curate.copydetect.model import (
     SSCD_CONFIG,
@@ -41,22 +40,11 @@ def test_koleo_is_minus_the_mean_log_nearest_neighbour_distance():
     assert koleo(z).item() == pytest.approx(-sum(math.log(d) for d in nearest) / 3, rel=1e-5)
 
 
-def test_copy_views_are_seeded_in_range_and_differ_from_the_source():
-    pixels = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
-    first = copy_views(pixels, 32, AugmentConfig(), torch.Generator().manual_seed(3))
-    again = copy_views(pixels, 32, AugmentConfig(), torch.Generator().manual_seed(3))
-    other = copy_views(pixels, 32, AugmentConfig(), torch.Generator().manual_seed(4))
-    assert first.shape == (6, 3, 32, 32) and first.dtype == torch.float32
-    assert torch.equal(first, again) and not torch.equal(first, other)
-    assert first.min() >= 0 and first.max() <= 1
-
-
-def test_every_augmentation_can_be_switched_off():
-    none = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), pad_p=0, flip_p=0, jitter=0, blur_p=0,
-                         overlay_p=0, jpeg_p=0)
-    pixels = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
-    views = copy_views(pixels, 16, none, torch.Generator().manual_seed(0))
-    assert torch.allclose(views, pixels.float() / 255, atol=1e-5)
+def test_koleo_with_instances_skips_the_other_views_of_the_same_image():
+    z = torch.tensor([[0.0, 0.0], [0.0, 0.1], [0.0, 1.0], [3.0, 4.0]])  # rows 0, 1 and 2, 3: two views each
+    instances = torch.tensor([0, 0, 1, 1])
+    nearest = [1.0, 0.9, 0.9, math.dist((3, 4), (0, 0.1))]  # the nearest view of another image
+    assert koleo(z, instances).item() == pytest.approx(-sum(math.log(d) for d in nearest) / 4, rel=1e-5)
 
 
 def test_a_folder_round_trip_gives_the_same_unit_descriptors(tmp_path):
@@ -79,18 +67,39 @@ def sscd_module():
     return build_descriptor(SSCD_CONFIG, seed=2).eval()
 
 
-def test_an_sscd_state_dict_in_torchvision_names_loads(tmp_path, sscd_module):
-    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    state = {}
-    for key, value in sscd_module.state_dict().items():
+TRUNK_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def sscd_layout(state: dict, layout: str) -> dict:
+    """Returns this module's state dict in one of SSCD's layouts: `lightning` (SSCD's torchvision model inside a
+    training checkpoint: model.backbone.conv1..., the projection as model.backbone.fc), `embeddings` (torchvision
+    trunk names, the projection as embeddings.1) or `plain` (a bare torchvision ResNet-50 whose fc is the
+    projection)."""
+    out = {}
+    for key, value in state.items():
         parts = key.split(".")
         if parts[0] == "backbone":
-            parts[1] = names[int(parts[1])]  # SSCD's layout: backbone.conv1.weight, backbone.layer1.0...
-        state["model." + ".".join(parts)] = value
-    torch.save({"state_dict": state}, tmp_path / "sscd.pt")
-    loaded = load_descriptor(str(tmp_path / "sscd.pt"), "cpu", image_size=64)
+            parts[1] = TRUNK_NAMES[int(parts[1])]
+        elif layout != "embeddings":
+            parts = ["backbone", "fc", *parts[2:]]
+        if layout == "plain":
+            parts = parts[1:]
+        out[("model." if layout == "lightning" else "") + ".".join(parts)] = value
+    return {"state_dict": out} if layout == "lightning" else out
+
+
+@pytest.mark.parametrize("layout, suffix", [("lightning", ".pt"), ("embeddings", ".pth"), ("plain", ".safetensors")])
+def test_an_sscd_state_dict_loads_from_each_layout(tmp_path, sscd_module, layout, suffix):
+    state = sscd_layout(sscd_module.state_dict(), layout)
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / f"sscd{suffix}"))
+    else:
+        torch.save(state, tmp_path / f"sscd{suffix}")
+    loaded = load_descriptor(str(tmp_path / f"sscd{suffix}"), "cpu", image_size=64)
     pixels = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    assert loaded.kind == "state_dict" and loaded.dim == 512
+    assert loaded.kind == "state_dict" and loaded.dim == 512 and loaded.image_size == 64
     reference = describe_pixels(load_descriptor_module(sscd_module, 64), pixels)
     assert np.allclose(describe_pixels(loaded, pixels), reference, atol=1e-5)
 
@@ -101,6 +110,7 @@ def load_descriptor_module(module, size):
     return LoadedDescriptor(module, size, SSCD_CONFIG.mean, SSCD_CONFIG.std, 512, "cpu", "test")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # SSCD ships TorchScript
 def test_a_torchscript_file_loads_with_sscd_preprocessing(tmp_path):
     config = DescriptorConfig(dim=8, image_size=32, width=8)
     module = build_descriptor(config, seed=0).eval()
@@ -128,6 +138,7 @@ def test_fingerprints_follow_the_weights(tmp_path):
     (lambda p: (p / "empty").mkdir() or p / "empty", "copy_detector.json"),
     (lambda p: (p / "bad.pt").write_bytes(b"not a checkpoint") and p / "bad.pt", "could not read"),
     (lambda p: torch.save({"fc.weight": torch.zeros(2, 2)}, p / "other.pt") or p / "other.pt", "not an sscd_resnet50"),
+    (lambda p: torch.save({1: torch.zeros(2)}, p / "odd.pt") or p / "odd.pt", "holds no state dict"),
 ])
 def test_unloadable_models_get_one_line_errors(tmp_path, make, message):
     with pytest.raises(UsageError, match=message) as error:
@@ -138,3 +149,27 @@ def test_unloadable_models_get_one_line_errors(tmp_path, make, message):
 def test_an_unknown_architecture_is_a_one_line_error():
     with pytest.raises(UsageError, match="unknown copy-detector --arch"):
         build_descriptor(DescriptorConfig(arch="vit-huge"))
+
+
+def test_an_imagenet_resnet50_is_refused_for_its_classifier_head(tmp_path, sscd_module):
+    state = sscd_layout(sscd_module.state_dict(), "plain")
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)  # an ImageNet classifier
+    torch.save(state, tmp_path / "resnet50.pth")
+    with pytest.raises(UsageError, match="2 misshapen keys") as error:
+        load_descriptor(str(tmp_path / "resnet50.pth"), "cpu")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "copy_detector.json").write_text("{"), "not a copy-detector config"),
+    (lambda d: (d / "copy_detector.json").write_text('{"arch": "tiny", "colour": 1}'), "not a copy-detector config"),
+    (lambda d: (d / "copy_detector.json").write_text('{"arch": "tiny", "dim": 8, "width": 16}'), "does not hold"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"xx"), "does not hold"),
+])
+def test_a_damaged_folder_gets_a_one_line_error(tmp_path, damage, message):
+    config = DescriptorConfig(dim=8, width=8)
+    folder = save_descriptor(build_descriptor(config), config, tmp_path / "model")
+    damage(folder)
+    with pytest.raises(UsageError, match=message) as error:
+        load_descriptor(str(folder), "cpu")
+    assert "\n" not in str(error.value)

@@ -14,7 +14,9 @@ from curate.errors import UsageError
 from curate.models.pairs import load_pairs
 from tests.shards import ingested_synth_pool
 
-SMALL = CopyTrainConfig(epochs=2, batch_size=16, image_size=32, dim=16, width=8, koleo_weight=1.0)
+# warmup_epochs=1: the first epoch's learning rates do not depend on the number of epochs, so the checkpoint a
+# 1-epoch run leaves is the one a 2-epoch run killed after its first epoch leaves
+SMALL = CopyTrainConfig(epochs=2, batch_size=16, image_size=32, dim=16, width=8, koleo_weight=1.0, warmup_epochs=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,11 @@ def test_same_seed_same_weights_and_a_killed_run_resumes_to_them(run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     again = train_copy_detector(run, tmp_path / "whole", SMALL, progress=False)  # finished: its summary
     assert again["losses"] == whole["losses"]
+    # killed after the model was written but before its summary: finished from the checkpoint, no epoch rerun
+    (tmp_path / "whole" / "train_info.json").unlink()
+    redone = train_copy_detector(run, tmp_path / "whole", SMALL, progress=False)
+    assert redone["losses"] == whole["losses"] and redone["seconds"] == whole["seconds"]
+    assert all(torch.equal(a[k], weights(tmp_path / "whole")[k]) for k in a)
 
 
 def test_other_options_into_the_same_folder_are_refused(run, tmp_path):
@@ -82,3 +89,14 @@ def test_bad_arguments_get_one_line_errors(run, tmp_path, capsys, args, message)
     code = main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), "--epochs", "1", *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_the_command_trains_and_prints_its_summary(run, tmp_path, capsys):
+    import json
+
+    args = ["--epochs", "1", "--batch-size", "16", "--image-size", "32", "--dim", "8", "--width", "8", "--seed", "3"]
+    assert main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), *args]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["images"] == 64 and summary["epochs"] == 1 and len(summary["losses"]) == 1
+    loaded = load_descriptor(str(tmp_path / "m"), "cpu")
+    assert loaded.kind == "curate" and loaded.dim == 8 and loaded.image_size == 32
