@@ -23,7 +23,8 @@ COSINE_GRID = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 
 # the tiny CLIP's embeddings sit close together (distinct renderings of one concept at cosine 0.99+)
 CLIP_GRID = (0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999)
 # a trained copy descriptor spreads distinct images out (cosine near 0) and keeps copies high, but not at 0.99
-COPY_GRID = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
+COPY_GRID = (0.3, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.65, 0.66, 0.67, 0.68, 0.69, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95,
+             0.98)
 HAMMING_GRID = tuple(1 - d / 64 for d in range(0, 17, 2))  # pHash-64 at Hamming distance 0, 2, ..., 16
 PIXEL_SIDE = 16
 BATCH = 256
