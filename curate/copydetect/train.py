@@ -60,7 +60,9 @@ def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: 
     seconds)."""
     config.check()
     out = Path(out)
-    _start_folder(out, asdict(config) | dict(where=where))
+    # the augmentations are recorded too, so a folder trained with other ones is not resumed with these
+    options = json.loads(json.dumps(asdict(config) | dict(where=where, augment=asdict(AugmentConfig()))))
+    _start_folder(out, options)
     if (out / INFO_FILE).exists():
         return json.loads((out / INFO_FILE).read_text())
     pixels = load_pairs(run, where, config.image_size, progress=progress, square=True).pixels

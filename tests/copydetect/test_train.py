@@ -100,3 +100,15 @@ def test_the_command_trains_and_prints_its_summary(run, tmp_path, capsys):
     assert summary["images"] == 64 and summary["epochs"] == 1 and len(summary["losses"]) == 1
     loaded = load_descriptor(str(tmp_path / "m"), "cpu")
     assert loaded.kind == "curate" and loaded.dim == 8 and loaded.image_size == 32
+
+
+def test_the_augmentations_are_recorded_with_the_options(run, tmp_path):
+    import json
+
+    train_copy_detector(run, tmp_path / "m", SMALL, progress=False)
+    recorded = json.loads((tmp_path / "m" / "train_config.json").read_text())
+    assert recorded["augment"]["jpeg_quality"] == list(AugmentConfig().jpeg_quality)
+    recorded["augment"]["jpeg_p"] = 0.1  # a folder trained with other augmentations
+    (tmp_path / "m" / "train_config.json").write_text(json.dumps(recorded))
+    with pytest.raises(UsageError, match="augment"):
+        train_copy_detector(run, tmp_path / "m", SMALL, progress=False)
