@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +31,7 @@ from curate.copydetect.loss import info_nce, koleo
 from curate.copydetect.model import DescriptorConfig, build_descriptor, save_descriptor
 from curate.errors import UsageError
 from curate.models.pairs import load_pairs, normalize
+from curate.models.train import warmup_cosine
 from curate.rundir import RunDir
 
 CONFIG_FILE, CHECKPOINT, INFO_FILE = "train_config.json", "checkpoint.pt", "train_info.json"
@@ -97,13 +97,14 @@ def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, norm
     batch = min(config.batch_size, len(pixels))
     steps = len(pixels) // batch  # a ragged last batch would change the loss's scale; it is dropped
     total, losses = config.epochs * steps, []
+    warmup = max(1, int(config.warmup_epochs * steps))  # steps of linear warmup
     augment, (mean, std) = AugmentConfig(), normalization
     model.train()
     for step in tqdm(range(steps), desc=f"train-copy-detector epoch {epoch + 1}", disable=not progress):
         chosen = pixels[order[step * batch:(step + 1) * batch]]
         views = [normalize(copy_views(chosen, config.image_size, augment, generator), mean, std) for _ in range(2)]
         for group in optimizer.param_groups:
-            group["lr"] = _lr(epoch * steps + step, steps, total, config)
+            group["lr"] = warmup_cosine(epoch * steps + step, 1, total, config.lr, warmup)
         z1, z2 = model(views[0]), model(views[1])
         views_of = torch.arange(len(z1)).repeat(2)  # KoLeo's neighbours: views of other images (SSCD)
         loss = info_nce(z1, z2, config.temperature) + config.koleo_weight * koleo(torch.cat([z1, z2]), views_of)
@@ -113,14 +114,6 @@ def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, norm
         losses.append(loss.item())
     model.eval()
     return sum(losses) / len(losses)
-
-
-def _lr(step: int, steps_per_epoch: int, total: int, config: CopyTrainConfig) -> float:
-    """Returns the learning rate at `step`: linear warmup over warmup_epochs, then cosine decay to 0."""
-    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    return config.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def _checkpoint(out: Path, model, optimizer, state: dict) -> None:

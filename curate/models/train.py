@@ -97,11 +97,16 @@ def learning_rate(seen: int, batch: int, total: int, config: TrainConfig, unit: 
     Linear warmup base * (step + 1) / warmup, then 0.5 * (1 + cos(pi * progress)) * base; measured in samples,
     so batches of any size (a batch sampler's, the last one) follow the same curve.
     """
-    warmup = config.warmup_steps * unit
+    return warmup_cosine(seen, batch, total, config.lr, config.warmup_steps * unit)
+
+
+def warmup_cosine(seen: float, batch: float, total: float, lr: float, warmup: float) -> float:
+    """Returns the learning rate for the step of `batch` that starts after `seen`, out of `total` (any one unit:
+    samples or steps): linear warmup lr * (seen + batch) / warmup, then cosine decay to 0 over the rest."""
     if seen < warmup:
-        return config.lr * (seen + batch) / warmup
+        return lr * (seen + batch) / warmup
     progress = (seen - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * progress)) * config.lr
+    return 0.5 * (1 + math.cos(math.pi * progress)) * lr
 
 
 def contrastive_losses(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
