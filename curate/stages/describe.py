@@ -25,7 +25,7 @@ from curate.models.encode import square_pixels
 from curate.rundir import RunDir
 from curate.runners import Runner, as_runner, run_shard_job
 from curate.stages.embed import ShardImageJob
-from curate.stages.embeddings import DESCRIPTOR_NAME, DESCRIPTORS, EMBEDDING_COLUMNS
+from curate.stages.embeddings import DESCRIPTOR_NAME, DESCRIPTORS, EMBEDDING_COLUMNS, descriptor_stage_name
 from curate.stages.step import stage_step
 
 
@@ -55,7 +55,7 @@ class DescribeJob(ShardImageJob):
     @property
     def name(self) -> str:
         """Returns the stage's name, embed_<set>: its completion markers' folder."""
-        return f"embed_{self.set_name}"
+        return descriptor_stage_name(self.set_name)
 
     def setup(self) -> None:
         """Loads the descriptor once per worker."""

@@ -56,6 +56,12 @@ def embedding_files(run: RunDir) -> list:
 
 DESCRIPTORS = "descriptors"  # RUN/descriptors/<name>/<shard>.parquet: uid, descriptor (curate.stages.describe)
 DESCRIPTOR_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+DESCRIPTOR_STAGE = "embed_"  # the stage that writes descriptor set NAME is embed_NAME
+
+
+def descriptor_stage_name(name: str) -> str:
+    """Returns the name of the stage that writes descriptor set `name`: embed_<name>."""
+    return DESCRIPTOR_STAGE + name
 
 
 def descriptor_sets(run: RunDir) -> list[str]:

@@ -25,6 +25,7 @@ from curate.runners import Runner, as_runner
 from curate.stages.embeddings import (
     EMBEDDING_COLUMNS,
     RunEmbeddings,
+    descriptor_stage_name,
     load_embeddings,
     selected_rows,
     write_clusters_table,
@@ -41,7 +42,7 @@ def embedding_stage(run: RunDir) -> str:
 def embedding_stage_of(run: RunDir, kind: str) -> str:
     """Returns the stage that made the vectors of `kind`: the embeddings' (embedding_stage) for image and text,
     embed_<name> for a descriptor set."""
-    return embedding_stage(run) if kind in EMBEDDING_COLUMNS else f"embed_{kind}"
+    return embedding_stage(run) if kind in EMBEDDING_COLUMNS else descriptor_stage_name(kind)
 
 
 @dataclass

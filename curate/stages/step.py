@@ -25,7 +25,7 @@ from curate.graph import (
     version_of,
 )
 from curate.rundir import DONE, MANIFEST, RunDir
-from curate.stages.embeddings import DESCRIPTORS
+from curate.stages.embeddings import DESCRIPTOR_STAGE, DESCRIPTORS
 from curate.version import __version__
 
 
@@ -79,8 +79,8 @@ def remove_outputs(run: RunDir, name: str) -> None:
     """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and <name>_*.parquet, a descriptor
     stage's (embed_<set>) descriptors/<set>/, and its completion markers."""
     shutil.rmtree(run.path / "scores" / name, ignore_errors=True)
-    if name.startswith("embed_"):
-        shutil.rmtree(run.path / DESCRIPTORS / name.removeprefix("embed_"), ignore_errors=True)
+    if name.startswith(DESCRIPTOR_STAGE):
+        shutil.rmtree(run.path / DESCRIPTORS / name.removeprefix(DESCRIPTOR_STAGE), ignore_errors=True)
     concepts = run.path / "concepts"
     for path in [concepts / f"{name}.parquet", *concepts.glob(f"{name}_*.parquet")]:
         path.unlink(missing_ok=True)
