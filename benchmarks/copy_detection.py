@@ -49,10 +49,24 @@ def sweep(task: tasks.Task, signatures: Signatures) -> dict:
     start = time.perf_counter()
     pairs = tasks.close_pairs(signatures.data, min(thresholds))
     seconds = time.perf_counter() - start
-    removed = tasks.group_removals(len(task.images), pairs, thresholds)
+    if signatures.score_norm:
+        removed = [tasks.group_removals(len(task.images), normalized_pairs(signatures.data, pairs, t), [t])[0]
+                   for t in thresholds]
+    else:
+        removed = tasks.group_removals(len(task.images), pairs, thresholds)
     grid = [tasks.duplicate_figures(task, r, t) for r, t in zip(removed, thresholds, strict=True)]
     return dict(grid=grid, best_under_false_limit=tasks.best_under(grid, "near_dup_recall", MAX_FALSE_REMOVAL),
                 candidate_pairs=len(pairs[0]), pair_search_seconds=round(seconds, 2))
+
+
+def normalized_pairs(x: np.ndarray, pairs: tuple[np.ndarray, ...], threshold: float) -> tuple[np.ndarray, ...]:
+    """Returns the pairs with their similarity normalized for `threshold` as `curate filter neardup` does: less the
+    mean of the members' background excess (curate.copydetect.scorenorm), identical images kept at 1."""
+    from curate.copydetect.scorenorm import background_excess, normalized
+
+    i, j, s = pairs
+    excess = background_excess(x, np.arange(len(x)), threshold)
+    return i, j, normalized(s, (excess[i] + excess[j]) / 2)
 
 
 def describe(best: dict | None) -> str:
@@ -153,6 +167,14 @@ def search_cost(sizes: list[int], threads: int, flat_max: int) -> list[dict]:
     return rows
 
 
+def with_earlier_methods(results: dict) -> dict:
+    """Returns {task: {method: figures}} with the methods of an earlier results file that this run did not measure
+    added (so one method can be rerun alone)."""
+    path = RESULTS / "copy_detection.json"
+    earlier = json.loads(path.read_text()).get("quality", {}).get("results", {}) if path.exists() else {}
+    return {task: earlier.get(task, {}) | methods for task, methods in results.items()}
+
+
 def write_part(part: str, figures: dict) -> Path:
     """Writes `figures` as the `part` ("quality" or "search_cost") of results/copy_detection.json, keeping the other
     part from an earlier run; returns the path."""
@@ -195,8 +217,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    results = quality(args)
-    config = dict(samples=args.samples, hq_samples=args.hq_samples, methods=args.methods, tasks=args.tasks,
+    results = with_earlier_methods(quality(args))
+    methods = list(dict.fromkeys([m for figures in results.values() for m in figures]))
+    config = dict(samples=args.samples, hq_samples=args.hq_samples, methods=methods, tasks=args.tasks,
                   max_false_removal=MAX_FALSE_REMOVAL)
     path = write_part("quality", dict(config=config, results=results))
     plot(results, RESULTS / "copy_detection.png")

@@ -44,6 +44,7 @@ class Signatures:
 
     data: np.ndarray
     thresholds: tuple[float, ...]
+    score_norm: bool = False  # pairs compared on SSCD's one-sided normalized score (curate.copydetect.scorenorm)
 
 
 def phash_signatures(task: Task, context: Context) -> Signatures:
@@ -147,10 +148,18 @@ def copy_signatures(task: Task, context: Context) -> Signatures:
     return Signatures(out.astype(np.float32), COPY_GRID)
 
 
+def normalized_copy_signatures(task: Task, context: Context) -> Signatures:
+    """Returns copy_signatures' descriptors, compared as `curate filter neardup --score-norm pool` does."""
+    from dataclasses import replace
+
+    return replace(copy_signatures(task, context), score_norm=True)
+
+
 # name -> method. Methods run in this order.
 METHODS: dict[str, Callable[[Task, Context], Signatures]] = {
     "phash": phash_signatures,
     "pixels": pixel_signatures,
     "tiny-clip": tiny_clip_signatures,
     "copy": copy_signatures,
+    "copy-norm": normalized_copy_signatures,
 }

@@ -1,4 +1,5 @@
-"""Remove pool samples that are copies of evaluation images (decontam_keep, decontam_match, decontam_sim)."""
+"""Remove pool samples that are copies of evaluation images (decontam_keep, decontam_match, decontam_sim,
+decontam_score)."""
 
 import argparse
 import json

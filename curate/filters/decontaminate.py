@@ -8,11 +8,18 @@ removed. The default 0.75 is SSCD's operating point (Pizzi et al. 2022, the sscd
 above it are copies with 90% precision. A descriptor trained on the run itself (curate train-copy-detector) has
 a scale of its own: check `decontam_sim` of known copies before trusting the default.
 
+With --score-norm pool (the default) a similarity at or above the threshold is normalized as SSCD does, one-sided
+(curate.copydetect.scorenorm): less how far the sample's mean similarity to its 3 nearest pool samples that are
+not its copies lies above the pool's median of that. A sample in a dense part of the pool (close to many images it
+is not a copy of) needs a higher similarity to count as a copy; an identical image always counts. --score-norm
+none compares the raw similarity.
+
 Columns in the samples view: decontam_keep, decontam_match (the id of the matched evaluation image, for removed
-samples: curate.copydetect.evalsets says what an id is) and decontam_sim (the similarity to the nearest evaluation
-image, for every input sample). Evaluation images that do not decode are counted (eval_skipped), not fatal. The
-stage's config holds a fingerprint of the eval set's bytes, so changing the set makes the stage, and what read it,
-stale; so does a new descriptor set or another threshold.
+samples: curate.copydetect.evalsets says what an id is), decontam_sim (the similarity to the nearest evaluation
+image, for every input sample) and decontam_score (what --threshold was compared with: decontam_sim, normalized
+where it reached the threshold with --score-norm pool). Evaluation images that do not decode are counted
+(eval_skipped), not fatal. The stage's config holds a fingerprint of the eval set's bytes, so changing the set
+makes the stage, and what read it, stale; so does a new descriptor set, another threshold or score normalization.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.copydetect.evalsets import EvalSource, eval_fingerprint, eval_sources, iter_eval_images
+from curate.copydetect.scorenorm import SCORE_NORMS, background_excess, normalized
 from curate.copydetect.search import TOLERANCE, nearest
 from curate.errors import UsageError
 from curate.filters.neardup import descriptor_stage
@@ -84,7 +92,7 @@ class Decontaminate(PoolMethod):
     """Removal of the pool's copies of evaluation images."""
 
     name = "decontam"
-    columns = ("decontam_keep", "decontam_match", "decontam_sim")
+    columns = ("decontam_keep", "decontam_match", "decontam_sim", "decontam_score")
     uses_runner = True
     hint = "curate decontaminate RUN --against EVAL"
 
@@ -93,6 +101,8 @@ class Decontaminate(PoolMethod):
     threshold: float = option(DEFAULT_THRESHOLD, "remove a sample whose cosine similarity to an evaluation image "
                               "is >= this (0.75: SSCD's operating point, precision 0.9 on DISC)")
     descriptor: str = option("copy", "the descriptor set compared (curate embed RUN --model DIR --as NAME)")
+    score_norm: str = option("pool", "pool: SSCD's score normalization (one-sided), the pool's own samples (not the "
+                             "sample's copies) as the background; none: the raw similarity", choices=SCORE_NORMS)
     where: str | None = option(None, "SQL predicate choosing the input (default: every embedded sample)")
 
     def validate(self) -> None:
@@ -121,14 +131,14 @@ class Decontaminate(PoolMethod):
         local = Path(self.against)
         against = str(local.resolve()) if local.exists() else self.against
         return dict(against=against, threshold=self.threshold, descriptor=self.descriptor,
-                    against_fingerprint=self.fingerprint)
+                    score_norm=self.score_norm, against_fingerprint=self.fingerprint)
 
     def reads(self, run: RunDir) -> tuple[str, ...]:
         """Returns the descriptor set's stage; raises UsageError saying how to make it when the run has none."""
         return (descriptor_stage(run, self.descriptor),)
 
     def compute(self, pool: Pool) -> PoolResult:
-        """Returns each input sample's nearest evaluation image and similarity, and decontam_keep."""
+        """Returns each input sample's nearest evaluation image, similarity and score, and decontam_keep."""
         stage = descriptor_stage(pool.run, self.descriptor)
         evals = describe_eval_set(entries(pool.run)[stage]["config"], self.sources, self.descriptor)
         vectors = pool.embeddings(self.descriptor).vectors
@@ -137,18 +147,26 @@ class Decontaminate(PoolMethod):
             raise UsageError(f"the {self.descriptor!r} descriptors have {vectors.shape[1]} dimensions, the model now "
                              f"gives {evals.vectors.shape[1]}; rerun `curate embed RUN --model DIR --as "
                              f"{self.descriptor}`")
-        sims, found = nearest(vectors if len(rows) == len(vectors) else vectors[rows], evals.vectors, 1, pool.runner)
+        inputs = vectors if len(rows) == len(vectors) else vectors[rows]
+        sims, found = nearest(inputs, evals.vectors, 1, pool.runner)
         sims, found = sims[:, 0], found[:, 0]
-        removed = sims >= np.float32(self.threshold - TOLERANCE)
+        scores = sims.copy()
+        if self.score_norm == "pool":
+            candidates = np.flatnonzero(sims >= np.float32(self.threshold - TOLERANCE))
+            excess = background_excess(inputs, candidates, self.threshold, pool.runner)
+            scores[candidates] = normalized(sims[candidates], excess)
+        removed = scores >= np.float32(self.threshold - TOLERANCE)
         n = len(pool.index)
-        keep, sim, match = np.ones(n, bool), np.full(n, np.nan, np.float32), np.full(n, None, dtype=object)
-        keep[rows], sim[rows] = ~removed, sims
+        keep, sim, score = np.ones(n, bool), np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+        match = np.full(n, None, dtype=object)
+        keep[rows], sim[rows], score[rows] = ~removed, sims, scores
         ids = np.array(evals.ids, dtype=object)
         match[rows[removed]] = ids[found[removed]]
         dropped = int(removed.sum())
         return PoolResult(
             columns={"decontam_keep": pa.array(keep), "decontam_match": pa.array(match, pa.string()),
-                     "decontam_sim": pa.array(sim, mask=np.isnan(sim))},
+                     "decontam_sim": pa.array(sim, mask=np.isnan(sim)),
+                     "decontam_score": pa.array(score, mask=np.isnan(score))},
             counts=dict(scored=len(rows), kept=len(rows) - dropped, dropped=dropped, threshold=self.threshold,
                         eval_images=len(evals.ids), eval_skipped=evals.skipped,
                         eval_matched=len(set(found[removed].tolist()))))

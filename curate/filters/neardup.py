@@ -10,6 +10,12 @@ neardup_max_sim (its highest similarity to another member of its group; NULL for
 `neardup_groups` lists every group's members (group_id, size, uid, kept, similarity to the kept member), largest
 groups first, the kept member first within each.
 
+With --threshold, pair similarities are normalized as SSCD does, one-sided (curate.copydetect.scorenorm; the
+default, --score-norm pool): a pair's similarity less the mean of its two members' excess background (how far a
+member's mean similarity to its 3 nearest pool samples that are not its copies lies above the pool's median).
+Two renderings in a dense part of the pool need a higher similarity to be linked; identical images always are.
+neardup_max_sim stays the raw similarity. --score-norm none links on the raw similarity, as --keep-fraction does.
+
 `--keep-fraction F` keeps round(F x input) samples: each sample's NEIGHBOURS nearest neighbours bound the threshold
 from below (the groups of those links alone are never fewer than the full search's), a range search at that bound
 finds every pair above it, and the threshold leaving that many groups is read off those pairs (Kruskal's order).
@@ -27,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.copydetect.groups import Groups, duplicate_groups, keep_rank, parse_keep, threshold_for_count
+from curate.copydetect.scorenorm import SCORE_NORMS, background_excess, normalized
 from curate.copydetect.search import TOLERANCE, knn_edges, similar_pairs
 from curate.errors import UsageError
 from curate.graph import column_owners, entries
@@ -63,13 +70,18 @@ class NearDup(PoolMethod):
                                          group="threshold")
     descriptor: str = option("copy", "the vectors compared: a descriptor set (curate embed --as NAME) or image")
     keep: str = option("first", "which member of a group stays: first, or highest:<column> of the samples view")
+    score_norm: str | None = option(None, "pool: SSCD's score normalization (one-sided), the pool's own samples "
+                                    "as background (the default with --threshold); none: the raw similarity (the "
+                                    "only choice with --keep-fraction)", choices=SCORE_NORMS)
     where: str | None = option(None, "SQL predicate choosing the input (default: every embedded sample)")
 
     def validate(self) -> None:
         """Raises UsageError unless exactly one of threshold and keep_fraction is given, the threshold is in
-        [-1, 1] and --keep is a known rule."""
+        [-1, 1], --keep is a known rule and score normalization comes with a threshold."""
         if (self.threshold is None) == (self.keep_fraction is None):
             raise UsageError("give exactly one of --threshold or --keep-fraction")
+        if self.keep_fraction is not None and self.score_norm == "pool":
+            raise UsageError("--score-norm pool needs --threshold; --keep-fraction links on the raw similarity")
         if self.threshold is not None and not -1 <= self.threshold <= 1:
             raise UsageError(f"--threshold must be a cosine similarity in [-1, 1], got {self.threshold}")
         parse_keep(self.keep)
@@ -106,7 +118,9 @@ class NearDup(PoolMethod):
     def _links(self, x: np.ndarray, runner) -> tuple[float | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Returns (the threshold, the pairs i < j linked at it); the threshold is None when nothing is linked."""
         if self.threshold is not None:
-            return self.threshold, similar_pairs(x, self.threshold, runner)
+            pairs = similar_pairs(x, self.threshold, runner)
+            return self.threshold, pairs if self.score_norm == "none" else _normalized_links(x, pairs, self.threshold,
+                                                                                             runner)
         n = len(x)
         target = max(1, round(self.keep_fraction * n))
         if target >= n:
@@ -127,6 +141,18 @@ class NearDup(PoolMethod):
         threshold = threshold_for_count(n, i, j, sims, target)
         linked = sims >= threshold - TOLERANCE
         return threshold, (i[linked], j[linked], sims[linked])
+
+
+def _normalized_links(x: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], threshold: float,
+                      runner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns the pairs whose normalized similarity (less the mean of their members' background excess) is still
+    >= threshold, with their raw similarities."""
+    i, j, sims = pairs
+    members = np.unique(np.concatenate([i, j]))
+    excess = np.zeros(len(x))
+    excess[members] = background_excess(x, members, threshold, runner)
+    linked = normalized(sims, (excess[i] + excess[j]) / 2) >= np.float32(threshold - TOLERANCE)
+    return i[linked], j[linked], sims[linked]
 
 
 def _result(pool: Pool, rows: np.ndarray, groups: Groups, max_sim: np.ndarray, x: np.ndarray) -> PoolResult:

@@ -143,3 +143,17 @@ def test_an_eval_set_without_a_decodable_image_is_refused(run, tmp_path):
     with pytest.raises(UsageError, match="none of the 2 evaluation images could be decoded"):
         Decontaminate(against=str(against)).apply(run, progress=False)
     assert status(run)["decontam"] == "incomplete"
+
+
+def test_score_norm_none_compares_the_raw_similarity_and_pool_the_normalized_one(run, tmp_path):
+    against = str(eval_parquet(tmp_path / "eval.parquet"))
+    Decontaminate(against=against, threshold=0.9, score_norm="none").apply(run, progress=False)
+    differs = "SELECT count(*) FROM samples WHERE decontam_score IS DISTINCT FROM decontam_sim"
+    assert connect(run).execute(differs).fetchone()[0] == 0
+    Decontaminate(against=against, threshold=0.1).apply(run, progress=False)  # most samples candidates
+    assert run.manifest()["stages"]["decontam"]["config"]["score_norm"] == "pool"
+    con = connect(run)
+    assert con.execute(differs).fetchone()[0] > 0  # those with more background than the pool's median
+    assert con.execute("SELECT bool_and(decontam_score <= decontam_sim) FROM samples").fetchone()[0]
+    assert con.execute("SELECT decontam_score FROM samples WHERE key = '00002'").fetchone()[0] == pytest.approx(1)
+    assert main(["decontaminate", str(run.path), "--against", against, "--score-norm", "sscd"]) == 2

@@ -142,8 +142,9 @@ def test_keep_fraction_keeps_exactly_that_many(tmp_path):
     for fraction, kept in [(0.5, 66), (0.25, 33), (120 / 132, 120), (1.0, 132)]:
         counts = NearDup(keep_fraction=fraction, descriptor="image").apply(run, progress=False)
         assert counts["kept"] == kept, fraction
-        if counts["threshold"] is not None:  # the threshold found, given back, decides the same
-            again = NearDup(threshold=counts["threshold"], descriptor="image").apply(run, progress=False)
+        if counts["threshold"] is not None:  # the threshold found, given back on raw similarity, decides the same
+            again = NearDup(threshold=counts["threshold"], descriptor="image", score_norm="none").apply(
+                run, progress=False)
             assert again["kept"] == kept
     assert counts["threshold"] is None and counts["groups"] == 0
 
@@ -177,12 +178,24 @@ def test_ray_decides_the_same_as_local(run, ray_local):
     assert counts["dropped"] == 3 and keys_by_group(run) == local
 
 
+def test_score_norm_unlinks_pairs_in_dense_parts_but_never_identical_images(run):
+    raw = NearDup(threshold=0.18, score_norm="none").apply(run, progress=False)
+    raw_groups = keys_by_group(run)
+    normalized = NearDup(threshold=0.18).apply(run, progress=False)
+    assert run.manifest()["stages"]["neardup"]["config"]["score_norm"] is None  # the default: pool with a threshold
+    assert normalized["dropped"] < raw["dropped"]
+    identical = connect(run).execute("SELECT count(DISTINCT neardup_group) FROM samples WHERE key IN ('00001', "
+                                     "'10002')").fetchone()[0]
+    assert identical == 1 and keys_by_group(run) != raw_groups
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(threshold=1.5), "--threshold must be a cosine similarity in [-1, 1]"),
     (dict(threshold=0.9, keep_fraction=0.5), "give exactly one of --threshold or --keep-fraction"),
     (dict(threshold=0.9, keep="best"), "unknown --keep rule 'best'"),
     (dict(threshold=0.9, keep="highest:"), "--keep highest:<column> needs a column"),
     (dict(threshold=0.9, keep="first:x"), "--keep first takes no column"),
+    (dict(keep_fraction=0.5, score_norm="pool"), "--score-norm pool needs --threshold"),
 ])
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
