@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=d.seed, help="initialisation, order and augmentations (default 0)")
     add("--where", help="SQL predicate on the samples view choosing the training images (default: all)")
     add("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    add("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
     config = CopyTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                              koleo_weight=args.koleo_weight, seed=args.seed, image_size=args.image_size, dim=args.dim,
                              arch=args.arch, width=args.width, max_images=args.max_images)
-    summary = train_copy_detector(existing_run(args.run), Path(args.out), config, args.where)
+    summary = train_copy_detector(existing_run(args.run), Path(args.out), config, args.where, device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return 0

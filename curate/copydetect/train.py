@@ -54,11 +54,12 @@ def _start_folder(out: Path, options: dict) -> None:
 
 
 def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: str | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, device: str = "auto") -> dict:
     """Trains a descriptor on the images of the run's samples (`where`: SQL on the samples view) into the folder
-    `out`, resuming from its checkpoint; returns the summary (model folder, images, epochs, loss per epoch,
-    seconds)."""
+    `out`, resuming from its checkpoint, on `device` (auto: a GPU when one is visible; the augmentations stay on
+    the CPU); returns the summary (model folder, images, epochs, loss per epoch, seconds, device)."""
     config.check()
+    device = _training_device(device)
     out = Path(out)
     # the augmentations are recorded too, so a folder trained with other ones is not resumed with these
     options = json.loads(json.dumps(asdict(config) | dict(where=where, augment=asdict(AugmentConfig()))))
@@ -73,24 +74,35 @@ def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: 
         raise UsageError(f"{len(pixels)} image(s) selected; a copy detector needs at least 2 to tell apart")
     model_config = DescriptorConfig(arch=config.arch, dim=config.dim, image_size=config.image_size,
                                     width=config.width)
-    model = build_descriptor(model_config, config.seed)
+    model = build_descriptor(model_config, config.seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = _resume(out, model, optimizer)
     for epoch in range(len(state["losses"]), config.epochs):
         began = time.perf_counter()
-        loss = _epoch(model, optimizer, pixels, config, (model_config.mean, model_config.std), epoch, progress)
+        loss = _epoch(model, optimizer, pixels, config, (model_config.mean, model_config.std), epoch, progress,
+                      device)
         state = dict(losses=[*state["losses"], loss], seconds=state["seconds"] + time.perf_counter() - began)
         _checkpoint(out, model, optimizer, state)
-    save_descriptor(model.eval(), model_config, out)
+    save_descriptor(model.eval().cpu(), model_config, out)
     info = dict(model=str(out), images=len(pixels), epochs=config.epochs, losses=state["losses"],
-                final_loss=state["losses"][-1],
-                seconds=round(state["seconds"], 1), where=where, config=asdict(config))
+                final_loss=state["losses"][-1], seconds=round(state["seconds"], 1), device=device, where=where,
+                config=asdict(config))
     RunDir(out).write_json(INFO_FILE, info)
     return info
 
 
+def _training_device(device: str) -> str:
+    """Returns the torch device to train on; raises UsageError for a GPU that is not there."""
+    from curate.models.loading import pick_device
+
+    chosen = pick_device(device)
+    if chosen.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no GPU is visible here; use --device auto or cpu")
+    return chosen
+
+
 def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, normalization: tuple, epoch: int,
-           progress: bool) -> float:
+           progress: bool, device: str = "cpu") -> float:
     """Trains one epoch (random draws from (seed, epoch)); returns its mean loss."""
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
     order = torch.randperm(len(pixels), generator=generator)
@@ -102,11 +114,12 @@ def _epoch(model, optimizer, pixels: torch.Tensor, config: CopyTrainConfig, norm
     model.train()
     for step in tqdm(range(steps), desc=f"train-copy-detector epoch {epoch + 1}", disable=not progress):
         chosen = pixels[order[step * batch:(step + 1) * batch]]
-        views = [normalize(copy_views(chosen, config.image_size, augment, generator), mean, std) for _ in range(2)]
+        views = [normalize(copy_views(chosen, config.image_size, augment, generator), mean, std).to(device)
+                 for _ in range(2)]
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine(epoch * steps + step, 1, total, config.lr, warmup)
         z1, z2 = model(views[0]), model(views[1])
-        views_of = torch.arange(len(z1)).repeat(2)  # KoLeo's neighbours: views of other images (SSCD)
+        views_of = torch.arange(len(z1), device=z1.device).repeat(2)  # KoLeo's neighbours: other images' views
         loss = info_nce(z1, z2, config.temperature) + config.koleo_weight * koleo(torch.cat([z1, z2]), views_of)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -84,6 +84,7 @@ def test_training_learns_to_find_copies(run, tmp_path):
     (["--arch", "vit-huge"], "invalid choice"),
     (["--batch-size", "1"], "at least 2"),
     (["--where", "no_such_column"], "no_such_column"),
+    *([(["--device", "cuda"], "no GPU is visible here")] if not torch.cuda.is_available() else []),
 ])
 def test_bad_arguments_get_one_line_errors(run, tmp_path, capsys, args, message):
     code = main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), "--epochs", "1", *args])
@@ -98,6 +99,7 @@ def test_the_command_trains_and_prints_its_summary(run, tmp_path, capsys):
     assert main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), *args]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["images"] == 64 and summary["epochs"] == 1 and len(summary["losses"]) == 1
+    assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     loaded = load_descriptor(str(tmp_path / "m"), "cpu")
     assert loaded.kind == "curate" and loaded.dim == 8 and loaded.image_size == 32
 
