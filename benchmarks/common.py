@@ -48,6 +48,18 @@ def dfn_scored_run(synth: Path, work: Path, keep_fraction: float, seed: int = 0,
     return run, {k: round(v, 1) for k, v in timings.items()}
 
 
+def truth_connection(run: "RunDir", truth: Path):
+    """Returns a read-only connection to the run's catalog with truth.parquet registered as the table `truth` (the
+    catalog is confined to the run folder, so its SQL cannot read a file outside it)."""
+    import pyarrow.parquet as pq
+
+    from curate.catalogs import connect
+
+    con = connect(run)
+    con.register("truth", pq.read_table(truth))
+    return con
+
+
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
     """Returns (seconds, result) of one call."""
     start = time.perf_counter()

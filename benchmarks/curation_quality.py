@@ -18,9 +18,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ALIGNED, RESULTS, dfn_scored_run, ensure_synth, timed, write_results
+from common import ALIGNED, RESULTS, dfn_scored_run, ensure_synth, timed, truth_connection, write_results
 
-from curate.catalogs import connect
 from curate.cli.evaluate import seed_list
 from curate.evaluate.baselines import format_table, run_baselines
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
@@ -29,11 +28,11 @@ from curate.rundir import RunDir
 
 def composition(run: RunDir, truth: Path, where: str | None) -> dict:
     """Returns the subset's share of each truth kind and of aligned pairs (clean, exact_dup, near_dup)."""
-    con = connect(run)
+    con = truth_connection(run, truth)
     try:
         rows = con.execute(
-            f"SELECT t.kind, count(*) FROM samples s JOIN read_parquet($truth) t USING (uid)"
-            f" WHERE {where or 'TRUE'} GROUP BY t.kind", {"truth": str(truth)}).fetchall()
+            f"SELECT t.kind, count(*) FROM samples s JOIN truth t USING (uid) WHERE {where or 'TRUE'} GROUP BY t.kind"
+        ).fetchall()
     finally:
         con.close()
     total = sum(n for _, n in rows)

@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
-from common import ALIGNED, RESULTS, timed, write_results
+from common import ALIGNED, RESULTS, timed, truth_connection, write_results
 
-from curate.catalogs import connect
 from curate.filters.dfn import DFNFilter
 from curate.models import ModelSpec
 from curate.models.dfn import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, train_dfn
@@ -35,13 +34,11 @@ NEGATIVES = ("misaligned", "junk_caption")
 def pool_scores(run: RunDir, truth: Path, fraction: float) -> dict[str, np.ndarray]:
     """Applies the DFN filter at `fraction`; returns score, keep and truth kind of every pool sample."""
     DFNFilter(keep_fraction=fraction).apply(run, progress=False)
-    con = connect(run)
+    con = truth_connection(run, truth)
     try:
         rows = con.execute(
             "SELECT list_dot_product(e.image_embedding, e.text_embedding) AS score, s.dfn_keep AS keep, t.kind"
-            " FROM embeddings e JOIN samples s USING (uid) JOIN read_parquet($truth) t USING (uid) ORDER BY uid",
-            {"truth": str(truth)},
-        ).fetchnumpy()
+            " FROM embeddings e JOIN samples s USING (uid) JOIN truth t USING (uid) ORDER BY uid").fetchnumpy()
     finally:
         con.close()
     return {"score": rows["score"].astype(np.float64), "keep": rows["keep"].astype(bool),
