@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
-from common import RESULTS, dfn_scored_run, ensure_synth, write_results
+from common import RESULTS, dfn_scored_run, ensure_synth, truth_connection, write_results
 
-from curate.catalogs import connect
 from curate.cli.evaluate import seed_list
 from curate.evaluate.baselines import random_subset
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
@@ -35,11 +34,10 @@ MAX_FALSE_REMOVALS = 0.02
 
 def truth_rows(run: RunDir, truth: Path) -> dict[str, np.ndarray]:
     """Returns per embedded sample: uid, truth kind, concept, planted original (or None), SemDeDup max sim."""
-    con = connect(run)
+    con = truth_connection(run, truth)
     try:
         rows = con.execute("SELECT s.uid, t.kind, t.concept, t.dup_of, s.semdedup_max_sim FROM samples s"
-                           " JOIN read_parquet($truth) t USING (uid) WHERE s.cluster_id IS NOT NULL ORDER BY s.uid",
-                           {"truth": str(truth)}).fetchnumpy()
+                           " JOIN truth t USING (uid) WHERE s.cluster_id IS NOT NULL ORDER BY s.uid").fetchnumpy()
     finally:
         con.close()
     rows = {k: np.asarray(v) for k, v in rows.items()}
@@ -50,9 +48,14 @@ def truth_rows(run: RunDir, truth: Path) -> dict[str, np.ndarray]:
 
 def duplicate_figures(rows: dict[str, np.ndarray], eps: float) -> dict:
     """Returns pair recall per duplicate kind and the false-removal rate of distinct clean samples at eps."""
-    kept = ~(rows["semdedup_max_sim"] > np.float32(1 - eps))
+    return {"eps": eps} | removal_figures(rows, ~(rows["semdedup_max_sim"] > np.float32(1 - eps)))
+
+
+def removal_figures(rows: dict[str, np.ndarray], kept: np.ndarray) -> dict:
+    """Returns, for a keep mask over truth_rows' samples, pair recall per duplicate kind (one of the pair removed)
+    and the false-removal rate of distinct clean samples (clean and nobody's original)."""
     index = {uid: i for i, uid in enumerate(rows["uid"])}
-    figures = {"eps": eps, "kept": int(kept.sum())}
+    figures = {"kept": int(kept.sum())}
     originals = set()
     for kind in ("exact_dup", "near_dup"):
         pairs = [(i, index[o]) for i in np.flatnonzero(rows["kind"] == kind) if (o := rows["dup_of"][i]) in index]
@@ -67,10 +70,10 @@ def duplicate_figures(rows: dict[str, np.ndarray], eps: float) -> dict:
 
 def concept_counts(run: RunDir, truth: Path, where: str) -> dict[str, int]:
     """Returns {concept: samples} of the image concepts in the selection (junk images have none)."""
-    con = connect(run)
+    con = truth_connection(run, truth)
     try:
-        rows = con.execute(f"SELECT t.concept, count(*) FROM samples s JOIN read_parquet($truth) t USING (uid)"
-                           f" WHERE ({where}) AND t.concept IS NOT NULL GROUP BY 1", {"truth": str(truth)})
+        rows = con.execute(f"SELECT t.concept, count(*) FROM samples s JOIN truth t USING (uid)"
+                           f" WHERE ({where}) AND t.concept IS NOT NULL GROUP BY 1")
         return dict(rows.fetchall())
     finally:
         con.close()
