@@ -1,6 +1,6 @@
 """What decontaminating changes in `curate evaluate`'s figures: held-out pairs leaked into the pool, before and after.
 
-    python benchmarks/copy_decontam_eval.py [--samples 5000] [--leaked-per-class 5] [--seeds 0,1,2]
+    python benchmarks/copy_decontam_eval.py [--samples 5000] [--leaked-per-class 5] [--pool-subset N] [--seeds 0,1,2]
 
 The pool and the trained copy descriptor are copy_detection.py's (run that first). Of each held-out class,
 --leaked-per-class images (seeded) leak into the pool as near copies with their held-out captions, in an extra shard
@@ -9,11 +9,13 @@ The pool and the trained copy descriptor are copy_detection.py's (run that first
 rest. `curate evaluate` (the library call, at its default compute) trains from scratch on three selections of the
 run: everything (contaminated), decontam_keep (decontaminated), and the pool without the planted copies (clean, the
 truth), and measures each on both halves. A leak shows as the leaked half scoring above the other; decontaminating
-should close that gap and bring the figures back to the clean pool's. Writes
-benchmarks/results/copy_decontam_eval.json and .png.
+should close that gap and bring the figures back to the clean pool's. --pool-subset N trains on the planted copies
+and N other samples only, so each leaked pair is seen more often at the same compute. Each setup's figures are
+added to benchmarks/results/copy_decontam_eval.json (and .png) beside earlier setups'.
 """
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -67,19 +69,46 @@ def split_heldout(heldout: Path, rows: list[int], folder: Path) -> dict[str, Pat
     return paths
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Writes zero-shot top-1 per selection, leaked half beside the other, with the seeds' std as error bars."""
+def selections(pool_subset: int | None) -> dict[str, str]:
+    """Returns {label: predicate} of the three selections, each limited to the planted copies and the first
+    `pool_subset` other samples by uid when given (a smaller pool: each leaked pair seen more often)."""
+    if pool_subset is None:
+        return dict(SELECTIONS)
+    part = (f"(starts_with(key, 'planted-') OR uid IN (SELECT uid FROM samples WHERE NOT starts_with(key, "
+            f"'planted-') ORDER BY uid LIMIT {int(pool_subset)}))")
+    return {label: f"{where} AND {part}" for label, where in SELECTIONS.items()}
+
+
+def evaluations(run: RunDir, halves: dict[str, Path], pool_subset: int | None, samples_seen: int,
+                seeds: list[int]) -> list[dict]:
+    """Returns `curate evaluate`'s figures of each selection on each held-out half (printed as they come)."""
+    results = []
+    for label, where in selections(pool_subset).items():
+        for half, path in halves.items():
+            out = evaluate_subset(run, where, path, samples_seen, seeds, progress=False)
+            results.append(dict(selection=label, predicate=where, heldout=half, subset_size=out["subset_size"],
+                                mean={m: out["mean"][m] for m in METRICS}, std={m: out["std"][m] for m in METRICS}))
+            print(f"{label:15s} n={out['subset_size']:5d} held-out {half:10s}: "
+                  + "  ".join(f"{m} {out['mean'][m]:.3f} ± {out['std'][m]:.3f}" for m in METRICS), flush=True)
+    return results
+
+
+def plot(setups: dict[str, dict], path: Path) -> None:
+    """Writes zero-shot top-1 and text-to-image R@1 per selection, leaked half beside the other (seeds' std as
+    error bars), one row of panels per pool setup."""
     from curate.plots import save_figure, subplots
 
-    fig, ax = subplots(1, 1, figsize=(7, 4))
+    fig, axes = subplots(len(setups), 2, figsize=(12, 3.8 * len(setups)), squeeze=False)
     width = 0.38
-    for offset, half in ((-width / 2, "leaked"), (width / 2, "not leaked")):
-        picked = [r for r in rows if r["heldout"] == half]
-        ax.bar(np.arange(len(picked)) + offset, [r["mean"]["zeroshot_top1"] for r in picked], width,
-               yerr=[r["std"]["zeroshot_top1"] for r in picked], label=f"held-out images {half}", capsize=3)
-    ax.set_xticks(np.arange(len(SELECTIONS)), list(SELECTIONS))
-    ax.set(ylabel="zero-shot top-1", title="curate evaluate before and after decontamination")
-    ax.legend()
+    for row, (setup, figures) in zip(axes, setups.items(), strict=True):
+        for ax, metric in zip(row, ("zeroshot_top1", "text_to_image_r1"), strict=True):
+            for offset, half in ((-width / 2, "leaked"), (width / 2, "not leaked")):
+                picked = [r for r in figures["evaluations"] if r["heldout"] == half]
+                ax.bar(np.arange(len(picked)) + offset, [r["mean"][metric] for r in picked], width,
+                       yerr=[r["std"][metric] for r in picked], label=f"held-out images {half}", capsize=3)
+            ax.set_xticks(np.arange(len(SELECTIONS)), list(SELECTIONS))
+            ax.set(ylabel=metric, title=f"{setup}: {metric}")
+            ax.legend()
     save_figure(fig, path, dpi=110)
 
 
@@ -90,6 +119,7 @@ def main() -> None:
     parser.add_argument("--leaked-per-class", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.64,
                         help="decontamination threshold (copy_decontam.py's best at <= 0.5 %% of the pool removed)")
+    parser.add_argument("--pool-subset", type=int, help="train on the planted copies and this many other samples")
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     parser.add_argument("--samples-seen", type=int, default=DEFAULT_SAMPLES_SEEN)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-copy-detection")
@@ -104,21 +134,15 @@ def main() -> None:
     described = described_run(synth, folder / "planted.tar", model, run)
     removal = decontaminate(run, heldout, args.threshold, "pool")
     print(f"decontamination: {removal}")
-    halves = split_heldout(heldout, rows, folder)
-    results = []
-    for label, where in SELECTIONS.items():
-        for half, path in halves.items():
-            out = evaluate_subset(run, where, path, args.samples_seen, args.seeds, progress=False)
-            results.append(dict(selection=label, predicate=where, heldout=half, subset_size=out["subset_size"],
-                                mean={m: out["mean"][m] for m in METRICS}, std={m: out["std"][m] for m in METRICS}))
-            print(f"{label:15s} n={out['subset_size']:5d} held-out {half:10s}: "
-                  + "  ".join(f"{m} {out['mean'][m]:.3f} ± {out['std'][m]:.3f}" for m in METRICS), flush=True)
+    results = evaluations(run, split_heldout(heldout, rows, folder), args.pool_subset, args.samples_seen, args.seeds)
+    setup = f"pool {args.pool_subset or args.samples} + {len(rows)} leaked"
+    path = RESULTS / "copy_decontam_eval.json"
+    setups = json.loads(path.read_text()).get("setups", {}) if path.exists() else {}
+    setups[setup] = dict(config=vars(args) | {"work": str(args.work)}, heldout_half_size=len(rows),
+                         decontamination=removal, evaluations=results, ingest_and_describe_seconds=described)
     RESULTS.mkdir(exist_ok=True)
-    plot(results, RESULTS / "copy_decontam_eval.png")
-    path = write_results("copy_decontam_eval", dict(
-        config=vars(args) | {"work": str(args.work)}, heldout_half_size=len(rows), decontamination=removal,
-        evaluations=results, ingest_and_describe_seconds=described))
-    print(f"wrote {path} and {RESULTS / 'copy_decontam_eval.png'}")
+    plot(setups, RESULTS / "copy_decontam_eval.png")
+    print(f"wrote {write_results('copy_decontam_eval', dict(setups=setups))} and {RESULTS / 'copy_decontam_eval.png'}")
 
 
 if __name__ == "__main__":
