@@ -41,13 +41,20 @@ def background_similarity(vectors: np.ndarray, rows: np.ndarray, copy_level: flo
 def background_excess(vectors: np.ndarray, rows: np.ndarray, copy_level: float, runner=None) -> np.ndarray:
     """Returns, for each of `rows`, how far its background similarity is above the pool's median one (0 where it
     is below or unknown): what normalization subtracts from that sample's similarities."""
-    n = len(vectors)
+    rows, n = np.asarray(rows, dtype=np.int64), len(vectors)
+    if len(rows) == 0:
+        return np.zeros(0)
     sample = np.arange(n) if n <= MEDIAN_SAMPLE else np.sort(
         np.random.default_rng(0).choice(n, MEDIAN_SAMPLE, replace=False))
     typical = background_similarity(vectors, sample, copy_level, runner)
-    if len(rows) == 0 or not np.isfinite(typical).any():
+    if not np.isfinite(typical).any():
         return np.zeros(len(rows))
-    background = background_similarity(vectors, rows, copy_level, runner)
+    # rows the median's sample already covers (all of them up to MEDIAN_SAMPLE) are not searched again
+    position = np.minimum(np.searchsorted(sample, rows), len(sample) - 1)
+    sampled = sample[position] == rows
+    background = np.empty(len(rows))
+    background[sampled] = typical[position[sampled]]
+    background[~sampled] = background_similarity(vectors, rows[~sampled], copy_level, runner)
     return np.nan_to_num(np.maximum(background - np.median(typical[np.isfinite(typical)]), 0), nan=0.0)
 
 
