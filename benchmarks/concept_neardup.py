@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 from common import RESULTS, dfn_scored_run, ensure_synth, write_results
-from concept_quality import EPS_GRID, MAX_FALSE_REMOVALS, duplicate_figures, removal_figures, truth_rows
+from concept_quality import EPS_GRID, MAX_FALSE_REMOVALS, chosen_eps, duplicate_figures, removal_figures, truth_rows
 from copy_detection_methods import COPY_EPOCHS, COPY_GRID, COPY_MAX_IMAGES
 
 from curate.catalogs import connect
@@ -57,8 +57,7 @@ def semdedup_at_chosen_eps(run: RunDir, truth: Path, eps: float | None) -> tuple
     SemDeDup(eps=eps or EPS_GRID[0]).apply(run, progress=False)
     rows = truth_rows(run, truth)
     if eps is None:
-        grid = [duplicate_figures(rows, e) for e in EPS_GRID]
-        eps = max(g["eps"] for g in grid if g["false_removals"] < MAX_FALSE_REMOVALS)
+        eps = chosen_eps([duplicate_figures(rows, e) for e in EPS_GRID])["eps"]
         SemDeDup(eps=eps).apply(run, progress=False)
     return rows, duplicate_figures(rows, eps)
 

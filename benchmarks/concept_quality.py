@@ -51,6 +51,12 @@ def duplicate_figures(rows: dict[str, np.ndarray], eps: float) -> dict:
     return {"eps": eps} | removal_figures(rows, ~(rows["semdedup_max_sim"] > np.float32(1 - eps)))
 
 
+def chosen_eps(grid: list[dict]) -> dict:
+    """Returns the grid row (duplicate_figures) of the largest eps whose false removals are under
+    MAX_FALSE_REMOVALS."""
+    return max((g for g in grid if g["false_removals"] < MAX_FALSE_REMOVALS), key=lambda g: g["eps"])
+
+
 def removal_figures(rows: dict[str, np.ndarray], kept: np.ndarray) -> dict:
     """Returns, for a keep mask over truth_rows' samples, pair recall per duplicate kind (one of the pair removed)
     and the false-removal rate of distinct clean samples (clean and nobody's original)."""
@@ -130,7 +136,7 @@ def main() -> None:
     SemDeDup(eps=EPS_GRID[0], clusters=clusters).apply(run, progress=False)
     rows = truth_rows(run, truth)
     grid = [duplicate_figures(rows, eps) for eps in EPS_GRID]
-    chosen = max((g for g in grid if g["false_removals"] < MAX_FALSE_REMOVALS), key=lambda g: g["eps"])
+    chosen = chosen_eps(grid)
     for g in grid:
         print(f"eps {g['eps']:<7}: exact {g['exact_dup_recall']:.3f}  near {g['near_dup_recall']:.3f}"
               f"  distinct clean removed {g['false_removals']:.3f}")
