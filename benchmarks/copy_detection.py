@@ -36,6 +36,8 @@ import numpy as np
 from common import RESULTS, ensure_synth, timed, write_results
 from copy_detection_methods import METHODS, Context, Signatures
 
+from curate.filters.neardup import normalized_links
+
 MAX_FALSE_REMOVAL = 0.02
 DIGIT_NEAR, DIGIT_EXACT = 180, 90  # planted among the 1,797 digits: 10 % near and 5 % exact copies
 SEARCH_DIM, SEARCH_THRESHOLD, SEARCH_NOISE = 128, 0.9, 0.03  # planted pairs: cosine about 1/sqrt(1+128*0.03^2)=0.95
@@ -50,23 +52,13 @@ def sweep(task: tasks.Task, signatures: Signatures) -> dict:
     pairs = tasks.close_pairs(signatures.data, min(thresholds))
     seconds = time.perf_counter() - start
     if signatures.score_norm:
-        removed = [tasks.group_removals(len(task.images), normalized_pairs(signatures.data, pairs, t), [t])[0]
+        removed = [tasks.group_removals(len(task.images), normalized_links(signatures.data, pairs, t), [t])[0]
                    for t in thresholds]
     else:
         removed = tasks.group_removals(len(task.images), pairs, thresholds)
     grid = [tasks.duplicate_figures(task, r, t) for r, t in zip(removed, thresholds, strict=True)]
     return dict(grid=grid, best_under_false_limit=tasks.best_under(grid, "near_dup_recall", MAX_FALSE_REMOVAL),
                 candidate_pairs=len(pairs[0]), pair_search_seconds=round(seconds, 2))
-
-
-def normalized_pairs(x: np.ndarray, pairs: tuple[np.ndarray, ...], threshold: float) -> tuple[np.ndarray, ...]:
-    """Returns the pairs with their similarity normalized for `threshold` as `curate filter neardup` does: less the
-    mean of the members' background excess (curate.copydetect.scorenorm), identical images kept at 1."""
-    from curate.copydetect.scorenorm import background_excess, normalized
-
-    i, j, s = pairs
-    excess = background_excess(x, np.arange(len(x)), threshold)
-    return i, j, normalized(s, (excess[i] + excess[j]) / 2)
 
 
 def describe(best: dict | None) -> str:

@@ -119,8 +119,8 @@ class NearDup(PoolMethod):
         """Returns (the threshold, the pairs i < j linked at it); the threshold is None when nothing is linked."""
         if self.threshold is not None:
             pairs = similar_pairs(x, self.threshold, runner)
-            return self.threshold, pairs if self.score_norm == "none" else _normalized_links(x, pairs, self.threshold,
-                                                                                             runner)
+            return self.threshold, pairs if self.score_norm == "none" else normalized_links(x, pairs, self.threshold,
+                                                                                            runner)
         n = len(x)
         target = max(1, round(self.keep_fraction * n))
         if target >= n:
@@ -143,10 +143,11 @@ class NearDup(PoolMethod):
         return threshold, (i[linked], j[linked], sims[linked])
 
 
-def _normalized_links(x: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], threshold: float,
-                      runner) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns the pairs whose normalized similarity (less the mean of their members' background excess) is still
-    >= threshold, with their raw similarities."""
+def normalized_links(x: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], threshold: float,
+                     runner=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns the pairs (i, j, raw similarity) of the rows of `x` whose normalized similarity (less the mean of
+    their members' background excess, curate.copydetect.scorenorm) is still >= threshold: what --score-norm pool
+    links."""
     i, j, sims = pairs
     members = np.unique(np.concatenate([i, j]))
     excess = np.zeros(len(x))
