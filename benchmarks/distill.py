@@ -76,7 +76,8 @@ def row_log(args: argparse.Namespace, task: str) -> RowLog:
     iterations and seed."""
     ignored = ("work", "tasks", "threads", "results", "seeds", "ipc", "curve", "iterations", "herding_features",
                "modes", "json_name")
-    options = {k: v for k, v in vars(args).items() if k not in ignored and (k != "batch_syn" or v is not None)}
+    options = {k: v for k, v in vars(args).items()
+               if k not in ignored and (k not in ("batch_syn", "lr_teacher", "zca") or v is not None)}
     return RowLog(args.work / f"rows-{task}-{digest(options)}.jsonl", ("ipc", "method", "iterations", "seed"))
 
 
@@ -110,7 +111,7 @@ def tesla_config(args: argparse.Namespace, ipc: int, soft: bool, images: int) ->
     epochs, and by default syn_steps = the expert's own SGD steps over the matched epochs (see the module doc)."""
     values = dict(REFERENCE.get(ipc, REFERENCE[10]))
     for name, option in (("syn_steps", "syn_steps"), ("expert_epochs", "match_epochs"),
-                         ("max_start_epoch", "max_start_epoch"), ("lr_lr", "lr_lr")):
+                         ("max_start_epoch", "max_start_epoch"), ("lr_lr", "lr_lr"), ("lr_teacher", "lr_teacher")):
         if getattr(args, option) is not None:
             values[name] = getattr(args, option)
     values["expert_epochs"] = max(1, min(values["expert_epochs"], args.expert_epochs - 1))
@@ -190,6 +191,7 @@ def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list
         for mode in args.modes:
             tesla = tesla_config(args, ipc, mode == "soft", len(task["images"]))
             settings = dataclasses.asdict(tesla) | dict(iterations=None, experts=[p.name for p in paths])
+            settings |= dict(zca=args.zca) if args.zca is not None else {}  # earlier sets keep their folders
             folder = args.work / task_name / f"distill-ipc{ipc}-{mode}-{digest(settings)}"
             sets = distilled_sets(folder, task, paths, tesla, curve_points(args))
             for point, syn in sets.items():
@@ -222,9 +224,9 @@ def name_list(choices: tuple[str, ...]):
     return parse
 
 
-def parse_args() -> argparse.Namespace:
-    """Returns the benchmark's options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(description: str = __doc__.splitlines()[0]) -> argparse.ArgumentParser:
+    """Returns the parser of the benchmark's options (benchmarks/distill_sweep.py adds its own to it)."""
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     add("--tasks", default=list(TASKS), type=name_list(TASKS))
     add("--ipc", type=int_list, default=[1, 10], help="images per class")
@@ -240,11 +242,13 @@ def parse_args() -> argparse.Namespace:
     add("--max-start-epoch", type=int, help="latest start epoch (default: per IPC)")
     add("--lr-img", type=float, default=1000.0, help="synthetic images' learning rate")
     add("--lr-lr", type=float, help="learned lr's learning rate (default: per IPC)")
+    add("--lr-teacher", type=float, help="the learned student lr's initial value (default 0.01)")
     add("--batch-syn", type=int, help="synthetic images per student step (default: all of them)")
     add("--checkpoint-every", type=int, default=100, help="distillation checkpoint period (iterations)")
     add("--eval-epochs", type=int, default=300, help="evaluation epochs on a small set (the papers: 1,000)")
     add("--full-epochs", type=int, default=50, help="evaluation epochs on the full training split")
     add("--herding-features", type=name_list(("expert", "pixels")), default=["expert", "pixels"])
+    add("--zca", type=float, help="ZCA-whiten the images with this eps, as the reference's CIFAR runs (0.1)")
     add("--size", type=int, default=16, choices=(8, 16, 32), help="digits: image side (px)")
     add("--synth-size", type=int, default=32, help="synth: image side (px)")
     add("--classes", type=int, default=10, help="synth: classes (the first concepts)")
@@ -253,18 +257,24 @@ def parse_args() -> argparse.Namespace:
     add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill")
     add("--results", type=Path, default=common.RESULTS, help="folder of the results JSON and the PNGs")
     add("--json-name", default=JSON_NAME, help="the results file's name (default distill: distill.json)")
-    return parser.parse_args()
+    return parser
+
+
+def task_and_experts_folder(name: str, args: argparse.Namespace) -> tuple[dict, Path]:
+    """Returns the task's data and the folder of its experts (named by the options that shape them)."""
+    task = load_task(name, args)
+    data = dict(size=args.size) if name == "digits" else dict(size=args.synth_size, classes=args.classes,
+                                                              per_class=args.per_class)
+    data |= dict(zca=args.zca) if args.zca is not None else {}
+    print(f"{name}: {len(task['images'])} training images of {tuple(task['images'].shape[1:])}, "
+          f"{len(task['test_images'])} test images, {task['classes']} classes", flush=True)
+    return task, args.work / name / f"experts-{digest(data | dict(epochs=args.expert_epochs, batch=args.expert_batch))}"
 
 
 def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, list[dict]]:
     """Runs one task: experts, distillations and their evaluation, baselines; returns (rows, expert costs,
     distillation costs)."""
-    task = load_task(name, args)
-    data = dict(size=args.size) if name == "digits" else dict(size=args.synth_size, classes=args.classes,
-                                                              per_class=args.per_class)
-    print(f"{name}: {len(task['images'])} training images of {tuple(task['images'].shape[1:])}, "
-          f"{len(task['test_images'])} test images, {task['classes']} classes", flush=True)
-    folder = args.work / name / f"experts-{digest(data | dict(epochs=args.expert_epochs, batch=args.expert_batch))}"
+    task, folder = task_and_experts_folder(name, args)
     paths, expert_costs = expert_trajectories(folder, task, args)
     print(f"{name}: experts {json.dumps(expert_costs)}", flush=True)
     log = row_log(args, name)
@@ -275,7 +285,7 @@ def run_task(name: str, args: argparse.Namespace) -> tuple[list[dict], dict, lis
 
 def main() -> None:
     """Runs the tasks, prints the summary and targets, writes the results (other tasks' results kept)."""
-    args = parse_args()
+    args = build_parser().parse_args()
     if args.expert_epochs < 2:
         raise SystemExit("--expert-epochs must be at least 2 (matching needs a start and a later epoch)")
     torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ FKD relabelling and with hard labels, on benchmarks/distill.py's tasks and evalu
                                          [--iterations 500] [--eval-epochs 300] [--threads 1]
 
 Per task: a ConvNet-3 teacher with batch norm (curate.distill.teacher, arch convnet, width 128: the small-set
-teacher; a ResNet-18 does not train in a CPU budget at 16 px) trained --teacher-epochs on the training split;
+teacher by default: it trains in a CPU budget at 16 px) trained --teacher-epochs on the training split;
 per IPC, the recovered images (curate.distill.cda.recover_slice: IPC index by IPC index, all classes of an index
 together, --iterations Adam steps, the reference's other settings) with the curriculum (cda: cosine, milestone 1)
 and without (sre2l); each set evaluated by the protocol (curate.distill.evaluate) on hard labels and on FKD soft
@@ -13,7 +13,8 @@ crops (curate.distill.relabel: the teacher's logits on stored RandomResizedCrop 
 stored epoch per training pass). Random real, herding and full data come from benchmarks/distill.py's results
 on the same split and protocol (results/distill.json; IPC 50: results/distill_ipc50.json). Targets (issue 17):
 CDA above SRe2L at every IPC; CDA at least 5 points above random real at IPC 10. Writes
-results/distill_recover.json; rows, teachers and sets are kept in --work, so a killed run resumes.
+results/distill_recover.json (--json-name); rows, teachers and sets are kept in --work, so a killed run resumes.
+--teacher-arch resnet18 recovers from the small-image ResNet-18 (CDA's and SRe2L's own teacher family) instead.
 """
 
 import argparse
@@ -32,6 +33,7 @@ from distill import digest, int_list, name_list
 from distill_tasks import TASKS, load_task
 
 from curate.cli.evaluate import seed_list
+from curate.distill.baselines import random_real
 from curate.distill.cda import CDAConfig, recover_slice
 from curate.distill.evaluate import EvalConfig, evaluate_set
 from curate.distill.relabel import RelabelConfig, relabel
@@ -47,7 +49,7 @@ def teacher_for(task: dict, args: argparse.Namespace, folder: Path) -> tuple[tor
     path = folder / "teacher.safetensors"
     if not path.exists():
         black = [-m / s for m, s in zip(task["mean"].flatten().tolist(), task["std"].flatten().tolist(), strict=True)]
-        config = TeacherConfig(arch="convnet", epochs=args.teacher_epochs, width=128, depth=3)
+        config = TeacherConfig(arch=args.teacher_arch, epochs=args.teacher_epochs, width=128, depth=3)
         model = train_teacher(task["images"], task["labels"], task["classes"], config, 0, pad_value=black)
         images = task["images"]
         save_teacher(path, model, shape_meta(config, images.shape[1], task["classes"], images.shape[-1]))
@@ -63,7 +65,7 @@ def recovered_set(teacher: torch.nn.Module, task: dict, ipc: int, method: str, a
     `folder` so a rerun reuses it."""
     path = folder / f"{method}-ipc{ipc}.pt"
     if not path.exists():
-        config = CDAConfig(iterations=args.iterations, curriculum=CURRICULA[method])
+        config = CDAConfig(iterations=args.iterations, curriculum=CURRICULA[method], min_scale=args.min_scale)
         mean, std = task["mean"].flatten().tolist(), task["std"].flatten().tolist()
         classes, size = task["classes"], task["images"].shape[-1]
         images, seconds = torch.empty(classes, ipc, *task["images"].shape[1:]), 0.0
@@ -73,6 +75,18 @@ def recovered_set(teacher: torch.nn.Module, task: dict, ipc: int, method: str, a
         torch.save(dict(images=images.flatten(0, 1), labels=torch.arange(classes).repeat_interleave(ipc),
                         seconds=seconds), path)
     return torch.load(path, weights_only=True)
+
+
+def logged_row(log: RowLog, key: dict, train: tuple, task: dict, config: EvalConfig, crops=None) -> dict:
+    """Returns the row of one (set, seed) evaluation (crops: FKD soft crops, None for hard labels): from the log,
+    or trained on train = (images, labels), tested and logged."""
+    if (row := log.done.get(log.key(key))) is None:
+        images, labels = train
+        result = evaluate_set(images, labels, task["test_images"], task["test_labels"], task["classes"], config,
+                              seeds=(key["seed"],), crops=crops)
+        row = key | dict(size=len(images), accuracy=result["accuracies"][0], seconds=round(result["seconds"], 2))
+        log.add(row)
+    return row
 
 
 def evaluate_rows(task_name: str, task: dict, teacher: torch.nn.Module, args: argparse.Namespace,
@@ -88,15 +102,28 @@ def evaluate_rows(task_name: str, task: dict, teacher: torch.nn.Module, args: ar
             for labels in ("relabel", "hard"):
                 for seed in args.seeds:
                     key = dict(task=task_name, ipc=ipc, method=f"{method}-{labels}", seed=seed)
-                    if (row := log.done.get(log.key(key))) is None:
-                        result = evaluate_set(syn["images"], syn["labels"], task["test_images"], task["test_labels"],
-                                              task["classes"], config, seeds=(seed,),
-                                              crops=crops if labels == "relabel" else None)
-                        row = key | dict(size=len(syn["images"]), accuracy=result["accuracies"][0],
-                                         seconds=round(result["seconds"], 2))
-                        log.add(row)
-                    rows.append(row)
+                    rows.append(logged_row(log, key, (syn["images"], syn["labels"]), task, config,
+                                           crops if labels == "relabel" else None))
     return rows, costs
+
+
+def random_relabel_rows(task_name: str, task: dict, teacher: torch.nn.Module, args: argparse.Namespace,
+                        log: RowLog) -> list[dict]:
+    """Evaluates random real images (benchmarks/distill.py's draw per seed) relabelled by the same teacher: the
+    recovered sets' relabelling on real images instead, which tells the recovery's part from the relabelling's;
+    returns the rows."""
+    config, rows = EvalConfig(epochs=args.eval_epochs), []
+    for ipc in args.ipc:
+        for seed in args.seeds:
+            key = dict(task=task_name, ipc=ipc, method="random-relabel", seed=seed)
+            if log.key(key) not in log.done:
+                index = torch.from_numpy(random_real(task["labels"].numpy(), ipc, seed))
+                train = task["images"][index], task["labels"][index]
+                crops = relabel(teacher, train[0], RelabelConfig(epochs=args.eval_epochs + 1))
+                rows.append(logged_row(log, key, train, task, config, crops))
+            else:
+                rows.append(log.done[log.key(key)])
+    return rows
 
 
 def summary_and_targets(rows: list[dict], baselines: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -140,8 +167,14 @@ def parse_args() -> argparse.Namespace:
     add("--methods", default=list(CURRICULA), type=name_list(tuple(CURRICULA)))
     add("--ipc", type=int_list, default=[1, 10])
     add("--seeds", type=seed_list, default=[0, 1, 2])
+    add("--teacher-arch", default="convnet", choices=("convnet", "resnet18"),
+        help="the teacher: ConvNet-3 with batch norm (width 128) or the small-image ResNet-18")
     add("--teacher-epochs", type=int, default=30)
+    add("--random-relabel", action=argparse.BooleanOptionalAction, default=True,
+        help="also evaluate random real images relabelled by the teacher")
     add("--iterations", type=int, default=500, help="recovery iterations (the reference: 1,000 to 4,000)")
+    add("--min-scale", type=float, default=0.08,
+        help="the recovery's smallest crop (area fraction): CDA's end point, SRe2L's fixed bound (the reference: 0.08)")
     add("--eval-epochs", type=int, default=300)
     add("--size", type=int, default=16, choices=(8, 16, 32), help="digits: image side (px)")
     add("--synth-size", type=int, default=16, help="synth: image side (px)")
@@ -150,6 +183,7 @@ def parse_args() -> argparse.Namespace:
     add("--threads", type=int, default=1)
     add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill")
     add("--results", type=Path, default=common.RESULTS)
+    add("--json-name", default="distill_recover", help="the results file's name")
     return parser.parse_args()
 
 
@@ -165,15 +199,19 @@ def main() -> None:
         task = load_task(name, args)
         shape = dict(task=name, size=args.size if name == "digits" else args.synth_size,
                      teacher_epochs=args.teacher_epochs, iterations=args.iterations, eval_epochs=args.eval_epochs)
+        # options at their first values keep the earlier folders' names
+        shape |= {k: getattr(args, k) for k, first in (("teacher_arch", "convnet"), ("min_scale", 0.08))
+                  if getattr(args, k) != first}
         folder = args.work / name / f"recover-{digest(shape)}"
         folder.mkdir(parents=True, exist_ok=True)
         teacher, accuracy = teacher_for(task, args, folder)
-        teachers[name] = dict(arch="convnet", width=128, epochs=args.teacher_epochs, test_accuracy=accuracy)
+        teachers[name] = dict(arch=args.teacher_arch, epochs=args.teacher_epochs, test_accuracy=accuracy)
         print(f"{name}: teacher test top-1 {accuracy:.4f}", flush=True)
-        task_rows, task_costs = evaluate_rows(name, task, teacher, args, RowLog(folder / "rows.jsonl",
-                                                                                ("ipc", "method", "seed")), folder)
+        log = RowLog(folder / "rows.jsonl", ("ipc", "method", "seed"))
+        task_rows, task_costs = evaluate_rows(name, task, teacher, args, log, folder)
+        task_rows += random_relabel_rows(name, task, teacher, args, log) if args.random_relabel else []
         rows, costs = rows + task_rows, costs + task_costs
-    rows, costs, teachers = with_earlier(args.results / "distill_recover.json", rows, costs, teachers)
+    rows, costs, teachers = with_earlier(args.results / f"{args.json_name}.json", rows, costs, teachers)
     summary, checks = summary_and_targets(rows, baselines)
     for s in sorted(summary, key=lambda s: (s["task"], s["ipc"], s["method"])):
         print(f"{s['task']:7s} ipc {s['ipc']:<3d} {s['method']:14s} {s['accuracy']:.4f} ± {s['accuracy_std']:.4f}")
@@ -182,7 +220,7 @@ def main() -> None:
               f"{c['value']:.4f} vs {c['other']:.4f}")
     common.RESULTS = args.results
     options = {k: str(v) for k, v in vars(args).items() if k not in ("work", "results")}
-    path = write_results("distill_recover", dict(options=options, teachers=teachers, costs=costs, summary=summary,
+    path = write_results(args.json_name, dict(options=options, teachers=teachers, costs=costs, summary=summary,
                                                  targets=checks, runs=rows, seconds=round(time.perf_counter() - began)))
     print(f"wrote {path}")
 

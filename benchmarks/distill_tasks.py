@@ -19,11 +19,31 @@ def standardized(train: np.ndarray, test: np.ndarray) -> dict:
     return dict(images=(x - mean) / std, test_images=(t - mean) / std, mean=mean, std=std)
 
 
+def zca_whitened(task: dict, eps: float) -> dict:
+    """Returns the task with its images ZCA-whitened as the MTT/TESLA reference's --zca (kornia's ZCAWhitening,
+    eps 0.1 there): pixels in [0, 1], centred by the training mean, times U diag(1 / sqrt(S + eps)) U^T of the
+    training split's (unbiased) pixel covariance; the mean, matrix and inverse kept in task["zca"]."""
+    unit = [(task[key] * task["std"] + task["mean"]).flatten(1).double() for key in ("images", "test_images")]
+    centre = unit[0].mean(0)
+    values, vectors = torch.linalg.eigh(torch.cov((unit[0] - centre).T))
+    values = values.clamp_min(0)
+    matrix = vectors @ torch.diag((values + eps).rsqrt()) @ vectors.T
+    inverse = vectors @ torch.diag((values + eps).sqrt()) @ vectors.T
+    shape = task["images"].shape[1:]
+    whitened = [((x - centre) @ matrix).float().reshape(-1, *shape) for x in unit]
+    return task | dict(images=whitened[0], test_images=whitened[1], zca=(centre, inverse))
+
+
 def to_pixels(images: torch.Tensor, task: dict) -> np.ndarray:
-    """Returns standardized N x 3 x S x S images as uint8 N x S x S x 3 pixels (un-standardized by the task's
-    statistics, clipped to [0, 255])."""
-    pixels = (images.detach().cpu() * task["std"] + task["mean"]).clamp(0, 1).mul(255).round()
-    return pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    """Returns standardized (or ZCA-whitened) N x 3 x S x S images as uint8 N x S x S x 3 pixels (un-standardized
+    by the task's statistics, clipped to [0, 255])."""
+    images = images.detach().cpu()
+    if "zca" in task:
+        centre, inverse = task["zca"]
+        unit = (images.flatten(1).double() @ inverse + centre).float().reshape(images.shape)
+    else:
+        unit = images * task["std"] + task["mean"]
+    return unit.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def digits_task(args: argparse.Namespace) -> dict:
@@ -73,5 +93,6 @@ def expert_embedding(task: dict, path: Path) -> np.ndarray:
 
 
 def load_task(name: str, args: argparse.Namespace) -> dict:
-    """Returns the task `name` (one of TASKS) at the options' sizes."""
-    return digits_task(args) if name == "digits" else synth_task(args)
+    """Returns the task `name` (one of TASKS) at the options' sizes, ZCA-whitened when args.zca is set."""
+    task = digits_task(args) if name == "digits" else synth_task(args)
+    return zca_whitened(task, args.zca) if getattr(args, "zca", None) is not None else task

@@ -3,6 +3,7 @@ RUN/distilled/<name>/."""
 
 import argparse
 import json
+import sys
 
 from curate.cli.options import add_runner_arguments, existing_run, runner_from
 from curate.options import non_negative_int, positive_int
@@ -90,5 +91,7 @@ def run(args: argparse.Namespace) -> int:
     summary = distill_run(existing_run(args.run), args.name, options, runner, progress=args.progress,
                           checkpoint_every=args.checkpoint_every)
     print(json.dumps(summary, default=str))
+    for warning in summary.get("warnings", []):
+        print(f"curate distill: warning: {warning}", file=sys.stderr)
     return 0
 

@@ -100,7 +100,9 @@ def write_set(run: RunDir, folder: Path, name: str, data: LabelledImages, result
                    images=len(rows), classnames=data.classnames, classes=len(data.classnames),
                    normalization={"mean": list(data.mean), "std": list(data.std)}, source=source,
                    seconds=result.seconds, iterations=len(result.losses),
-                   final_loss=result.losses[-1] if result.losses else None, soft_labels=result.soft_labels is not None,
+                   first_loss=result.losses[0] if result.losses else None,
+                   final_loss=result.losses[-1] if result.losses else None, warnings=result.warnings,
+                   soft_labels=result.soft_labels is not None,
                    relabelled=(folder / RELABEL).exists(),
                    curate_version=__version__)
     out.write_json(RESULT, summary)

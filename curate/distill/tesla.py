@@ -39,6 +39,10 @@ CHECKPOINT = "checkpoint.pt"
 # The learned lr stays above this share of its initial value: SGD on it can cross zero (the reference lets it), and a
 # negative lr makes every student step, and the set's evaluation, climb the loss.
 MIN_LR_FRACTION = 0.01
+# mean normalized matching loss of the first iterations above which the settings overshoot: the student ends more
+# than twice the expert's own move away from the expert's target epoch (loss 1 is not moving at all)
+OVERSHOOT_LOSS = 4.0
+OVERSHOOT_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class DistillResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     soft_labels: torch.Tensor | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def iteration_generator(seed: int, iteration: int) -> torch.Generator:
@@ -196,7 +201,22 @@ def distill(images: torch.Tensor, labels: torch.Tensor, classes: int,
             _save_state(path, syn, state["labels"], alpha, optimizers, losses, seconds, soft)
         if callback is not None:
             callback(iteration, grads.loss)
-    return DistillResult(syn.detach().clone(), state["labels"], float(alpha.detach()), losses, seconds, soft)
+    return DistillResult(syn.detach().clone(), state["labels"], float(alpha.detach()), losses, seconds, soft,
+                         matching_warnings(losses, config))
+
+
+def matching_warnings(losses: Sequence[float], config: TeslaConfig) -> list[str]:
+    """Returns one-line warnings about the settings (empty when there is none to give): when the first
+    OVERSHOOT_WINDOW iterations' normalized matching loss averages above OVERSHOOT_LOSS, the student's syn_steps
+    steps at lr_teacher end far from the expert's target: TESLA answers by shrinking the learned lr and pushing
+    the images away from the data, and such a set can score below random real images."""
+    first = list(losses[:OVERSHOOT_WINDOW])
+    if not first or (mean := sum(first) / len(first)) <= OVERSHOOT_LOSS:
+        return []
+    return [f"the first matching losses average {mean:.1f}: after {config.syn_steps} student steps at lr "
+            f"{config.lr_teacher:g} the student ends {mean ** 0.5:.1f} times the expert's own move away from the "
+            f"expert's epoch t+{config.expert_epochs}; try fewer --syn-steps or a lower --lr-teacher, and compare "
+            "the set with `curate distill-eval --baselines random`"]
 
 
 def _initial_state(images: torch.Tensor, labels: torch.Tensor, classes: int,

@@ -1,26 +1,16 @@
 """The DQ benchmark's selections: each keeps exactly its per-class budget of distinct samples of that class, and
 each does what its name says (k-center spreads out, GraphCut and DQ are the library's)."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+from tests.benchmarks import bench_module
 
 
 @pytest.fixture(scope="module")
 def coresets():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("coresets_bench", BENCHMARKS / "coresets.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return bench_module("coresets.py")
 
 
 @pytest.fixture

@@ -1,28 +1,18 @@
 """benchmarks/distill.py's results on synthetic rows: the summary over seeds, the targets at the last iteration
 count, keeping the other tasks' results, and the image grid of a standardized set."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+from tests.benchmarks import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the modules import their siblings
-    try:
-        spec = importlib.util.spec_from_file_location("distill_report_bench", BENCHMARKS / "distill_report.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return bench_module("distill_report.py")
 
 
 def row(method: str, accuracy: float, seed: int, ipc: int | None = 1, iterations: int = 0, task: str = "digits"):

@@ -2,20 +2,15 @@
 run with the same options."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "dynamic_pruning.py"
+from tests.benchmarks import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dynamic_pruning_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("dynamic_pruning.py")
 
 
 def clip_args(variants: list[str], samples_seen: int = 36_000) -> argparse.Namespace:

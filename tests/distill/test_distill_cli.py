@@ -229,3 +229,14 @@ def test_the_pipeline_script_runs_alone_and_makes_the_same_set(run, soft_set, tm
     assert json.loads(done.stdout)["folder"].endswith("distilled/piped")
     assert members(run.path / "distilled" / "piped" / "shards" / "00000.tar") == members(
         soft_set / "shards" / "00000.tar")
+
+
+def test_settings_that_overshoot_the_expert_are_warned_about_and_recorded(run, capsys):
+    # a student lr 100 times the experts': its steps land far past the expert's epoch
+    assert main(["distill", str(run.path), *TINY, "--name", "overshoot", "--lr-teacher", "1.0"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["first_loss"] > 4 and len(summary["warnings"]) == 1
+    assert err.startswith("curate distill: warning: the first matching losses average") and "--syn-steps" in err
+    recorded = json.loads((run.path / "distilled" / "overshoot" / "distilled.json").read_text())
+    assert recorded["warnings"] == summary["warnings"]

@@ -1,6 +1,8 @@
 """TESLA: the two-pass constant-memory gradient equals autograd of the same objective; distillation resumes
-exactly; it lowers the matching loss on digits; its memory does not grow with the number of student steps."""
+exactly; it lowers the matching loss on digits and warns about settings that overshoot the expert; its memory does
+not grow with the number of student steps."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,7 +17,14 @@ from curate.distill.convnet import ConvNetSpec, init_params
 from curate.distill.dsa import DSAConfig
 from curate.distill.experts import ExpertConfig, train_expert
 from curate.distill.matching import make_plan, matching_loss, soft_labels, tesla_gradients, unrolled_gradients
-from curate.distill.tesla import CHECKPOINT, TeslaConfig, distill, init_synthetic, iteration_generator
+from curate.distill.tesla import (
+    CHECKPOINT,
+    TeslaConfig,
+    distill,
+    init_synthetic,
+    iteration_generator,
+    matching_warnings,
+)
 
 TINY = ConvNetSpec(3, 2, 8, width=4)
 
@@ -114,6 +123,19 @@ def test_distillation_lowers_the_matching_loss_on_digits():
     after = held_out_loss(result.images, result.labels, result.lr)
     assert after < 0.85 * before, (before, after)
     assert len(result.losses) == 20 and result.seconds > 0 and result.lr != config.lr_teacher
+    assert result.warnings == []
+    # five times the expert's lr: the student's 10 steps overshoot the expert's epoch, and the result says so
+    overshoot = distill(images, labels, 10, trajectories, dataclasses.replace(config, iterations=3, lr_teacher=0.05))
+    assert len(overshoot.warnings) == 1 and "--syn-steps" in overshoot.warnings[0]
+
+
+def test_only_the_first_iterations_losses_decide_the_overshoot_warning():
+    config = TeslaConfig(syn_steps=20, lr_teacher=0.01, expert_epochs=2)
+    (warning,) = matching_warnings([12.0, 9.0, 11.0], config)
+    assert warning.startswith("the first matching losses average 10.7: after 20 student steps at lr 0.01")
+    assert "3.3 times the expert's own move" in warning
+    assert matching_warnings([4.0, 4.0], config) == [] and matching_warnings([], config) == []
+    assert matching_warnings([1.0] * 10 + [50.0] * 10, config) == []
 
 
 ALLOCATOR_SLACK_MIB = 16  # RSS moves by a few MiB between identical runs at this size (allocator pages)
