@@ -13,8 +13,11 @@ crops (curate.distill.relabel: the teacher's logits on stored RandomResizedCrop 
 stored epoch per training pass). Random real, herding and full data come from benchmarks/distill.py's results
 on the same split and protocol (results/distill.json; IPC 50: results/distill_ipc50.json). Targets (issue 17):
 CDA above SRe2L at every IPC; CDA at least 5 points above random real at IPC 10. Writes
-results/distill_recover.json (--json-name); rows, teachers and sets are kept in --work, so a killed run resumes.
+results/distill_recover.json (--json-name) and an image grid per set (one row per class); rows, teachers and
+sets are kept in --work, so a killed run resumes.
 --teacher-arch resnet18 recovers from the small-image ResNet-18 (CDA's and SRe2L's own teacher family) instead.
+Unless --no-random-relabel, random real images (distill.py's draw per seed) relabelled by the same teacher are
+evaluated too (random-relabel): the relabelling without the recovery, which tells the two parts apart.
 """
 
 import argparse
@@ -30,6 +33,7 @@ import common
 import torch
 from common import RowLog, write_results
 from distill import digest, int_list, name_list
+from distill_report import set_grid
 from distill_tasks import TASKS, load_task
 
 from curate.cli.evaluate import seed_list
@@ -96,6 +100,8 @@ def evaluate_rows(task_name: str, task: dict, teacher: torch.nn.Module, args: ar
     for ipc in args.ipc:
         for method in args.methods:
             syn = recovered_set(teacher, task, ipc, method, args, folder)
+            set_grid(syn, task, args.results / f"{args.json_name}_{task_name}_{method}_ipc{ipc}.png",
+                     f"{task_name}: {method.upper()} recovered from a {args.teacher_arch} teacher, IPC {ipc}")
             crops = relabel(teacher, syn["images"], RelabelConfig(epochs=args.eval_epochs + 1))
             costs.append(dict(task=task_name, ipc=ipc, method=method, recover_seconds=round(syn["seconds"], 1),
                               seconds_per_image=round(syn["seconds"] / len(syn["images"]), 2)))
