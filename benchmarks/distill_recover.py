@@ -64,10 +64,10 @@ def teacher_for(task: dict, args: argparse.Namespace, folder: Path) -> tuple[tor
 
 
 def recovered_set(teacher: torch.nn.Module, task: dict, ipc: int, method: str, args: argparse.Namespace,
-                  folder: Path) -> dict:
+                  folder: Path, suffix: str = "") -> dict:
     """Returns {images (class-major, IPC indices in order), labels, seconds} of the recovered set, kept in
-    `folder` so a rerun reuses it."""
-    path = folder / f"{method}-ipc{ipc}.pt"
+    `folder` (as <method>-ipc<ipc><suffix>.pt) so a rerun reuses it."""
+    path = folder / f"{method}-ipc{ipc}{suffix}.pt"
     if not path.exists():
         config = CDAConfig(iterations=args.iterations, curriculum=CURRICULA[method], min_scale=args.min_scale)
         mean, std = task["mean"].flatten().tolist(), task["std"].flatten().tolist()
@@ -165,9 +165,9 @@ def with_earlier(path: Path, rows: list[dict], costs: list[dict], teachers: dict
     return rows + kept, costs + kept_costs, earlier["teachers"] | teachers
 
 
-def parse_args() -> argparse.Namespace:
-    """Returns the benchmark's options (the task options as benchmarks/distill.py's)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(description: str = __doc__.splitlines()[0]) -> argparse.ArgumentParser:
+    """Returns the parser of the benchmark's options (the task options as benchmarks/distill.py's)."""
+    parser = argparse.ArgumentParser(description=description)
     add = parser.add_argument
     add("--tasks", default=["digits"], type=name_list(TASKS))
     add("--methods", default=list(CURRICULA), type=name_list(tuple(CURRICULA)))
@@ -190,26 +190,31 @@ def parse_args() -> argparse.Namespace:
     add("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-distill")
     add("--results", type=Path, default=common.RESULTS)
     add("--json-name", default="distill_recover", help="the results file's name")
-    return parser.parse_args()
+    return parser
+
+
+def task_folder(name: str, args: argparse.Namespace) -> Path:
+    """Returns (made) the work folder of a task's teacher, sets and rows, named by the options that shape them."""
+    shape = dict(task=name, size=args.size if name == "digits" else args.synth_size,
+                 teacher_epochs=args.teacher_epochs, iterations=args.iterations, eval_epochs=args.eval_epochs)
+    # options at their first values keep the earlier folders' names
+    shape |= {k: getattr(args, k) for k, first in (("teacher_arch", "convnet"), ("min_scale", 0.08))
+              if getattr(args, k) != first}
+    folder = args.work / name / f"recover-{digest(shape)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def main() -> None:
     """Runs the tasks and writes results/distill_recover.json."""
-    args = parse_args()
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     began, rows, costs, teachers = time.perf_counter(), [], [], {}
     baselines = [s for path in BASELINE_FILES if (args.results / path).exists()
                  for s in json.loads((args.results / path).read_text())["summary"]
                  if not s["method"].startswith("tesla") and s["iterations"] == 0]
     for name in args.tasks:
-        task = load_task(name, args)
-        shape = dict(task=name, size=args.size if name == "digits" else args.synth_size,
-                     teacher_epochs=args.teacher_epochs, iterations=args.iterations, eval_epochs=args.eval_epochs)
-        # options at their first values keep the earlier folders' names
-        shape |= {k: getattr(args, k) for k, first in (("teacher_arch", "convnet"), ("min_scale", 0.08))
-                  if getattr(args, k) != first}
-        folder = args.work / name / f"recover-{digest(shape)}"
-        folder.mkdir(parents=True, exist_ok=True)
+        task, folder = load_task(name, args), task_folder(name, args)
         teacher, accuracy = teacher_for(task, args, folder)
         teachers[name] = dict(arch=args.teacher_arch, epochs=args.teacher_epochs, test_accuracy=accuracy)
         print(f"{name}: teacher test top-1 {accuracy:.4f}", flush=True)

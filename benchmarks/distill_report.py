@@ -64,28 +64,28 @@ def print_report(summary: list[dict], checks: list[dict]) -> None:
               f"{c['tesla']:.4f} vs {c['random']:.4f}")
 
 
-def plot_curve(summary: list[dict], path: Path) -> Path | None:
-    """Writes accuracy against distillation iterations, a panel per (task, IPC): TESLA hard and soft, with the
-    baselines and the full data as horizontal lines; returns the path (None without TESLA rows)."""
+def plot_curve(summary: list[dict], path: Path, methods: tuple[str, ...] = ("tesla-hard", "tesla-soft"),
+               xlabel: str = "distillation iterations") -> Path | None:
+    """Writes accuracy against iterations, a panel per (task, IPC): the `methods` (TESLA hard and soft by default)
+    with the baselines and the full data as horizontal lines; returns the path (None without rows of `methods`)."""
     from curate.plots import save_figure, subplots
 
-    panels = sorted({(s["task"], s["ipc"]) for s in summary if s["method"].startswith("tesla")})
+    panels = sorted({(s["task"], s["ipc"]) for s in summary if s["method"] in methods})
     if not panels:
         return None
     fig, axes = subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     colors = {"full": "black", "random": "tab:gray", "herding-expert": "tab:green", "herding-pixels": "tab:purple"}
     for ax, (task, ipc) in zip(axes[0], panels, strict=True):
-        for method in ("tesla-hard", "tesla-soft"):
+        for method in methods:
             points = sorted((s for s in summary if (s["task"], s["ipc"], s["method"]) == (task, ipc, method)),
                             key=lambda s: s["iterations"])
             ax.errorbar([p["iterations"] for p in points], [p["accuracy"] for p in points],
                         yerr=[p["accuracy_std"] for p in points], marker="o", capsize=3, label=method)
-        baselines = [s for s in summary if s["task"] == task and not s["method"].startswith("tesla")
-                     and s["ipc"] in (ipc, None)]
+        baselines = [s for s in summary if s["task"] == task and s["iterations"] == 0 and s["ipc"] in (ipc, None)]
         for s in baselines:
             ax.axhline(s["accuracy"], color=colors.get(s["method"], "tab:brown"), linestyle="--",
                        label=f"{s['method']} ({s['accuracy']:.3f})")
-        ax.set(xlabel="distillation iterations", ylabel="top-1 accuracy (held out)", title=f"{task}, IPC {ipc}")
+        ax.set(xlabel=xlabel, ylabel="top-1 accuracy (held out)", title=f"{task}, IPC {ipc}")
         ax.legend(fontsize=7)
     return save_figure(fig, path, dpi=110)
 

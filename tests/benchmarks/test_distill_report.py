@@ -58,3 +58,12 @@ def test_the_set_grid_draws_the_un_standardized_images(bench, tmp_path):
     with Image.open(path) as im:
         pixels = torch.as_tensor(list(im.convert("L").getdata()))
     assert (pixels < 10).float().mean() > 0.1  # the black images (0 after un-standardizing) are drawn
+
+
+def test_the_curve_plots_the_methods_asked_for_with_the_baselines(bench, tmp_path):
+    rows = [row("cda-relabel", a, 0, ipc=10, iterations=it) for it, a in ((100, 0.8), (500, 0.9))]
+    rows += [row("random", 0.7, 0, ipc=10), row("full", 0.95, 0, ipc=None), row("random", 0.2, 0, ipc=1)]
+    summary = bench.summarize(rows)
+    assert bench.plot_curve(summary, tmp_path / "tesla.png") is None  # no TESLA rows
+    path = bench.plot_curve(summary, tmp_path / "cda.png", ("cda-relabel",), "recovery iterations")
+    assert path == tmp_path / "cda.png" and Image.open(path).size[0] > 300
