@@ -190,8 +190,9 @@ def tesla_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list
     for ipc in args.ipc:
         for mode in args.modes:
             tesla = tesla_config(args, ipc, mode == "soft", len(task["images"]))
-            settings = dataclasses.asdict(tesla) | dict(iterations=None, experts=[p.name for p in paths])
-            settings |= dict(zca=args.zca) if args.zca is not None else {}  # earlier sets keep their folders
+            # the experts' folder names the data they were trained on (size, ZCA, classes)
+            settings = dataclasses.asdict(tesla) | dict(iterations=None, experts=[f"{p.parent.name}/{p.name}"
+                                                                                for p in paths])
             folder = args.work / task_name / f"distill-ipc{ipc}-{mode}-{digest(settings)}"
             sets = distilled_sets(folder, task, paths, tesla, curve_points(args))
             for point, syn in sets.items():
