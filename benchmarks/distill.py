@@ -163,16 +163,20 @@ def eval_row(log: RowLog, key: dict, train: tuple, task: dict, config: EvalConfi
     return row
 
 
-def baseline_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list[Path], log: RowLog) -> list[dict]:
-    """Evaluates random real images and herding at every IPC, and the full training split; returns the rows."""
+def baseline_rows(task_name: str, task: dict, args: argparse.Namespace, paths: list[Path], log: RowLog,
+                  with_full: bool = True) -> list[dict]:
+    """Evaluates random real images and herding (args.herding_features) at every IPC, and unless told not to the
+    full training split; returns the rows."""
     config = EvalConfig(epochs=args.eval_epochs)
     images, labels = task["images"], task["labels"]
     features = {"expert": lambda: expert_embedding(task, paths[0]), "pixels": lambda: images.flatten(1).numpy()}
     herded = {kind: features[kind]() for kind in args.herding_features}
     rows = []
     for seed in args.seeds:
-        key = dict(task=task_name, ipc=None, method="full", iterations=0, seed=seed)
-        rows.append(eval_row(log, key, (images, labels), task, dataclasses.replace(config, epochs=args.full_epochs)))
+        if with_full:
+            key = dict(task=task_name, ipc=None, method="full", iterations=0, seed=seed)
+            full = dataclasses.replace(config, epochs=args.full_epochs)
+            rows.append(eval_row(log, key, (images, labels), task, full))
         for ipc in args.ipc:
             chosen = {"random": random_real(labels.numpy(), ipc, seed)}
             chosen |= {f"herding-{kind}": herding(f, labels.numpy(), ipc) for kind, f in herded.items()}

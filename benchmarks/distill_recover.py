@@ -122,23 +122,27 @@ def random_relabel_rows(task_name: str, task: dict, teacher: torch.nn.Module, ar
     for ipc in args.ipc:
         for seed in args.seeds:
             key = dict(task=task_name, ipc=ipc, method="random-relabel", seed=seed)
-            if log.key(key) not in log.done:
+            if (row := log.done.get(log.key(key))) is None:  # relabel only what the log lacks
                 index = torch.from_numpy(random_real(task["labels"].numpy(), ipc, seed))
                 train = task["images"][index], task["labels"][index]
                 crops = relabel(teacher, train[0], RelabelConfig(epochs=args.eval_epochs + 1))
-                rows.append(logged_row(log, key, train, task, config, crops))
-            else:
-                rows.append(log.done[log.key(key)])
+                row = logged_row(log, key, train, task, config, crops)
+            rows.append(row)
     return rows
+
+
+def over_seeds(rows: list[dict], keys: tuple[str, ...] = ("task", "ipc", "method")) -> list[dict]:
+    """Returns the mean and population std of accuracy over the rows of each value of `keys`, with their count."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row["accuracy"])
+    return [dict(zip(keys, key, strict=True)) | dict(accuracy=statistics.fmean(a), accuracy_std=statistics.pstdev(a),
+                                                     seeds=len(a)) for key, a in groups.items()]
 
 
 def summary_and_targets(rows: list[dict], baselines: list[dict]) -> tuple[list[dict], list[dict]]:
     """Returns the mean/std per (task, ipc, method) and the issue's targets against SRe2L and random real."""
-    groups: dict[tuple, list[float]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["ipc"], row["method"]), []).append(row["accuracy"])
-    summary = [dict(task=t, ipc=i, method=m, accuracy=statistics.fmean(a), accuracy_std=statistics.pstdev(a),
-                    seeds=len(a)) for (t, i, m), a in groups.items()]
+    summary = over_seeds(rows)
     mean = {(s["task"], s["ipc"], s["method"]): s["accuracy"] for s in summary + baselines}
     checks = []
     for (task, ipc, method), value in list(mean.items()):

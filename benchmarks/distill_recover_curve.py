@@ -12,7 +12,6 @@ results/distill_recover_curve.json and results/distill_recover_curve.png; rows a
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,15 @@ import common
 import torch
 from common import RowLog, write_results
 from distill import int_list
-from distill_recover import BASELINE_FILES, build_parser, logged_row, recovered_set, task_folder, teacher_for
+from distill_recover import (
+    BASELINE_FILES,
+    build_parser,
+    logged_row,
+    over_seeds,
+    recovered_set,
+    task_folder,
+    teacher_for,
+)
 from distill_report import plot_curve
 from distill_tasks import load_task
 
@@ -57,18 +64,6 @@ def curve_rows(name: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Returns mean and population std over seeds per (task, IPC, method, iterations), with the recovery's
-    seconds."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["ipc"], row["method"], row["iterations"]), []).append(row)
-    return [dict(task=t, ipc=i, method=m, iterations=n, accuracy=statistics.fmean(r["accuracy"] for r in group),
-                 accuracy_std=statistics.pstdev([r["accuracy"] for r in group]), seeds=len(group),
-                 recover_seconds=group[0]["recover_seconds"])
-            for (t, i, m, n), group in groups.items()]
-
-
 def main() -> None:
     """Runs the curve on every task and writes its results and plot."""
     parser = build_parser(__doc__.splitlines()[0])
@@ -77,7 +72,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     rows = [row for name in args.tasks for row in curve_rows(name, args)]
-    summary = summarize(rows)
+    seconds = {(r["task"], r["ipc"], r["method"], r["iterations"]): r["recover_seconds"] for r in rows}
+    summary = [s | dict(recover_seconds=seconds[s["task"], s["ipc"], s["method"], s["iterations"]])
+               for s in over_seeds(rows, ("task", "ipc", "method", "iterations"))]
     baselines = {}  # the first file's row of each (task, IPC, method): full data is in both
     for path in BASELINE_FILES:
         for s in json.loads((args.results / path).read_text())["summary"] if (args.results / path).exists() else []:

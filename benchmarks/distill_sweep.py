@@ -6,10 +6,10 @@ baseline), so a user can see which settings a data set needs before spending a l
         --grid "8,1000,0.01;2,1000,0.01;2,100,0.01;4,100,0.01;2,1000,0.003;8,1000,0.003" --threads 1
 
 Every other option is benchmarks/distill.py's (hard labels only). Each grid point is one distillation at the
---ipc values, evaluated at every --curve point with --seeds networks; the random-real rows come from the same row
-log as distill.py's. Writes results/distill_sweep.json (--json-name): per grid point and iteration count, mean and
-std over seeds, the learned lr and the first and last matching loss. Distilled sets and rows are kept in --work,
-so a rerun resumes.
+--ipc values, evaluated at every --curve point with --seeds networks; random real images are drawn and evaluated
+as distill.py does (the same draw per seed). Writes results/distill_sweep.json (--json-name): per grid point and
+iteration count, mean and std over seeds, the learned lr and the first and last matching loss. Distilled sets and
+rows are kept in --work, so a rerun resumes.
 """
 
 import argparse
@@ -40,10 +40,9 @@ def sweep_task(name: str, args: argparse.Namespace) -> list[dict]:
     iterations) and the random-real summary rows, each with the point's settings."""
     task, folder = task_and_experts_folder(name, args)
     paths, _ = expert_trajectories(folder, task, args)
-    random_args = argparse.Namespace(**vars(args) | dict(herding_features=[], full_epochs=1))
-    baseline = [r for r in baseline_rows(name, task, random_args, paths, row_log(random_args, name))
-                if r["method"] == "random"]
-    results = [s | dict(syn_steps=None, lr_img=None, lr_teacher=None) for s in summarize(baseline)]
+    random_args = argparse.Namespace(**vars(args) | dict(herding_features=[]))
+    random = baseline_rows(name, task, random_args, paths, row_log(random_args, name), with_full=False)
+    results = [s | dict(syn_steps=None, lr_img=None, lr_teacher=None) for s in summarize(random)]
     for point in args.grid:
         point_args = argparse.Namespace(**vars(args) | point | dict(modes=["hard"], results=args.work / "grids",
                                                                     json_name=f"sweep-{point['syn_steps']}"))

@@ -1,7 +1,6 @@
 """The DQ benchmark's selections: each keeps exactly its per-class budget of distinct samples of that class, and
 each does what its name says (k-center spreads out, GraphCut and DQ are the library's)."""
 
-
 import numpy as np
 import pytest
 

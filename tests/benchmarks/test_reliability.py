@@ -1,7 +1,6 @@
 """The kill test of benchmarks/reliability.py at a small size: ingest, embed, DFN, SemDeDup and DBP, each SIGKILLed
 once at a random moment and rerun, end with the catalog of an uninterrupted run."""
 
-
 from tests.benchmarks import bench_module
 
 
