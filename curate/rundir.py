@@ -20,8 +20,9 @@ from curate.errors import UsageError
 MANIFEST = "manifest.json"
 DONE = "_done"
 LOCK = ".curate.lock"
-# The temporary names write_bytes gives (and nothing else: a user's own *.tmp-* files are never touched).
-TEMPORARY = re.compile(r".+\.tmp-[0-9a-f]{32}$")
+# The temporary names write_bytes and the catalog build give (with DuckDB's write-ahead log beside the latter), and
+# nothing else: a user's own *.tmp-* files are never touched.
+TEMPORARY = re.compile(r".+\.tmp-[0-9a-f]{32}(\.wal)?$")
 # Run folders this process holds the writer lock of: path -> [file descriptor, nesting depth].
 _held: dict[Path, list[int]] = {}
 
@@ -94,8 +95,12 @@ class RunDir:
             finally:
                 _held[self.path][1] -= 1
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write the run folder {self.path}: {exc.strerror}; a run is written in place, so "
+                             "make it writable (or copy it somewhere writable) and rerun") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -109,6 +114,7 @@ class RunDir:
                       f"{command}".encode(), 0)
         _held[self.path] = [fd, 1]
         try:
+            self.remove_temporaries()  # no other writer can be in the middle of a write now
             yield
         finally:
             del _held[self.path]
@@ -134,10 +140,32 @@ class RunDir:
         return self.manifest().get("run_id") or self.update_manifest()["run_id"]
 
 
+def is_run_folder(path: Path) -> bool:
+    """Returns whether `path` is a curate run folder: a writer has locked it, or it holds a run's manifest."""
+    if (path / LOCK).is_file():
+        return True
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "run_id" in manifest and "stages" in manifest
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """Returns the run folder that is `path` or holds it (an absolute path), or None."""
+    return next((p for p in [path, *path.parents] if is_run_folder(p)), None)
+
+
 def check_run_folder(path: str | os.PathLike) -> None:
-    """Raises UsageError when `path` is a file, or a folder that holds other files and no curate run: curate
-    writes only into a new, empty or existing run folder."""
+    """Raises UsageError when `path` is a file, a folder that holds other files and no curate run, or a folder inside
+    another run: curate writes only into a new, empty or existing run folder."""
     path = Path(path)
+    if "\\" in str(path.absolute()):
+        raise UsageError(f"--run {path} holds a backslash, which DuckDB reads as a path separator; choose a path "
+                         "without one")
+    outer = enclosing_run(path.absolute().parent)
+    if outer is not None:
+        raise UsageError(f"--run {path} is inside the run folder {outer}; choose a folder outside it")
     if path.exists() and not path.is_dir():
         raise UsageError(f"--run {path} is a file; give a folder for the run")
     ours = (LOCK,)  # left by a writer killed before it wrote the manifest

@@ -1,5 +1,6 @@
-"""Opening a run's catalog: relative paths resolve into the run folder, and a read-only connection reaches no
-file outside it (no reading /etc/passwd, no COPY TO, no extension installs, no ATTACH of other databases)."""
+"""Opening a run's catalog: its views read the run folder by absolute path, whatever the current directory, and a
+read-only connection reaches no file outside it (no reading /etc/passwd, no COPY TO, no extension installs, no
+ATTACH of other databases)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,45 @@ from curate.errors import UsageError
 from curate.rundir import MANIFEST, RunDir
 
 CATALOG = "catalog.duckdb"
-# The views name these relative to the run folder; DuckDB checks the relative name before resolving it.
-RUN_FOLDERS = ("samples/", "quarantine/", "scores/", "_done/", "concepts/", "embeddings/", "evaluations/",
-               "distilled/")
+# Each connection sets this variable to the run folder (as a glob pattern); the views read `<it>/samples/...`. A plain
+# DuckDB that opens the catalog has no such variable, and its views fall back to the current directory.
+ROOT_VARIABLE = "curate_run"
+ROOT = f"coalesce(getvariable('{ROOT_VARIABLE}'), '.')"
+# DuckDB expands these in any path it reads, the folder part included; '[c]' matches c alone.
+GLOB_CHARACTERS = "*?["
 # DuckDB names the holder of a conflicting lock: "Conflicting lock is held in /usr/bin/python3 (PID 1234)".
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?)(?: by user \S+)?\.? *(?:See also|$)")
 
 
+def glob_escaped(path: str) -> str:
+    """Returns `path` as a DuckDB glob pattern that matches that path alone."""
+    return "".join(f"[{c}]" if c in GLOB_CHARACTERS else c for c in path)
+
+
+def run_file(relative: str) -> str:
+    """Returns the SQL expression of the path of `relative` (a constant of curate's, globs allowed) inside the run
+    folder of the querying connection."""
+    return f"{ROOT} || '/{relative}'"
+
+
+def open_database(path: str, run: RunDir, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Returns a connection to the DuckDB file at `path` whose run_file() paths resolve into `run`'s folder."""
+    config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    con = duckdb.connect(path, read_only=read_only, config=config)
+    con.execute(f"SET VARIABLE {ROOT_VARIABLE} = $root", {"root": glob_escaped(str(run.path))})
+    return con
+
+
 def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Returns a connection to the run's catalog with its relative paths resolving into the run folder; a
-    read-only one is confined to the run folder. Raises FileNotFoundError when the run has no catalog, and
-    UsageError when another process holds the catalog open for writing."""
+    """Returns a connection to the run's catalog with its views reading the run folder; a read-only one is confined
+    to the run folder. Raises FileNotFoundError when the run has no catalog, and UsageError when another process
+    holds the catalog open for writing."""
     run = run if isinstance(run, RunDir) else RunDir(run)
     path = run.path / CATALOG
     if read_only and not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    config = {"file_search_path": str(run.path), "autoinstall_known_extensions": False,
-              "autoload_known_extensions": False}
     try:
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
+        con = open_database(str(path), run, read_only)
     except duckdb.IOException as exc:
         holder = LOCK_HOLDER.search(str(exc))
         if holder is None:
@@ -44,10 +65,15 @@ def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.D
 
 def confine(con: duckdb.DuckDBPyConnection, run: RunDir) -> None:
     """Limits the connection's database to files inside the run folder and locks that setting; a database
-    this process already confined (DuckDB shares one per file) is left as it is."""
+    this process already confined (DuckDB shares one per file) is left as it is. Every entry is absolute: DuckDB
+    would resolve a relative one against the current directory, not the run."""
     if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
         return
-    con.execute("SET allowed_directories = $folders", {"folders": [f"{run.path}{os.sep}", *RUN_FOLDERS]})
-    con.execute("SET allowed_paths = $files", {"files": [MANIFEST]})
+    folder = str(run.path)
+    # DuckDB checks the path as the view spells it, so the glob-escaped spelling is allowed too.
+    folders = sorted({f"{folder}{os.sep}", f"{glob_escaped(folder)}{os.sep}"})
+    con.execute("SET allowed_directories = $folders", {"folders": folders})
+    con.execute("SET allowed_paths = $files", {"files": sorted({f"{p}{os.sep}{MANIFEST}" for p in
+                                                                 (folder, glob_escaped(folder))})})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

@@ -1,10 +1,10 @@
 """Builds catalog.duckdb: views over the run's Parquet files, with paths relative to the run folder.
 
-The views hold no data, only relative globs, so the run folder can be moved; a connection resolves them
-through DuckDB's file_search_path set to the run folder, and each view checks that the folder it reads is the
-run's own (a plain DuckDB opening the catalog from elsewhere gets an error, not another run's rows). Two small
-tables: `stages`, the stage graph's status when the catalog was last built (every stage rebuilds it), and
-`catalog_info`, the run's id.
+The views hold no data, only globs under the run folder that each connection names (curate.catalogs.connection's
+run_file), so the run folder can be moved and the current directory never matters; each view checks that the folder
+it reads is the run's own (a plain DuckDB opening the catalog from elsewhere gets an error, not another run's rows).
+Small tables: `stages`, the stage graph's status when the catalog was last built (every stage rebuilds it),
+`catalog_info`, the run's id, and `distilled_columns`, the (empty) columns of the distilled view.
 """
 
 import json
@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.catalogs.connection import CATALOG, connect
+from curate.catalogs.connection import CATALOG, connect, open_database, run_file
 from curate.errors import UsageError
 from curate.graph import entries, status
 from curate.rundir import RunDir
@@ -25,7 +25,8 @@ from curate.rundir import RunDir
 DUPLICATES = "quarantine/_duplicate_uids.parquet"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DISTILLED = "distilled"  # curate.distill.run writes RUN/distilled/<name>/
-DISTILLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DISTILLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # curate.distill.layout checks set names with it
+LABELS, FINISHED = "labels.parquet", "distilled.json"  # a set's rows, and the file written when it is finished
 # Every view over the run's files checks that the manifest its relative paths reach is this run's: a catalog
 # opened by a plain DuckDB from inside another run's folder fails with this message instead of reading that run.
 GUARD = "curate_run_check"
@@ -33,7 +34,7 @@ GUARD_MACRO = (
     f"CREATE MACRO {GUARD}() AS (SELECT CASE WHEN max(m.run_id) IS NOT DISTINCT FROM (SELECT run_id FROM catalog_info)"
     " THEN true ELSE error('this catalog.duckdb belongs to another run folder than the one its relative paths reach:"
     " open it from inside its own run folder, or with curate.catalogs.connect(RUN)') END"
-    " FROM read_json('manifest.json', columns = {run_id: 'VARCHAR'}) AS m)"
+    f" FROM read_json({run_file('manifest.json')}, columns = {{run_id: 'VARCHAR'}}) AS m)"
 )
 
 
@@ -57,27 +58,41 @@ def require_columns(run: RunDir, columns: list[str]) -> list[str]:
 
 
 def build_catalog(run: RunDir) -> Path:
-    """(Re)creates catalog.duckdb from the files the run holds now; returns its path."""
+    """(Re)creates catalog.duckdb from the files the run holds now; returns its path. A build that fails leaves no
+    file behind."""
     temp = run.path / f"{CATALOG}.tmp-{uuid.uuid4().hex}"
-    con = duckdb.connect(str(temp), config={"file_search_path": str(run.path)})
     try:
-        con.register("info_rows", pa.table({"run_id": [run.run_id()]}))
-        con.execute("CREATE TABLE catalog_info AS SELECT * FROM info_rows")
-        con.execute(GUARD_MACRO)
-        for statement in catalog_statements(run):
-            con.execute(statement)
-        con.register("stage_rows", stages_table(run))
-        con.execute("CREATE TABLE stages AS SELECT * FROM stage_rows")
-    finally:
-        con.close()
+        _write_catalog(temp, run)
+    except BaseException:
+        _remove_database(temp)
+        raise
     final = run.path / CATALOG
     os.replace(temp, final)
     return final
 
 
+def _write_catalog(path: Path, run: RunDir) -> None:
+    con = open_database(str(path), run, read_only=False)
+    try:
+        con.register("info_rows", pa.table({"run_id": [run.run_id()]}))
+        con.execute("CREATE TABLE catalog_info AS SELECT * FROM info_rows")
+        con.execute(GUARD_MACRO)
+        for statement in catalog_statements(run, con):
+            con.execute(statement)
+        con.register("stage_rows", stages_table(run))
+        con.execute("CREATE TABLE stages AS SELECT * FROM stage_rows")
+    finally:
+        con.close()
+
+
+def _remove_database(path: Path) -> None:
+    for leftover in (path, path.with_name(f"{path.name}.wal")):
+        leftover.unlink(missing_ok=True)
+
+
 def parquet(glob: str) -> str:
     """Returns the DuckDB reader of the run's Parquet files matching a relative glob (a constant of this module)."""
-    return f"read_parquet('{glob}', union_by_name = true)"
+    return f"read_parquet({run_file(glob)}, union_by_name = true)"
 
 
 def guarded(reader: str) -> str:
@@ -86,14 +101,14 @@ def guarded(reader: str) -> str:
     return f"SELECT * FROM {reader} WHERE {GUARD}()"
 
 
-def catalog_statements(run: RunDir) -> list[str]:
+def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]:
     """Returns the CREATE VIEW statements for the run's current files, in dependency order."""
     current = sorted(name for name, state in status(run).items() if state == "current")
     stages = score_stages(run, current)
     statements = [
         "CREATE VIEW ingested AS " + guarded(parquet("samples/*.parquet")),
         "CREATE VIEW quarantine AS " + guarded(parquet("quarantine/*.parquet")),
-        "CREATE VIEW shards AS " + guarded("read_json_auto('_done/ingest/*.json')"),
+        "CREATE VIEW shards AS " + guarded(f"read_json_auto({run_file('_done/ingest/*.json')})"),
     ]
     statements += [f"CREATE VIEW scores_{s} AS " + guarded(parquet(f"scores/{s}/*.parquet")) for s in stages]
     statements.append(_samples_view(run, stages))
@@ -111,24 +126,29 @@ def catalog_statements(run: RunDir) -> list[str]:
     statements += _stage_table_views(run, current)
     if any((run.path / "evaluations").glob("*.parquet")):
         statements.append("CREATE VIEW evaluations AS " + guarded(parquet("evaluations/*.parquet")))
-    distilled = _distilled_view(run)
+    distilled = _distilled_view(run, con)
     if distilled:
         statements.append(distilled)
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
 
 
-def _distilled_view(run: RunDir) -> str | None:
+def _distilled_view(run: RunDir, con: duckdb.DuckDBPyConnection) -> str | None:
     """One row per synthetic image of every finished distilled set (RUN/distilled/<name>/labels.parquet beside its
-    distilled.json, which is written last): name, key, class, classname, soft_label, path, member."""
-    folder = run.path / DISTILLED
-    names = sorted(p.parent.name for p in folder.glob("*/distilled.json")) if folder.is_dir() else []
-    files = [f"{DISTILLED}/{n}/labels.parquet" for n in names
-             if DISTILLED_NAME.match(n) and (folder / n / "labels.parquet").is_file()]
-    if not files:
+    distilled.json, which is written last): name, key, class, classname, soft_label, path, member. The view globs the
+    sets when it is read, so a set deleted since the catalog was built is simply gone from it."""
+    first = next(iter(sorted((run.path / DISTILLED).glob(f"*/{LABELS}"))), None)
+    if first is None:
         return None
-    listed = ", ".join(f"'{f}'" for f in files)  # names are checked: letters, digits, '.', '_', '-'
-    return "CREATE VIEW distilled AS " + guarded(f"read_parquet([{listed}], union_by_name = true)")
+    # The columns even when every set is deleted later (read_parquet then reads no file and knows none).
+    con.execute("CREATE TABLE distilled_columns AS SELECT * FROM read_parquet($path) LIMIT 0", {"path": str(first)})
+    labels = f"read_parquet({run_file(f'{DISTILLED}/*/{LABELS}')}, union_by_name = true, allow_empty = true," \
+             " filename = true)"
+    sets = run_file(f"{DISTILLED}/*/{FINISHED}")
+    finished = f"SELECT regexp_extract(file, '([^/]+)/{FINISHED}$', 1) FROM glob({sets})"
+    return ("CREATE VIEW distilled AS SELECT COLUMNS(lambda c: c NOT IN ('empty', 'filename')) FROM ("
+            f"SELECT * FROM {labels} UNION ALL BY NAME SELECT * FROM distilled_columns)"
+            f" WHERE regexp_extract(filename, '([^/]+)/{LABELS}$', 1) IN ({finished}) AND {GUARD}()")
 
 
 def score_stages(run: RunDir, current: list[str]) -> list[str]:
@@ -164,7 +184,8 @@ def _samples_view(run: RunDir, stages: list[str]) -> str:
     sql = "CREATE VIEW samples AS SELECT * FROM ingested"
     if (run.path / DUPLICATES).exists():
         # Later copies of a uid are quarantined (see the quarantine view), not shown twice here.
-        sql += f" ANTI JOIN read_parquet('{DUPLICATES}') AS d ON ingested.shard = d.shard AND ingested.key = d.key"
+        sql += (f" ANTI JOIN read_parquet({run_file(DUPLICATES)}) AS d"
+                " ON ingested.shard = d.shard AND ingested.key = d.key")
     for stage in stages:
         sql += f" LEFT JOIN scores_{stage} USING (uid)"
     return sql
@@ -196,7 +217,7 @@ def _clusters_view(run: RunDir, current: list[str]) -> str | None:
     sql = f"CREATE VIEW clusters AS SELECT * FROM ({guarded(parquet('concepts/kmeans.parquet'))}) AS kmeans"
     for name in current:
         if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
-            sql += f" LEFT JOIN read_parquet('concepts/{name}.parquet') AS {name} USING (cluster_id)"
+            sql += f" LEFT JOIN {parquet(f'concepts/{name}.parquet')} AS {name} USING (cluster_id)"
     return sql + " ORDER BY cluster_id"
 
 

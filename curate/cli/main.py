@@ -5,6 +5,7 @@ import importlib
 import sys
 
 from curate.errors import UsageError
+from curate.outputs import os_error_message
 
 # subcommand -> module with add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -56,12 +57,16 @@ def _run_command(argv: list[str] | None) -> int:
 
 
 def guarded(command, *args) -> int:
-    """Returns command(*args), or 2 after printing a UsageError as one line (130 when interrupted)."""
+    """Returns command(*args), or 2 after printing a UsageError as one line, 1 after an OS error (permissions, a full
+    disk, a read-only file system), 130 when interrupted."""
     try:
         return command(*args)
     except UsageError as exc:
         print(f"curate: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"curate: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

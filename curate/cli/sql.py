@@ -5,12 +5,15 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.api import open as open_run
 from curate.errors import UsageError
+from curate.outputs import Output, run_and_sources, write_file
+from curate.rundir import RunDir
 
 OUTPUT_FORMATS = ("table", "csv", "json", "parquet")
 
@@ -21,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", help="SQL over the views samples, quarantine, shards, accounting, ...")
     parser.add_argument("--saved", help="run a saved query by name instead (see catalogs/queries)")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, default="table")
-    parser.add_argument("--out", help="write the result to this file instead of standard output")
+    parser.add_argument("--out", help="write the result to this file instead of standard output (never inside a run "
+                        "folder or over its source shards)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--max-rows", type=int, default=40, help="rows shown by --format table (default 40)")
 
 
@@ -34,20 +39,25 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.out:
         raise UsageError("--format parquet needs --out FILE")
     query = saved_query(args.saved) if args.saved else args.query
-    table = open_run(args.run).arrow(query)
-    write_result(table, args.format, args.out, args.max_rows)
+    run = open_run(args.run)
+    out = None if args.out is None else result_output(run.path).check(args.out, args.overwrite)
+    write_result(run.arrow(query), args.format, out, args.max_rows)
     return 0
 
 
-def write_result(table: pa.Table, fmt: str, out: str | None, max_rows: int = 40) -> None:
-    """Writes `table` as fmt to `out`, or to standard output when out is None."""
+def result_output(run: Path) -> Output:
+    """Returns what `curate sql --out` writes: a file, never inside a run folder or over the run's source shards."""
+    return Output(folder=False, protected=run_and_sources(RunDir(run)))
+
+
+def write_result(table: pa.Table, fmt: str, out: Path | None, max_rows: int = 40) -> None:
+    """Writes `table` as fmt to the file `out` (atomically), or to standard output when out is None."""
     if fmt == "parquet":
-        pq.write_table(table, out)
+        write_file(out, lambda temp: pq.write_table(table, temp))
         return
     text = {"table": _as_text_table, "csv": _as_csv, "json": _as_json}[fmt](table, max_rows)
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_file(out, lambda temp: temp.write_text(text, encoding="utf-8"))
     else:
         sys.stdout.write(text)
 

@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from curate.catalogs.views import DISTILLED, DISTILLED_NAME
+from curate.catalogs.views import DISTILLED, DISTILLED_NAME, FINISHED
+from curate.catalogs.views import LABELS as LABELS  # the set's rows; the distilled view reads them
 from curate.errors import UsageError
 from curate.rundir import RunDir
 
 OPTIONS = "options.json"  # the options the set is made with, written first
 SOURCE = "source.json"  # the versions of the stages the selection read when the set started
-LABELS = "labels.parquet"
 RELABEL = "relabel.safetensors"  # CDA/SRe2L: FKD soft labels (stored crops and the teacher's logits on them)
 IMAGES = "images.safetensors"  # the learned images unclipped, as floats (the PNGs are what exports hold)
-RESULT = "distilled.json"  # written last: the set is finished
+RESULT = FINISHED  # written last: the set is finished
 
 
 def set_folder(run: RunDir, name: str) -> Path:

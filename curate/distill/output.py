@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from curate.distill.layout import IMAGES, LABELS, RELABEL, RESULT, distilled_sets, set_folder
 from curate.errors import UsageError
+from curate.outputs import staged_folder
 from curate.rundir import RunDir, parquet_bytes
 from curate.version import __version__
 
@@ -146,17 +147,13 @@ def export_distilled(run: RunDir, name: str, fmt: str, out: str | Path, overwrit
     """Writes the finished distilled set `name` to `out` as a webdataset (00000.tar with .png, .cls, .json and
     .soft.npy when soft) or a Hugging Face dataset (image, label, classname, key, soft_label); returns the export's
     summary (format, distilled, samples, files, out, ...). The output appears under `out` only once complete."""
-    from curate.export.core import SUMMARY, staged
+    from curate.export.core import SUMMARY, export_output
 
     if fmt not in DISTILLED_FORMATS:
         raise UsageError(f"--distilled exports --format {' or '.join(DISTILLED_FORMATS)}, not {fmt}")
     meta, rows = read_set(run, name)
-    out = Path(out).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    if out == run.path or out in run.path.parents or run.path in out.parents:
-        raise UsageError(f"cannot export to {out}: it overlaps the run folder {run.path}")
-    with staged(out, overwrite) as staging:
+    out = export_output(run).check(out, overwrite)
+    with staged_folder(out, overwrite) as staging:
         files = _write_hf(staging, meta, rows) if fmt == "hf" else _write_wds(staging, rows)
         summary = dict(format=fmt, distilled=name, run=str(run.path), samples=len(rows), files=files,
                        classnames=meta["classnames"], soft_labels=meta["soft_labels"], curate_version=__version__)

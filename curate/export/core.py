@@ -1,11 +1,6 @@
 """export_subset: materialize the samples a SQL predicate selects, in one of the registered formats."""
 
-import contextlib
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,6 +24,7 @@ from curate.export.patches import (
 from curate.export.wds import WebDatasetWriter
 from curate.io.samples import ReadOptions
 from curate.io.sources import SourceImages
+from curate.outputs import Output, run_and_sources, staged_folder
 from curate.rundir import RunDir
 from curate.version import __version__
 
@@ -55,8 +51,8 @@ def export_subset(
     writer_class = _writer_class(fmt)
     if patch_drop is not None and writer_class is not WebDatasetWriter:
         raise UsageError(f"--patch-drop writes webdataset tars only, not --format {fmt}")
-    out = _check_target(out, shard_size, overwrite)
-    _check_out(run, out)
+    _check_shard_size(shard_size)
+    out = export_output(run).check(out, overwrite)
     options = _read_options(run)
     dropper = None if patch_drop is None else PatchDropper(run, patch_drop)
     con = connect(run)
@@ -64,7 +60,7 @@ def export_subset(
         writable = Writable(writer_class.uid_pattern, writer_class.uid_rule, writer_class.needs_images)
         selection = select(con, where, writable)
         _check_selection(selection, writer_class)
-        with staged(out, overwrite) as staging:
+        with staged_folder(out, overwrite) as staging:
             writer = _make_writer(writer_class, staging, shard_size, progress, dropper)
             files, samples = _write_all(con, selection, writer, options, progress)
             summary = dict(
@@ -86,31 +82,19 @@ def _make_writer(writer_class: type[ExportWriter], staging: Path, shard_size: in
     return chosen(staging, shard_size, progress, dropper)
 
 
-def _check_target(out: str | Path, shard_size: int, overwrite: bool) -> Path:
-    """Returns --out resolved; raises UsageError for a bad shard size or a non-empty --out without overwrite."""
+def _check_shard_size(shard_size: int) -> None:
     if shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
-    out = Path(out).expanduser().resolve()
-    if _is_nonempty(out) and not overwrite:
-        raise UsageError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    return out
+
+
+def export_output(run: RunDir) -> Output:
+    """Returns what an export of `run` writes: a folder marked by its summary, never inside the run or holding the
+    run or its local source shards."""
+    return Output(marker=SUMMARY, protected=run_and_sources(run))
 
 
 def _write_summary(staging: Path, summary: dict) -> None:
     (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-
-
-@contextlib.contextmanager
-def staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yields a new temporary sibling folder of `out`, renamed to `out` when the block completes (removed if it
-    raises)."""
-    staging = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-        _publish(staging, out, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def patch_export_summary(folder: str | Path) -> dict | None:
@@ -138,11 +122,10 @@ def reconstruct_export(folder: str | Path, mae: str, out: str | Path, shard_size
     source = patch_export_summary(folder)
     if source is None:
         raise UsageError(f"{folder} is not a patch-drop export (no {SUMMARY} with patch_drop)")
-    out = _check_target(out, shard_size, overwrite)
-    if out == folder or out in folder.parents or folder in out.parents:
-        raise UsageError(f"cannot write {out}: it overlaps the patch-drop export {folder}")
+    _check_shard_size(shard_size)
+    out = Output(marker=SUMMARY, protected=(folder,)).check(out, overwrite)
     model = load_mae(mae, pick_device(device))
-    with staged(out, overwrite) as staging:
+    with staged_folder(out, overwrite) as staging:
         writer = WebDatasetWriter(staging, shard_size, progress)
         bar = tqdm(total=source.get("samples"), desc="reconstruct", unit="sample", disable=not progress)
         samples = 0
@@ -162,30 +145,6 @@ def _writer_class(fmt: str) -> type[ExportWriter]:
     if fmt not in WRITERS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     return WRITERS[fmt]
-
-
-def _is_nonempty(path: Path) -> bool:
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
-def _check_out(run: RunDir, out: Path) -> None:
-    """Raises UsageError for an --out that holds the run, lies inside it, or holds one of its source shards:
-    nothing --overwrite may replace."""
-    folder = run.path.resolve()
-    if out == folder or out in folder.parents:
-        raise UsageError(f"cannot export to {out}: it holds the run folder {run.path}")
-    if folder in out.parents:
-        raise UsageError(f"cannot export to {out}: it is inside the run folder {run.path}; choose a folder outside it")
-    for shard in _local_sources(run):
-        if out == shard or out in shard.parents:
-            raise UsageError(f"cannot export to {out}: it holds the run's source shard {shard}")
-
-
-def _local_sources(run: RunDir) -> list[Path]:
-    """Returns the run's source shards that are files on this machine (plain paths or file:// URLs)."""
-    inputs = run.manifest()["stages"].get("ingest", {}).get("config", {}).get("inputs", [])
-    local = [u.removeprefix("file://") for u in inputs if "://" not in u or u.startswith("file://")]
-    return [Path(u).resolve() for u in local]
 
 
 def _read_options(run: RunDir) -> ReadOptions:
@@ -225,21 +184,3 @@ def _write_all(
         images.close()
         bar.close()
     return writer.close(), samples
-
-
-def _publish(staging: Path, out: Path, overwrite: bool) -> None:
-    """Renames the finished `staging` folder to `out`, first moving aside what `out` held when overwriting."""
-    if not _is_nonempty(out):
-        if out.is_dir():
-            out.rmdir()
-        os.replace(staging, out)
-        return
-    if not overwrite:
-        raise UsageError(f"{out} appeared while exporting; the export was not kept")
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex}")
-    os.replace(out, old)
-    os.replace(staging, out)
-    if old.is_dir():
-        shutil.rmtree(old)
-    else:
-        old.unlink()

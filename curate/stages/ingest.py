@@ -3,9 +3,8 @@
 import platform
 from dataclasses import asdict, dataclass
 
-import duckdb
-
 from curate.catalogs import build_catalog, connect
+from curate.catalogs.connection import open_database, run_file
 from curate.catalogs.views import DUPLICATES
 from curate.graph import StageRun
 from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
@@ -59,15 +58,15 @@ def ingest(
 
 def write_duplicate_uids(run: RunDir) -> None:
     """Quarantines every copy of a uid after the first (ordered by shard, then key), as one Parquet file."""
-    con = duckdb.connect(config={"file_search_path": str(run.path)})
+    con = open_database(":memory:", run, read_only=False)
     table = con.sql(
-        """
+        f"""
         SELECT shard, key, uid, 'duplicate uid' AS reason,
                'first seen in ' || first_shard || ' key ' || first_key AS detail
         FROM (SELECT shard, key, uid,
                      first_value(shard) OVER w AS first_shard, first_value(key) OVER w AS first_key,
                      row_number() OVER w AS copy
-              FROM read_parquet('samples/*.parquet')
+              FROM read_parquet({run_file('samples/*.parquet')})
               WINDOW w AS (PARTITION BY uid ORDER BY shard, key))
         WHERE copy > 1
         ORDER BY shard, key

@@ -179,24 +179,27 @@ def test_unknown_format_lists_formats(run, tmp_path):
         export_subset(run, None, "csv", tmp_path / "out", progress=False)
 
 
-def test_non_empty_out_needs_overwrite(run, tmp_path):
+def test_overwrite_replaces_only_an_earlier_export(run, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(UsageError, match="not empty"):
+    with pytest.raises(UsageError, match="it exists; choose another path or pass --overwrite"):
         export_subset(run, None, "datacomp", out, progress=False)
-    assert (out / "keep.txt").read_text() == "mine"
-    export_subset(run, None, "datacomp", out, overwrite=True, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["_export.json", "uids.npy"]
+    with pytest.raises(UsageError, match="curate did not write there"):  # issue 26: this folder used to go
+        export_subset(run, "FALSE", "parquet", out, overwrite=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
     (tmp_path / "empty").mkdir()
     export_subset(run, None, "datacomp", tmp_path / "empty", progress=False)
     assert read_uids(tmp_path / "empty", tmp_path) == set(expected(run, None))
+    export_subset(run, None, "webdataset", tmp_path / "empty", overwrite=True, progress=False)
+    assert "uids.npy" not in {p.name for p in (tmp_path / "empty").iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or moved-aside folders
 
 
 def test_out_inside_the_run_or_over_its_sources_is_refused_even_with_overwrite(run, source):
     before = sorted(p.name for p in source.iterdir())
-    for out, message in ((run.path / "subset", "inside the run folder"), (source, "holds the run's source shard"),
-                         (source.parent, "holds the run"), (run.path, "holds the run folder")):
+    for out, message in ((run.path / "subset", "inside the curate run folder"), (source, "holds .*which this command"),
+                         (source.parent, "holds"), (run.path, "inside the curate run folder")):
         with pytest.raises(UsageError, match=message):
             export_subset(run, None, "webdataset", out, overwrite=True, progress=False)
     assert sorted(p.name for p in source.iterdir()) == before and not (run.path / "subset").exists()
