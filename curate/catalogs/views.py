@@ -8,9 +8,8 @@ Small tables: `stages`, the stage graph's status when the catalog was last built
 """
 
 import json
-import os
 import re
-import uuid
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -58,17 +57,13 @@ def require_columns(run: RunDir, columns: list[str]) -> list[str]:
 
 
 def build_catalog(run: RunDir) -> Path:
-    """(Re)creates catalog.duckdb from the files the run holds now; returns its path. A build that fails leaves no
-    file behind."""
-    temp = run.path / f"{CATALOG}.tmp-{uuid.uuid4().hex}"
-    try:
-        _write_catalog(temp, run)
-    except BaseException:
-        _remove_database(temp)
-        raise
-    final = run.path / CATALOG
-    os.replace(temp, final)
-    return final
+    """(Re)creates catalog.duckdb from the files the run holds now; returns its path. The database is built in a
+    private temporary folder (DuckDB cannot write one under a path holding '?') and copied in atomically, so a build
+    that fails leaves nothing in the run."""
+    with tempfile.TemporaryDirectory(prefix="curate-catalog-") as folder:
+        built = Path(folder) / CATALOG
+        _write_catalog(built, run)
+        return run.write_bytes(CATALOG, built.read_bytes())
 
 
 def _write_catalog(path: Path, run: RunDir) -> None:
@@ -83,11 +78,6 @@ def _write_catalog(path: Path, run: RunDir) -> None:
         con.execute("CREATE TABLE stages AS SELECT * FROM stage_rows")
     finally:
         con.close()
-
-
-def _remove_database(path: Path) -> None:
-    for leftover in (path, path.with_name(f"{path.name}.wal")):
-        leftover.unlink(missing_ok=True)
 
 
 def parquet(glob: str) -> str:

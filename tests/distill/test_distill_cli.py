@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def test_the_distilled_view_lists_finished_sets_only(run, soft_set):
     (unfinished / "labels.parquet").write_bytes((soft_set / "labels.parquet").read_bytes())
     build_catalog(run)
     assert curate.open(run.path).arrow("SELECT count(*) AS n FROM distilled")["n"][0].as_py() == 4
+
+
+def test_a_set_deleted_by_hand_leaves_the_distilled_view_working(run, soft_set, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    shutil.rmtree(copy / "distilled" / "soft")  # issue 26: the view failed until the next writer ran
+    assert curate.open(copy).arrow("SELECT count(*) AS n FROM distilled")["n"][0].as_py() == 0
 
 
 def test_a_run_without_sets_has_no_distilled_view(tmp_path):
