@@ -38,8 +38,17 @@ class Output:
     def check(self, path: str | os.PathLike, overwrite: bool) -> Path:
         """Returns `path` resolved (links followed) once this output may be written there; raises UsageError
         saying what to choose instead."""
+        out = self.check_place(path)
+        refusal = self._existing_refusal(out, overwrite)
+        if refusal:
+            raise UsageError(f"cannot write {self.flag} {out}: {refusal}")
+        return out
+
+    def check_place(self, path: str | os.PathLike) -> Path:
+        """Returns `path` resolved once it lies outside every run folder and the protected paths, whatever it holds
+        now (for commands that check what an existing folder holds themselves); raises UsageError."""
         out = Path(path).expanduser().resolve()
-        refusal = self._place_refusal(out) or self._existing_refusal(out, overwrite)
+        refusal = self._place_refusal(out)
         if refusal:
             raise UsageError(f"cannot write {self.flag} {out}: {refusal}")
         return out

@@ -196,3 +196,18 @@ def test_writers_on_a_read_only_run_and_exports_under_a_read_only_folder_are_one
         assert len(done.stderr.strip().splitlines()) == 1 and "read-only" in done.stderr.lower(), done.stderr
     assert not list((tmp_path / "locked").iterdir())
 
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "--out", "{run}/pool", "--samples", "10"], ["report", "{run}", "--out", "{run}/../{name}/plots"],
+    ["train-dfn", "{shard}", "--out", "{run}/dfn"], ["train-mae", "{shard}", "--out", "{run}/samples/mae"],
+    ["train-copy-detector", "{run}", "--out", "{run}/_done/copy"],
+    ["evaluate", "{run}", "--heldout", "{shard}", "--out", "{run}/evaluations/mine.json"],
+])
+def test_every_out_inside_a_run_is_a_one_line_refusal_that_writes_nothing(run, capsys, command):
+    shard = json.loads((run.path / "manifest.json").read_text())["stages"]["ingest"]["config"]["inputs"][0]
+    files = sorted(run.path.rglob("*"))
+    argv = [a.format(run=run.path, name=run.path.name, shard=shard) for a in command]
+    code, err = curate_cli(capsys, *argv)
+    assert code == 2 and "inside the curate run folder" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(run.path.rglob("*")) == files

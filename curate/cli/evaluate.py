@@ -6,6 +6,7 @@ import json
 from curate.cli.options import existing_run
 from curate.errors import UsageError
 from curate.options import positive_int
+from curate.outputs import Output
 
 
 def seed_list(text: str) -> list[int]:
@@ -64,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return _run_baselines(args)
     if args.out is not None and not args.out.endswith(".json"):
         raise UsageError(f"--out {args.out} must be a .json file")
+    out = None if args.out is None else Output(folder=False).check_place(args.out)
     result = evaluate_subset(
         existing_run(args.run), args.where, args.heldout, samples_seen=args.samples_seen, seeds=args.seeds,
-        model_config=args.model_config, out=args.out, batch_size=args.batch_size,
+        model_config=args.model_config, out=out, batch_size=args.batch_size,
         dynamic=DynamicPruning(args.dynamic, args.prune_ratio, tuple(args.pruner_option)) if args.dynamic else None,
     )
     keys = ("evaluation", "predicate", "subset_size", "samples_seen", "model_config", "seeds", "dynamic", "mean",

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from curate.cli.options import existing_run
+from curate.outputs import Output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.stages.ingest import accounting
 
     run_dir = existing_run(args.run)
-    paths = write_report(run_dir, args.out)
+    out = None if args.out is None else Output().check_place(args.out)
+    paths = write_report(run_dir, out)
     print(json.dumps({"accounting": accounting(run_dir), "plots": [str(p) for p in paths]}, indent=2))
     return 0

@@ -4,6 +4,7 @@ import argparse
 import json
 
 from curate.options import non_negative_int, positive_int
+from curate.outputs import Output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     """Writes the pool and prints its summary (without the shard lists) as JSON; returns 0."""
     from curate.synth import generate_pool
 
-    summary = generate_pool(args.out, samples=args.samples, seed=args.seed, shard_size=args.shard_size,
+    out = Output().check_place(args.out)
+    summary = generate_pool(out, samples=args.samples, seed=args.seed, shard_size=args.shard_size,
                             hq_samples=args.hq_samples, heldout_per_concept=args.heldout_per_concept,
                             image_size=args.image_size, broken_samples=args.broken_samples,
                             instance_detail=args.instance_detail)

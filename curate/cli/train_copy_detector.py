@@ -4,6 +4,7 @@ import argparse
 import json
 
 from curate.options import positive_float, positive_int
+from curate.outputs import Output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Trains the descriptor and prints its summary as JSON; returns 0."""
-    from pathlib import Path
 
     import torch
 
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     config = CopyTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                              koleo_weight=args.koleo_weight, seed=args.seed, image_size=args.image_size, dim=args.dim,
                              arch=args.arch, width=args.width, max_images=args.max_images)
-    summary = train_copy_detector(existing_run(args.run), Path(args.out), config, args.where, device=args.device)
+    run = existing_run(args.run)
+    out = Output(protected=(run.path,)).check_place(args.out)
+    summary = train_copy_detector(run, out, config, args.where, device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return 0

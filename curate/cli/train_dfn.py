@@ -2,10 +2,10 @@
 
 import argparse
 import json
-from pathlib import Path
 
 from curate.errors import UsageError
 from curate.options import positive_float, positive_int
+from curate.outputs import Output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pretrained is not None and args.init is None:
         raise UsageError("--pretrained needs --init MODEL (the tiny default trains from scratch)")
     init = None if args.init is None else ModelSpec(args.init, args.pretrained)
+    out = Output().check_place(args.out)
     summary = train_dfn(
-        args.inputs, Path(args.out), init, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+        args.inputs, out, init, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
         lr=args.lr, samples_seen=args.samples_seen, where=args.where, device=args.device,
     )
     print(json.dumps(summary))

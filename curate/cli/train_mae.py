@@ -4,6 +4,7 @@ import argparse
 import json
 
 from curate.options import positive_float, positive_int
+from curate.outputs import Output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Trains the MAE and prints a summary as JSON; returns 0."""
-    from pathlib import Path
 
     from curate.errors import UsageError
     from curate.models.mae_config import MAEConfig, MAETrainConfig
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                       decoder_num_heads=default_heads(decoder, True), norm_pix_loss=args.norm_pix_loss)
     config = MAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, mask_ratio=args.mask_ratio,
                             seed=args.seed)
-    summary = train_mae(args.inputs, Path(args.out), model, config, where=args.where, device=args.device)
+    out = Output().check_place(args.out)
+    summary = train_mae(args.inputs, out, model, config, where=args.where, device=args.device)
     print(json.dumps(summary))
     return 0
