@@ -37,10 +37,10 @@ ENV = os.environ | {"OMP_NUM_THREADS": "1"}
 MEMORY = """import re, sys
 from pathlib import Path
 Path("/proc/self/clear_refs").write_text("5")
-from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-ingest([sys.argv[1]], RunDir(sys.argv[2]), options=ReadOptions(max_member_bytes=int(sys.argv[3])), progress=False)
+from curate.synth.hostile import read_options
+ingest([sys.argv[1]], RunDir(sys.argv[2]), options=read_options(), progress=False)
 print(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
 """
 
@@ -69,15 +69,13 @@ def write_case(path: Path, rng: np.random.Generator, spec: dict, samples: int):
 
 def ingest_cases(folder: Path, runner: str, truths: list) -> tuple[int, int, list[str]]:
     """Ingests the shards in `folder` on `runner`; returns (samples read, crashes, mismatches)."""
-    from curate.io.samples import ReadOptions
     from curate.rundir import RunDir
     from curate.stages.ingest import ingest
-    from curate.synth.hostile import MAX_MEMBER_BYTES, mismatches
+    from curate.synth.hostile import mismatches, read_options
 
     run = RunDir(folder.parent / f"run-{folder.name}-{runner}")
     try:
-        counts = ingest([str(folder)], run, runner, options=ReadOptions(max_member_bytes=MAX_MEMBER_BYTES),
-                        progress=False)
+        counts = ingest([str(folder)], run, runner, options=read_options(), progress=False)
     except Exception as exc:  # a crash is the figure this benchmark counts
         return 0, 1, [f"{type(exc).__name__}: {exc}"]
     return counts["read"], 0, mismatches(run, truths)
@@ -85,24 +83,21 @@ def ingest_cases(folder: Path, runner: str, truths: list) -> tuple[int, int, lis
 
 def peak_kib(shard: Path, work: Path) -> int:
     """Returns the peak RSS (KiB) of a fresh process that ingests `shard`."""
-    from curate.synth.hostile import MAX_MEMBER_BYTES
-
-    done = subprocess.run([sys.executable, "-c", MEMORY, str(shard), str(work), str(MAX_MEMBER_BYTES)],
+    done = subprocess.run([sys.executable, "-c", MEMORY, str(shard), str(work)],
                           capture_output=True, text=True, env=ENV, check=True)
     return int(done.stdout.split()[-1])
 
 
-def _read_in_worker(url: str, max_member_bytes: int) -> int:
+def _read_in_worker(url: str) -> int:
     """Reads one shard as a Ray ingest worker does (the high-water mark reset first); returns its peak RSS, KiB."""
     import re
 
     from curate.io.inputs import ShardTask
     from curate.io.readers import read_shard
-    from curate.io.samples import ReadOptions
+    from curate.synth.hostile import read_options
 
     Path("/proc/self/clear_refs").write_text("5")
-    read_shard(ShardTask("s", url, "parquet" if url.endswith(".parquet") else "webdataset"),
-               ReadOptions(max_member_bytes=max_member_bytes))
+    read_shard(ShardTask("s", url, "parquet" if url.endswith(".parquet") else "webdataset"), read_options())
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
@@ -110,9 +105,7 @@ def ray_peak_kib(shard: Path) -> int:
     """Returns the peak RSS (KiB) of a Ray worker process reading `shard`."""
     import ray
 
-    from curate.synth.hostile import MAX_MEMBER_BYTES
-
-    return ray.get(ray.remote(num_cpus=1)(_read_in_worker).remote(str(shard), MAX_MEMBER_BYTES))
+    return ray.get(ray.remote(num_cpus=1)(_read_in_worker).remote(str(shard)))
 
 
 def measure_faults(work: Path, cases: int) -> dict:

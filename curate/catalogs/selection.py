@@ -3,7 +3,7 @@ it names."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import pyarrow as pa
@@ -14,6 +14,7 @@ from curate.io.schema import SAMPLES_SCHEMA
 # Ordered as the source shards lie, so each shard is opened once and read front to back.
 ORDER = "shard, image_offset, uid"
 ANY_UID = "(?s).*"
+SKIPPED_UIDS = 5  # the skipped samples a report names: the first uids in sort order
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,17 @@ class Selection:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_uids: tuple[str, ...] = ()
 
+    def with_skipped(self, lost: list[tuple[str, str]]) -> "Selection":
+        """Returns this selection with the samples `lost` ((uid, reason) each, found while writing) counted among
+        the skipped ones."""
+        if not lost:
+            return self
+        skipped = dict(self.skipped)
+        for _, reason in lost:
+            skipped[reason] = skipped.get(reason, 0) + 1
+        uids = sorted({*self.skipped_uids, *(uid for uid, _ in lost)})[:SKIPPED_UIDS]
+        return replace(self, skipped=skipped, skipped_uids=tuple(uids))
+
 
 def check_predicate(where: str | None) -> str:
     """Returns the SQL to put in WHERE ( ... ): TRUE for None, else `where` once it parses as one expression.
@@ -78,8 +90,8 @@ def select(con: duckdb.DuckDBPyConnection, where: str | None, writable: Writable
            f" FROM samples WHERE (\n{predicate}\n)")
     try:
         count, metadata_only, *skipped = con.sql(sql, params=writable.params()).fetchall()[0]
-        uids = con.sql(f"SELECT uid FROM samples WHERE (\n{predicate}\n) AND NOT {WRITABLE} ORDER BY uid LIMIT 5",
-                       params=writable.params()).fetchall() if any(skipped) else []
+        first = f"SELECT uid FROM samples WHERE (\n{predicate}\n) AND NOT {WRITABLE} ORDER BY uid LIMIT {SKIPPED_UIDS}"
+        uids = con.sql(first, params=writable.params()).fetchall() if any(skipped) else []
     except duckdb.Error as exc:
         raise _predicate_error(where, exc) from None
     by_reason = {reason: int(n) for reason, n in zip(reasons, skipped, strict=True) if n}

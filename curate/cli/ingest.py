@@ -6,7 +6,7 @@ import json
 from curate.cli.options import add_runner_arguments, runner_from
 from curate.io.images import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from curate.io.inputs import INPUT_FORMATS
-from curate.io.samples import DEFAULT_MAX_MEMBER_BYTES, ReadOptions
+from curate.io.samples import DEFAULT_MAX_CAPTION_BYTES, DEFAULT_MAX_MEMBER_BYTES, ReadOptions
 from curate.options import positive_float, positive_int
 from curate.rundir import RunDir
 
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"images more elongated are quarantined (default {DEFAULT_MAX_ASPECT:g})")
     parser.add_argument("--max-member-bytes", type=positive_int, default=DEFAULT_MAX_MEMBER_BYTES,
                         help=f"larger tar members are quarantined unread (default {DEFAULT_MAX_MEMBER_BYTES})")
+    parser.add_argument("--max-caption-bytes", type=positive_int, default=DEFAULT_MAX_CAPTION_BYTES,
+                        help="longer captions (UTF-8 bytes) are quarantined, a tar's .txt member unread (default "
+                             f"{DEFAULT_MAX_CAPTION_BYTES}: web alt-texts run to a few kB, DataComp's longest too)")
     parser.add_argument("--image-column", help="Parquet shards: column of image bytes (default: detect)")
     parser.add_argument("--caption-column", help="Parquet shards: caption column (default: detect)")
     parser.add_argument("--key-column", help="Parquet shards: key column (default: key, else row index)")
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = ReadOptions(
         max_pixels=args.max_pixels, max_side=args.max_image_side, max_aspect=args.max_aspect_ratio,
-        max_member_bytes=args.max_member_bytes, image_column=args.image_column, caption_column=args.caption_column,
+        max_member_bytes=args.max_member_bytes, max_caption_bytes=args.max_caption_bytes,
+        image_column=args.image_column, caption_column=args.caption_column,
         key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
     )
     counts = ingest(args.inputs, RunDir(args.run), runner_from(args), options, args.input_format)

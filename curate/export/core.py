@@ -1,6 +1,7 @@
 """export_subset: materialize the samples a SQL predicate selects, in one of the registered formats."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -41,8 +42,10 @@ def export_subset(
     overwrite: bool = False, progress: bool = True, patch_drop: PatchDrop | None = None,
 ) -> dict:
     """Exports the samples matching the SQL predicate `where` (None = all); returns a summary dict
-    (format, out, samples, files written, where, run, shard_size, curate_version; with `patch_drop`, a
-    "patch_drop" dict of its settings and bytes: source_image_bytes, patch_bytes, mask_bytes, written_bytes).
+    (format, out, samples, files written, where, run, shard_size, curate_version; skipped, skipped_reasons and
+    skipped_uids: the selected samples not written, because the format cannot hold them or because their source
+    shard is missing, unreadable or changed since ingest; with `patch_drop`, a "patch_drop" dict of its settings
+    and bytes: source_image_bytes, patch_bytes, mask_bytes, written_bytes).
 
     With `patch_drop` (curate.export.patches.patch_drop_options) the webdataset holds each image's most salient
     patches and a mask instead of the image, or, with reconstruct, the MAE's rebuilt images.
@@ -62,7 +65,7 @@ def export_subset(
         _check_selection(selection, writer_class)
         with staged_folder(out, overwrite) as staging:
             writer = _make_writer(writer_class, staging, shard_size, progress, dropper)
-            files, samples = _write_all(con, selection, writer, options, progress)
+            files, samples, selection = _write_all(con, selection, writer, options, progress)
             summary = dict(
                 format=fmt, where=where, samples=samples, files=files, shard_size=shard_size,
                 skipped=sum(selection.skipped.values()), skipped_reasons=selection.skipped,
@@ -155,32 +158,42 @@ def _read_options(run: RunDir) -> ReadOptions:
 
 
 def _check_selection(selection: Selection, writer_class: type[ExportWriter]) -> None:
-    """Raises UsageError when the predicate selects samples but the format can hold none of them."""
+    """Raises UsageError when the predicate selects samples but the format can write none of them."""
     if selection.samples == 0 and selection.skipped:
         reasons = "; ".join(f"{n} with {reason}" for reason, n in selection.skipped.items())
         hint = "; use --format datacomp to export a uid list" if writer_class.needs_images else ""
-        raise UsageError(f"--format {writer_class.format_name} can hold none of the selected samples ({reasons}){hint}")
+        raise UsageError(
+            f"--format {writer_class.format_name} can write none of the selected samples ({reasons}){hint}")
 
 
 def _write_all(
     con: duckdb.DuckDBPyConnection, selection: Selection, writer: ExportWriter, options: ReadOptions,
     progress: bool,
-) -> tuple[list[str], int]:
+) -> tuple[list[str], int, Selection]:
     """Streams the selection through the writer, re-reading image bytes when it needs them.
 
-    Returns the files written and the number of samples (the predicate runs again here, so a predicate
-    such as random() < 0.1 can select a different count than the first pass did).
+    Returns the files written, the number of samples (the predicate runs again here, so a predicate such as
+    random() < 0.1 can select a different count than the first pass did) and the selection with the samples whose
+    source shard is missing, unreadable or changed since ingest counted as skipped; raises UsageError when none
+    is left to write.
     """
     images = SourceImages(options)
     desc = f"export {writer.format_name}"
     bar = tqdm(total=selection.samples, desc=desc, unit="sample", disable=not progress)
-    samples = 0
+    samples, selected = 0, selection
     try:
         for table in iter_selected(con, selection, writer.batch_rows):
-            writer.write(images.attach(table) if writer.needs_images else table)
             bar.update(table.num_rows)
+            if writer.needs_images:
+                table, lost = images.attach_available(table)
+                selection = selection.with_skipped(lost)
+            if table.num_rows:
+                writer.write(table)
             samples += table.num_rows
     finally:
         images.close()
         bar.close()
-    return writer.close(), samples
+    files = writer.close()
+    if samples == 0 and selection.skipped != selected.skipped:
+        _check_selection(replace(selection, samples=0), type(writer))
+    return files, samples, selection

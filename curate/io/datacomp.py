@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.parquet_shards import SchemaMismatch
+from curate.io.parquet_shards import SchemaMismatch, bound_captions
 from curate.io.samples import RawSample, ShardTables
 from curate.io.schema import embeddings_schema
 
@@ -27,9 +27,10 @@ def read_datacomp(url: str, tables: ShardTables) -> dict[str, pa.Table]:
         meta = pq.read_table(f)
     if not is_datacomp_schema(meta.schema):
         raise SchemaMismatch(f"DataComp metadata needs columns uid and text; columns are {meta.schema.names}")
-    cols = meta.to_pydict()
+    bounded, oversized = bound_captions(meta, "text", tables.options.max_caption_bytes)
+    cols = bounded.to_pydict()
     for i in range(meta.num_rows):
-        tables.add(_raw(cols, i), json_expected=False)
+        tables.add(_raw(cols, i, oversized.get(i)), json_expected=False)
     extra = {}
     accepted = pa.array([row["uid"] for row in tables.samples], pa.string())
     positions = _accepted_positions(cols["uid"], tables)
@@ -43,14 +44,14 @@ def read_datacomp(url: str, tables: ShardTables) -> dict[str, pa.Table]:
     return extra
 
 
-def _raw(cols: dict, i: int) -> RawSample:
+def _raw(cols: dict, i: int, problem: tuple[str, str] | None) -> RawSample:
     def get(name):
         return cols[name][i] if name in cols else None
 
     uid = get("uid")
     return RawSample(
         key=uid if isinstance(uid, str) else f"row {i}", uid=uid, caption=get("text"), url=get("url"),
-        metadata_only=True,
+        metadata_only=True, problem=problem,
         width=get("original_width"), height=get("original_height"), sha256=get("sha256"),
     )
 

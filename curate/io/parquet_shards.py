@@ -2,9 +2,10 @@
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.io.samples import RawSample, ReadOptions
+from curate.io.samples import RawSample, ReadOptions, caption_too_large
 
 IMAGE_COLUMNS = ("jpg", "image", "img", "png", "webp", "image_bytes")
 CAPTION_COLUMNS = ("caption", "txt", "text")
@@ -41,16 +42,38 @@ def _pick(given: str | None, candidates: tuple[str, ...], names: set[str], what:
     raise SchemaMismatch(f"no {what} column (looked for {', '.join(candidates)}); columns are {sorted(names)}")
 
 
-def iter_image_parquet(url: str, columns: dict[str, str | None], batch_rows: int = 1024):
-    """Yields RawSamples of an image Parquet shard in row order; image_offset is the row index."""
+def iter_image_parquet(url: str, columns: dict[str, str | None], max_caption_bytes: int, batch_rows: int = 256):
+    """Yields RawSamples of an image Parquet shard in row order; image_offset is the row index. A caption over
+    max_caption_bytes is measured in Arrow and never made a Python string: its sample carries the problem.
+
+    Batches are small: each one's cells are copied into Python objects at once."""
     wanted = sorted({c for c in columns.values() if c is not None})
     row = 0
     with fsspec.open(url, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=wanted):
+            batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
             data = batch.to_pydict()
             for i in range(batch.num_rows):
-                yield _raw_sample(data, columns, i, row)
+                yield _raw_sample(data, columns, i, row, oversized.get(i))
                 row += 1
+
+
+def bound_captions(batch: pa.RecordBatch | pa.Table, column: str, max_bytes: int):
+    """Returns `batch` with the text cells of `column` over `max_bytes` (UTF-8 bytes, as Arrow stores them)
+    nulled, and row -> the (reason, detail) of each such cell; a column of another type is left to the checks."""
+    values = batch.column(column)
+    kind = values.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        return batch, {}
+    sizes = pc.binary_length(values)
+    over = pc.fill_null(pc.greater(sizes, max_bytes), False)
+    rows = pc.indices_nonzero(over).to_pylist()
+    if not rows:
+        return batch, {}
+    nulled = pc.if_else(over, pa.scalar(None, kind), values)
+    batch = batch.set_column(batch.schema.get_field_index(column), column, nulled)
+    return batch, {row: caption_too_large(sizes[row].as_py(), max_bytes) for row in rows}
 
 
 def image_value_bytes(value) -> bytes | None:
@@ -61,11 +84,14 @@ def image_value_bytes(value) -> bytes | None:
     return bytes(value) if isinstance(value, (bytes, bytearray)) else None
 
 
-def _raw_sample(data: dict, columns: dict[str, str | None], i: int, row: int) -> RawSample:
+def _raw_sample(data: dict, columns: dict[str, str | None], i: int, row: int,
+                problem: tuple[str, str] | None) -> RawSample:
     key = data[columns["key"]][i] if columns["key"] else None
     cell = data[columns["image"]][i]
     image = image_value_bytes(cell)
     wrong = cell is not None and image is None and not (isinstance(cell, dict) and cell.get("bytes") is None)
+    if wrong and problem is None:
+        problem = ("invalid image", f"the image column holds {type(cell).__name__}, not bytes")
     return RawSample(
         key=str(row) if key is None else str(key) if isinstance(key, int) else key,
         image=image,
@@ -73,5 +99,5 @@ def _raw_sample(data: dict, columns: dict[str, str | None], i: int, row: int) ->
         caption=data[columns["caption"]][i],
         url=data[columns["url"]][i] if columns["url"] else None,
         uid=data[columns["uid"]][i] if columns["uid"] else None,
-        problem=("invalid image", f"the image column holds {type(cell).__name__}, not bytes") if wrong else None,
+        problem=problem,
     )

@@ -24,7 +24,8 @@ class ShardOutput:
 
 def read_webdataset(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     """Reads a WebDataset tar into `tables`; a truncated or unreadable tar adds a shard-level quarantine row."""
-    raws, error = read_tar_samples(task.url, tables.options.max_member_bytes)
+    options = tables.options
+    raws, error = read_tar_samples(task.url, options.max_member_bytes, options.max_caption_bytes)
     json_expected = any(raw.json_text is not None for raw in raws)
     for raw in raws:
         tables.add(raw, json_expected)
@@ -43,7 +44,7 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     except SchemaMismatch as exc:
         _quarantine_all_rows(task.url, tables, str(exc))
         return {}
-    for raw in iter_image_parquet(task.url, columns):
+    for raw in iter_image_parquet(task.url, columns, tables.options.max_caption_bytes):
         tables.add(raw, json_expected=False)
     return {}
 

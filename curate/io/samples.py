@@ -24,16 +24,22 @@ from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 
 MAX_JSON_DEPTH = 64
 DEFAULT_MAX_MEMBER_BYTES = 256 * 2**20  # a tar member larger than this is not read into memory
+# Web alt-texts run to a few kB at most (DataComp's longest are a few kB): 64 KiB leaves room and still bounds
+# what one caption costs every later stage.
+DEFAULT_MAX_CAPTION_BYTES = 64 * 2**10
+CAPTION_TOO_LARGE = "caption too large"
 
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How shards are read: the image and member limits and, for Parquet shards, which columns hold what."""
+    """How shards are read: the image, member and caption limits and, for Parquet shards, which columns hold
+    what."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = DEFAULT_MAX_SIDE
     max_aspect: float = DEFAULT_MAX_ASPECT
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+    max_caption_bytes: int = DEFAULT_MAX_CAPTION_BYTES
     image_column: str | None = None
     caption_column: str | None = None
     key_column: str | None = None
@@ -64,6 +70,11 @@ class RawSample:
 def default_uid(shard_id: str, key: str) -> str:
     """Returns the 128-bit hex uid of a sample that carries none: a stable hash of shard name and key."""
     return hashlib.blake2b(f"{shard_id}/{key}".encode(), digest_size=16).hexdigest()
+
+
+def caption_too_large(size: int, limit: int) -> tuple[str, str]:
+    """Returns the (reason, detail) of a caption of `size` UTF-8 bytes over the limit `limit`."""
+    return CAPTION_TOO_LARGE, f"caption is {size} bytes, over --max-caption-bytes {limit}"
 
 
 class SampleCheckError(Exception):
@@ -101,7 +112,8 @@ class ShardTables:
                 raise SampleCheckError(*raw.problem)
             meta, json_text = _parse_json(raw.json_text, json_expected)
             uid = _uid_of(raw, meta, self.task.shard_id)
-            row = dict(uid=uid, shard=self.task.url, key=key, caption=_caption_of(raw, meta), json=json_text,
+            caption = _caption_of(raw, meta, self.options.max_caption_bytes)
+            row = dict(uid=uid, shard=self.task.url, key=key, caption=caption, json=json_text,
                        url=_text(raw.url if raw.url is not None else (meta or {}).get("url"), "url"))
             row |= _metadata_facts(raw) if raw.metadata_only else self._image_fields(raw)
         except SampleCheckError as exc:
@@ -236,7 +248,7 @@ def _uid_of(raw: RawSample, meta: dict | None, shard_id: str) -> str:
     raise SampleCheckError("invalid uid", f"uid must be a string or integer, got {type(uid).__name__}")
 
 
-def _caption_of(raw: RawSample, meta: dict | None) -> str:
+def _caption_of(raw: RawSample, meta: dict | None, max_bytes: int) -> str:
     caption = raw.caption
     if caption is None:
         caption = (meta or {}).get("caption")
@@ -248,6 +260,9 @@ def _caption_of(raw: RawSample, meta: dict | None) -> str:
         except UnicodeDecodeError as exc:
             raise SampleCheckError("caption is not valid UTF-8", str(exc)[:200]) from None
     caption = _text(caption, "caption")
+    size = len(caption.encode("utf-8"))
+    if size > max_bytes:  # the readers keep such captions from memory where they can; json ones land here
+        raise SampleCheckError(*caption_too_large(size, max_bytes))
     if not caption.strip():
         raise SampleCheckError("empty caption", "")
     return caption

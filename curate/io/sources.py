@@ -17,10 +17,26 @@ from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, imag
 from curate.io.samples import ReadOptions
 
 LOCATION_COLUMNS = ["uid", "key", "shard", "image_offset", "image_size", "sha256"]
+CHANGED = "source shard changed since ingest"
 
 
 class SourceChangedError(UsageError):
-    """A source shard no longer holds the image bytes recorded at ingest (or cannot be read at all)."""
+    """A source shard no longer holds the image bytes recorded at ingest (or cannot be read at all); `reason` says
+    which, in a few words naming the shard, the same for every sample of it."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        return type(self), (str(self), self.reason)  # pickled whole, as Ray sends a worker's error
+
+
+def _unreadable(url: str, exc: Exception) -> SourceChangedError:
+    """Returns the error for a source shard that cannot be opened or read: missing, or unreadable."""
+    missing = isinstance(exc, FileNotFoundError)
+    reason = f"source shard {'missing' if missing else 'unreadable'}: {url}"
+    return SourceChangedError(f"cannot re-read {url}: {type(exc).__name__}: {exc}", reason)
 
 
 class TarSource:
@@ -49,7 +65,8 @@ class ParquetImageSource:
             self._column = image_parquet_columns(self._parquet.schema_arrow, options)["image"]
         except SchemaMismatch as exc:
             self._file.close()
-            raise SourceChangedError(f"{url} lost the image column it had at ingest: {exc}") from None
+            raise SourceChangedError(f"{url} lost the image column it had at ingest: {exc}",
+                                     f"{CHANGED}: {url}") from None
         meta = self._parquet.metadata
         self._starts = [0]
         for i in range(meta.num_row_groups):
@@ -86,17 +103,32 @@ class SourceImages:
         self._options = options
         self._url: str | None = None
         self._source: TarSource | ParquetImageSource | None = None
+        self._failed: SourceChangedError | None = None  # why self._url cannot be opened
 
     def attach(self, table: pa.Table) -> pa.Table:
         """Returns `table` plus an `image` column of verified bytes; raises SourceChangedError."""
         images = [self._image(row) for row in table.select(LOCATION_COLUMNS).to_pylist()]
         return table.append_column("image", pa.array(images, pa.large_binary()))
 
+    def attach_available(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, str]]]:
+        """Returns the rows of `table` whose image re-reads and verifies, plus an `image` column of those bytes,
+        and (uid, reason) of each row left out because its shard is missing, unreadable or changed since ingest
+        (a sample whose bytes differ is never returned)."""
+        keep, images, lost = [], [], []
+        for i, row in enumerate(table.select(LOCATION_COLUMNS).to_pylist()):
+            try:
+                images.append(self._image(row))
+                keep.append(i)
+            except SourceChangedError as exc:
+                lost.append((row["uid"], exc.reason))
+        kept = table.take(pa.array(keep, pa.int64())) if lost else table
+        return kept.append_column("image", pa.array(images, pa.large_binary())), lost
+
     def close(self) -> None:
         """Closes the open source shard, if any."""
         if self._source is not None:
             self._source.close()
-        self._url, self._source = None, None
+        self._url, self._source, self._failed = None, None, None
 
     def _image(self, row: dict) -> bytes:
         if row["image_offset"] is None:
@@ -104,20 +136,35 @@ class SourceImages:
         try:
             data = self._open(row["shard"]).read(row["image_offset"], row["image_size"])
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise SourceChangedError(f"cannot re-read {row['shard']}: {type(exc).__name__}: {exc}") from None
+            raise _unreadable(row["shard"], exc) from None
         if len(data) != row["image_size"] or hashlib.sha256(data).hexdigest() != row["sha256"]:
             raise SourceChangedError(
                 f"the image of sample {row['uid']} (key {row['key']!r}) in {row['shard']} no longer matches "
                 "the sha256 recorded at ingest: the shard changed since it was ingested; re-ingest it into a "
-                "new run"
+                "new run", f"{CHANGED}: {row['shard']}"
             )
         return data
 
     def _open(self, url: str) -> TarSource | ParquetImageSource:
+        """Returns the open source shard `url`; a shard that failed to open raises its error again, so each shard
+        is tried once however many of its samples are selected."""
         if url != self._url:
             self.close()
-            kind = next((cls for suffix, cls in SOURCES.items() if url.endswith(suffix)), None)
-            if kind is None:
-                raise SourceChangedError(f"cannot re-read images from {url}: not a .tar or .parquet shard")
-            self._source, self._url = kind(url, self._options), url
+            self._url = url
+            try:
+                self._source = self._connect(url)
+            except SourceChangedError as exc:
+                self._failed = exc
+        if self._failed is not None:  # a new error each time: re-raising one would grow its traceback
+            raise SourceChangedError(str(self._failed), self._failed.reason)
         return self._source
+
+    def _connect(self, url: str) -> TarSource | ParquetImageSource:
+        kind = next((cls for suffix, cls in SOURCES.items() if url.endswith(suffix)), None)
+        if kind is None:
+            raise SourceChangedError(f"cannot re-read images from {url}: not a .tar or .parquet shard",
+                                     f"source shard unreadable: {url}")
+        try:
+            return kind(url, self._options)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise _unreadable(url, exc) from None

@@ -5,7 +5,7 @@ import tarfile
 
 import fsspec
 
-from curate.io.samples import DEFAULT_MAX_MEMBER_BYTES, RawSample
+from curate.io.samples import DEFAULT_MAX_CAPTION_BYTES, DEFAULT_MAX_MEMBER_BYTES, RawSample, caption_too_large
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 CAPTION_EXTENSIONS = ("txt",)
@@ -25,13 +25,15 @@ def split_member_name(name: str) -> tuple[str, str] | None:
     return key, ext.lower()
 
 
-def read_tar_samples(url: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> tuple[list[RawSample], str | None]:
+def read_tar_samples(
+    url: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, max_caption_bytes: int = DEFAULT_MAX_CAPTION_BYTES,
+) -> tuple[list[RawSample], str | None]:
     """Returns the tar's samples in order of first appearance, and the error that ended reading early, if any.
 
     Members are collected for the whole shard, so a sample's files need not be adjacent. Only regular files
     are read; links and directories are ignored, and nothing is ever extracted to disk. A sparse member (its
-    bytes are not where export would re-read them) or one over max_member_bytes is not read into memory: its
-    sample carries the problem instead.
+    bytes are not where export would re-read them), one over max_member_bytes or a caption member over
+    max_caption_bytes is not read into memory: its sample carries the problem instead.
     """
     parts: dict[str, dict[str, tuple[int, bytes]]] = {}
     problems: dict[str, tuple[str, str]] = {}
@@ -44,7 +46,8 @@ def read_tar_samples(url: str, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES)
                     continue
                 key, ext = split
                 sample = parts.setdefault(key, {})
-                problem = _member_problem(member, max_member_bytes)
+                limit = max_caption_bytes if ext in CAPTION_EXTENSIONS else None
+                problem = _member_problem(member, max_member_bytes, limit)
                 if problem is None and ext in sample:
                     problem = ("repeated member in tar", f"{member.name} appears more than once")
                 if problem is not None:
@@ -71,11 +74,15 @@ def _archive_ends_at(url: str, offset: int) -> bool:
     return len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0")
 
 
-def _member_problem(member: tarfile.TarInfo, max_member_bytes: int) -> tuple[str, str] | None:
+def _member_problem(member: tarfile.TarInfo, max_member_bytes: int,
+                    max_caption_bytes: int | None) -> tuple[str, str] | None:
+    """Returns why a member is not read (sparse, too large, a caption over its limit), or None to read it."""
     if member.issparse():
         return "sparse tar member", f"{member.name} is stored sparse ({member.size} bytes declared)"
     if member.size > max_member_bytes:
         return "member too large", f"{member.name} is {member.size} bytes, over the limit of {max_member_bytes}"
+    if max_caption_bytes is not None and member.size > max_caption_bytes:
+        return caption_too_large(member.size, max_caption_bytes)
     return None
 
 

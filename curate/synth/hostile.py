@@ -57,6 +57,26 @@ class Good:
                 (f"{stem}.json", json.dumps(self.meta() if meta is None else meta).encode(), 0)]
 
 
+def caption_of_size(size: int, start: str = "") -> str:
+    """Returns `start` padded to exactly `size` UTF-8 bytes, mostly with two-byte characters (so a caption over a
+    byte limit can be under it in characters)."""
+    pad = size - len(start.encode())
+    return start + "é" * (pad // 2) + "x" * (pad % 2)
+
+
+def huge_caption(rng: np.random.Generator) -> str:
+    """Returns a caption of a random size over MAX_CAPTION_BYTES, up to 4 times it."""
+    return caption_of_size(int(rng.integers(MAX_CAPTION_BYTES + 1, 4 * MAX_CAPTION_BYTES)))
+
+
+def _good(rng: np.random.Generator, path: Path, i: int) -> Good:
+    """Returns good sample `i` of the shard at `path`; one in five has a caption of exactly MAX_CAPTION_BYTES."""
+    caption = f"a photo {i}"
+    if rng.random() < 0.2:
+        caption = caption_of_size(MAX_CAPTION_BYTES, caption)
+    return Good(f"{path.stem}-{i:04d}", f"{rng.integers(2**63):016x}{i:016x}", small_image(rng), caption)
+
+
 def _nested(depth: int) -> bytes:
     return b'{"uid": "x", "deep": ' + b"[" * depth + b"]" * depth + b"}"
 
@@ -104,8 +124,20 @@ TAR_FAULTS: dict[str, Fault] = {
         (f"{g.key}.jpg", g.image, 20 * 2**30), *g.members()[1:]]),
     "member over the size limit": Fault("member too large",
                                         lambda rng, g: g.members(image=rng.bytes(MAX_MEMBER_BYTES + 1))),
+    "caption over the size limit": Fault("caption too large",
+                                         lambda rng, g: g.members(caption=huge_caption(rng).encode())),
+    "caption in json over the size limit": Fault("caption too large", lambda rng, g: [
+        g.members()[0], (f"{g.key}.json", json.dumps(_with(g, caption=huge_caption(rng))).encode(), 0)]),
 }
 MAX_MEMBER_BYTES = 40_000  # the --max-member-bytes hostile tars are to be read with
+MAX_CAPTION_BYTES = 1024  # the --max-caption-bytes hostile shards are to be read with
+
+
+def read_options():
+    """Returns the ReadOptions hostile shards are to be ingested with: MAX_MEMBER_BYTES and MAX_CAPTION_BYTES."""
+    from curate.io.samples import ReadOptions
+
+    return ReadOptions(max_member_bytes=MAX_MEMBER_BYTES, max_caption_bytes=MAX_CAPTION_BYTES)
 
 
 @dataclass
@@ -161,7 +193,7 @@ def hostile_tar(path: Path, rng: np.random.Generator, samples: int, fault_rate: 
 
     truth, entries, faults = ShardTruth(path), [], faults or list(TAR_FAULTS)
     for i in range(samples):
-        good = Good(f"{path.stem}-{i:04d}", f"{rng.integers(2**63):016x}{i:016x}", small_image(rng), f"a photo {i}")
+        good = _good(rng, path, i)
         fault = faults[rng.integers(len(faults))] if rng.random() < fault_rate else None
         members = TAR_FAULTS[fault].members(rng, good) if fault else good.members()
         key = printable(split_member_name(members[0][0])[0])
@@ -183,6 +215,7 @@ PARQUET_FAULTS: dict[str, Fault] = {
     "empty caption": Fault("empty caption", lambda rng, g: [""]),
     "no image": Fault("missing image", lambda rng, g: [g.caption, None]),
     "random bytes for an image": Fault("bad image", lambda rng, g: [g.caption, rng.bytes(200)]),
+    "caption over the size limit": Fault("caption too large", lambda rng, g: [huge_caption(rng)]),
     "key and uid repeated": Fault("repeated key", lambda rng, g: []),
 }
 
@@ -195,7 +228,7 @@ def hostile_parquet(path: Path, rng: np.random.Generator, rows: int, fault_rate:
     truth, faults = ShardTruth(path), faults or list(PARQUET_FAULTS)
     table: dict[str, list] = {"key": [], "uid": [], "caption": [], "jpg": []}
     for i in range(rows):
-        good = Good(f"{path.stem}-{i:04d}", f"{rng.integers(2**63):016x}{i:016x}", small_image(rng), f"a photo {i}")
+        good = _good(rng, path, i)
         fault = faults[rng.integers(len(faults))] if rng.random() < fault_rate and i else None
         if fault == "key and uid repeated":  # the previous row's key and uid: quarantined if that row was kept
             good = Good(table["key"][-1], table["uid"][-1], good.image, good.caption)

@@ -12,7 +12,7 @@ import pytest
 
 from curate import catalogs
 from curate.errors import UsageError
-from curate.export import EXPORT_FORMATS, SourceChangedError, export_subset
+from curate.export import EXPORT_FORMATS, export_subset
 from curate.export.wds import tar_member
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
@@ -267,34 +267,3 @@ def test_metadata_only_run_exports_uids_only(tmp_path):
     assert read_uids(tmp_path / "out", tmp_path) == set(uids)
     with pytest.raises(UsageError, match="--format datacomp"):
         export_subset(run, None, "webdataset", tmp_path / "wds", progress=False)
-
-
-def test_changed_tar_fails_the_sha256_check(tmp_path):
-    tar = interleaved_tar(tmp_path / "a.tar", 0, 4)
-    run = RunDir(tmp_path / "run")
-    ingest([str(tar)], run, progress=False)
-    con = catalogs.connect(run)
-    sql = "SELECT image_offset, image_size FROM samples WHERE key = 's001'"
-    offset, size = con.sql(sql).fetchall()[0]
-    con.close()
-    data = bytearray(tar.read_bytes())
-    data[offset + size // 2] ^= 0xFF
-    tar.write_bytes(bytes(data))
-    with pytest.raises(SourceChangedError, match=r"key 's001'.* no longer matches the sha256"):
-        export_subset(run, None, "webdataset", tmp_path / "export" / "out", progress=False)
-    assert list((tmp_path / "export").iterdir()) == []
-    assert issubclass(SourceChangedError, UsageError)
-
-
-def test_changed_parquet_fails_the_sha256_check(tmp_path):
-    shard = write_image_parquet(tmp_path / "b.parquet", 5, 5, hf_struct=False)
-    run = RunDir(tmp_path / "run")
-    ingest([str(shard)], run, progress=False)
-    table = pq.read_table(shard)
-    images = table["jpg"].to_pylist()
-    images[3] = sample_image(1)
-    pq.write_table(table.set_column(table.schema.get_field_index("jpg"), "jpg", pa.array(images)), shard)
-    assert export_subset(run, "key <> 'p8'", "parquet", tmp_path / "ok", progress=False)["samples"] == 4
-    with pytest.raises(SourceChangedError, match="key 'p8'"):
-        export_subset(run, None, "parquet", tmp_path / "out", progress=False)
-    assert not (tmp_path / "out").exists()

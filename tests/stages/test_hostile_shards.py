@@ -6,14 +6,23 @@ byte-identically, a second run is a no-op, and the Ray runner gives the same cat
 import numpy as np
 import pytest
 
+from curate.catalogs import connect
 from curate.export import export_subset
-from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
-from curate.synth.hostile import MAX_MEMBER_BYTES, TAR_FAULTS, ShardTruth, hostile_parquet, hostile_tar, mismatches
+from curate.synth.hostile import (
+    MAX_CAPTION_BYTES,
+    PARQUET_FAULTS,
+    TAR_FAULTS,
+    ShardTruth,
+    hostile_parquet,
+    hostile_tar,
+    mismatches,
+    read_options,
+)
 from tests.conftest import catalog_snapshot
 
-OPTIONS = ReadOptions(max_member_bytes=MAX_MEMBER_BYTES)
+OPTIONS = read_options()
 
 
 def hostile_pool(folder, seed: int) -> list[ShardTruth]:
@@ -63,3 +72,26 @@ def test_the_ray_runner_gives_the_same_catalog(tmp_path, ray_local):
     ingest([str(tmp_path / "pool")], local, options=OPTIONS, progress=False)
     ingest([str(tmp_path / "pool")], on_ray, "ray", options=OPTIONS, progress=False)
     assert catalog_snapshot(local) == catalog_snapshot(on_ray)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_captions_of_random_huge_sizes_are_quarantined_and_ones_at_the_limit_kept(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    (tmp_path / "pool").mkdir()
+    over = [name for name, fault in TAR_FAULTS.items() if fault.reason == "caption too large"]
+    truths = [hostile_tar(tmp_path / "pool" / "t.tar", rng, 30, 0.5, cut=False, faults=over),
+              hostile_parquet(tmp_path / "pool" / "p.parquet", rng, 30, 0.5, faults=["caption over the size limit"])]
+    assert PARQUET_FAULTS["caption over the size limit"].reason == "caption too large"
+    run = RunDir(tmp_path / "run")
+    counts = ingest([str(tmp_path / "pool")], run, options=OPTIONS, progress=False)
+    check(run, truths)
+    expected = [reason for truth in truths for _, reason in truth.expected]
+    assert counts["quarantined"] == expected.count("caption too large") > 0
+    assert counts["read"] == counts["kept"] + counts["quarantined"] == 60
+    con = connect(run)
+    sizes = con.execute("SELECT strlen(caption) AS n FROM samples").fetchall()
+    details = con.execute("SELECT detail FROM quarantine").fetchall()
+    con.close()
+    assert max(sizes)[0] == MAX_CAPTION_BYTES  # captions at the limit are drawn, and kept
+    assert all(d.startswith("caption is ") and d.endswith(f"over --max-caption-bytes {MAX_CAPTION_BYTES}")
+               for (d,) in details)
