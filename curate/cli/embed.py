@@ -4,7 +4,14 @@ or with --as NAME copy-detection descriptors beside them."""
 import argparse
 import json
 
-from curate.cli.options import add_model_arguments, add_runner_arguments, existing_run, model_spec, runner_from
+from curate.cli.options import (
+    add_model_arguments,
+    add_runner_arguments,
+    add_trust_argument,
+    existing_run,
+    model_spec,
+    runner_from,
+)
 from curate.options import positive_int
 
 
@@ -13,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="an ingested run folder")
     add_model_arguments(parser)
     parser.add_argument("--as", dest="as_name", metavar="NAME",
-                        help="--model is a copy-descriptor model (a train-copy-detector folder, an SSCD TorchScript "
-                             "or state-dict file): write descriptor set NAME (e.g. copy) beside the CLIP embeddings")
+                        help="--model is a copy-descriptor model (a train-copy-detector folder, an SSCD state-dict "
+                             "file, or a TorchScript file with --trust-torchscript): write descriptor set NAME (e.g. "
+                             "copy) beside the CLIP embeddings")
+    add_trust_argument(parser)
     parser.add_argument("--image-size", type=positive_int,
                         help="with --as: the descriptor's input side (default: the model's; SSCD files 288)")
     parser.add_argument("--batch-size", type=int, default=256, help="samples per model batch (default 256)")
@@ -34,12 +43,15 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--pretrained is for CLIP models; with --as give the descriptor's folder or file as "
                              "--model")
         counts = describe(run_dir, args.model, args.as_name, runner_from(args), args.batch_size, args.device,
-                          args.image_size)
+                          args.image_size, args.trust_torchscript)
     else:
         from curate.stages.embed import embed
 
         if args.image_size is not None:
             raise UsageError("--image-size applies to descriptors (--as NAME); a CLIP model's input size is its own")
+        if args.trust_torchscript:
+            raise UsageError("--trust-torchscript applies to descriptors (--as NAME); CLIP checkpoints load as "
+                             "weights only")
         counts = embed(run_dir, model_spec(args), runner_from(args), args.batch_size, args.device)
     print(json.dumps(counts))
     return 0

@@ -1,4 +1,5 @@
-"""Arguments the subcommands and pipelines share: the run folder, the runner, the model."""
+"""Arguments the subcommands and pipelines share: the run folder, the runner, the model, the TorchScript
+permission."""
 
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="open_clip name (ViT-B-16), hf-hub:org/repo, or a folder from `curate train-dfn`")
     parser.add_argument("--pretrained", help="pretrained tag of a named model (dfn2b) or a checkpoint file")
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """Declares --trust-torchscript: permission for this command to run a TorchScript model file (never recorded,
+    so each command that loads the file needs it again)."""
+    parser.add_argument("--trust-torchscript", action="store_true",
+                        help="run a TorchScript model file (TorchScript is code that runs when loaded): pass it only "
+                             "for a file from a source you trust; every command that loads the file needs it again")
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:

@@ -6,9 +6,10 @@ CNN that trains on CPU on a run's own images, and `sscd_resnet50`, SSCD's (Pizzi
 architecture: a torchvision ResNet-50 trunk, GeM pooling (p = 3), a linear projection to 512, L2 norm.
 
 A model is (1) a folder written by `curate train-copy-detector` (copy_detector.json + model.safetensors), (2) a
-TorchScript file such as SSCD's released `sscd_disc_mixup.torchscript.pt` (TorchScript is code: load only files
-you trust), or (3) a state-dict file (.pt/.pth read with torch.load(weights_only=True), or .safetensors) of the
-sscd_resnet50 architecture, in any of SSCD's key layouts: its torchvision model (backbone.conv1.*, ...,
+TorchScript file such as SSCD's released `sscd_disc_mixup.torchscript.pt`, whatever its name (TorchScript is code:
+it loads only with trust_torchscript, the --trust-torchscript flag, given again by each command that loads it), or
+(3) a state-dict file (.pt/.pth read with torch.load(weights_only=True), or .safetensors) of the sscd_resnet50
+architecture, in any of SSCD's key layouts: its torchvision model (backbone.conv1.*, ...,
 backbone.layer4.*, the projection as backbone.fc.*), a trunk with the projection as embeddings.1.*, a plain
 torchvision ResNet-50 (conv1.*, ..., fc.* a Linear(2048, 512)), this module's own (backbone.0.*, ...), each
 optionally under a Lightning-style state_dict and module./model. prefixes. Files are fed SSCD's preprocessing:
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from curate.errors import UsageError
+from curate.models.weights import first_line, is_torchscript, load_torchscript, read_weights
 
 DESCRIPTOR_FILE = "copy_detector.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -147,16 +148,18 @@ def save_descriptor(module, config: DescriptorConfig, out: Path) -> Path:
     return Path(out)
 
 
-def load_descriptor(path: str, device: str = "auto", image_size: int | None = None) -> LoadedDescriptor:
-    """Returns the descriptor at `path` (a train-copy-detector folder, a TorchScript file or an sscd_resnet50
-    state-dict file) in eval mode on `device`; raises UsageError with what to fix when it cannot load."""
+def load_descriptor(path: str, device: str = "auto", image_size: int | None = None,
+                    trust_torchscript: bool = False) -> LoadedDescriptor:
+    """Returns the descriptor at `path` (a train-copy-detector folder, a TorchScript file, which loads only with
+    `trust_torchscript`, or an sscd_resnet50 state-dict file) in eval mode on `device`; raises UsageError with
+    what to fix when it cannot load."""
     from curate.models.loading import pick_device
 
     device, where = pick_device(device), Path(path)
     if where.is_dir():
         loaded = _load_folder(where)
     elif where.is_file():
-        loaded = _load_file(where)
+        loaded = _load_file(where, trust_torchscript)
     else:
         raise UsageError(f"copy-detector model {path} does not exist; give a `curate train-copy-detector` folder, "
                          "an SSCD TorchScript file or an sscd_resnet50 state-dict file")
@@ -177,47 +180,21 @@ def _load_folder(folder: Path):
         raw = json.loads((folder / DESCRIPTOR_FILE).read_text())
         config = DescriptorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     except (OSError, ValueError, TypeError, AttributeError) as exc:  # unreadable JSON, or fields of no config
-        raise UsageError(f"{folder / DESCRIPTOR_FILE} is not a copy-detector config ({_first_line(exc)}); "
+        raise UsageError(f"{folder / DESCRIPTOR_FILE} is not a copy-detector config ({first_line(exc)}); "
                          "retrain the folder with `curate train-copy-detector`") from None
     module = build_descriptor(config)
     try:
         module.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     except Exception as exc:  # safetensors and torch raise several types; each means "not this model's weights"
         raise UsageError(f"{folder / WEIGHTS_FILE} does not hold the weights {DESCRIPTOR_FILE} describes "
-                         f"({_first_line(exc)}); retrain the folder with `curate train-copy-detector`") from None
+                         f"({first_line(exc)}); retrain the folder with `curate train-copy-detector`") from None
     return module, config, "curate"
 
 
-def _first_line(exc: Exception) -> str:
-    """Returns the exception's type and the first line of its message, at most 160 characters."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
-
-
-def _load_file(path: Path):
-    import torch
-
-    try:
-        if _is_torchscript(path):
-            return torch.jit.load(str(path), map_location="cpu"), SSCD_CONFIG, "torchscript"
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file it can't read; each means "not a model"
-        raise UsageError(f"could not read copy-detector model {path}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    return _from_state_dict(path, state), SSCD_CONFIG, "state_dict"
-
-
-def _is_torchscript(path: Path) -> bool:
-    """Returns whether the file is a TorchScript archive (a zip holding a code/ folder; torch.save zips hold none)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
+def _load_file(path: Path, trust_torchscript: bool):
+    if is_torchscript(path):
+        return load_torchscript(path, trust_torchscript), SSCD_CONFIG, "torchscript"
+    return _from_state_dict(path, read_weights(path, "copy-detector model")), SSCD_CONFIG, "state_dict"
 
 
 def _from_state_dict(path: Path, state: Any):

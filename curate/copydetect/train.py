@@ -32,6 +32,7 @@ from curate.copydetect.model import DescriptorConfig, build_descriptor, save_des
 from curate.errors import UsageError
 from curate.models.pairs import load_pairs, normalize
 from curate.models.train import warmup_cosine
+from curate.models.weights import read_weights
 from curate.rundir import RunDir
 
 CONFIG_FILE, CHECKPOINT, INFO_FILE = "train_config.json", "checkpoint.pt", "train_info.json"
@@ -142,7 +143,7 @@ def _resume(out: Path, model, optimizer) -> dict:
     path = out / CHECKPOINT
     if not path.exists():
         return dict(losses=[], seconds=0.0)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = read_weights(path, "the checkpoint")
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     return dict(losses=list(saved["losses"]), seconds=float(saved["seconds"]))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curate.errors import UsageError
+from curate.models.weights import read_weights
 from curate.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -181,12 +182,7 @@ def load_checkpoint(file: str | Path, arch: str, channels: int, classes: int, im
     """Returns a teacher of `arch` (ARCHS, this module's layouts) with the weights of a PyTorch checkpoint `file`
     (a state_dict, or a dict holding one under 'model', 'state_dict' or 'net', keys optionally prefixed 'module.'
     by DataParallel), in eval mode; raises UsageError for a file that is not such a checkpoint of that shape."""
-    import torch
-
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a file, not a weights-only pickle: say so in one line
-        raise UsageError(f"cannot read --teacher-checkpoint {file}: {str(exc).splitlines()[0]}") from None
+    state = read_weights(file, "--teacher-checkpoint")
     for key in ("model", "state_dict", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from curate.models.weights import read_weights
 from curate.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -248,9 +249,7 @@ def _save_state(path: Path, syn: torch.Tensor, labels: torch.Tensor, alpha: torc
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    import torch
-
-    return torch.load(path, weights_only=True, map_location="cpu")
+    return read_weights(path, "the checkpoint")
 
 
 def _restore_momentum(optimizers: tuple[torch.optim.Optimizer, ...], state: dict[str, torch.Tensor]) -> None:

@@ -20,6 +20,8 @@ image, for every input sample) and decontam_score (what --threshold was compared
 where it reached the threshold with --score-norm pool). Evaluation images that do not decode are counted
 (eval_skipped), not fatal. The stage's config holds a fingerprint of the eval set's bytes, so changing the set
 makes the stage, and what read it, stale; so does a new descriptor set, another threshold or score normalization.
+A descriptor set made by a TorchScript model needs --trust-torchscript (trust_torchscript) again here: the
+permission `curate embed --as` was given is not recorded, and it is no option of the stage (not in its config).
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ class EvalDescriptors:
     skipped: int
 
 
-def describe_eval_set(config: dict, sources: list[EvalSource], name: str) -> EvalDescriptors:
+def describe_eval_set(config: dict, sources: list[EvalSource], name: str,
+                      trust_torchscript: bool = False) -> EvalDescriptors:
     """Returns the descriptors of the evaluation images with the model recorded in the descriptor stage's
     `config` (model, fingerprint, image_size), each image resized whole to its input as the pool's were; raises
-    UsageError when the model is gone or changed, or no image decodes."""
+    UsageError when the model is gone or changed, is TorchScript without `trust_torchscript`, or no image
+    decodes."""
     from curate.copydetect.model import describe_pixels, descriptor_fingerprint, load_descriptor
     from curate.models.encode import square_pixels
 
@@ -68,7 +72,7 @@ def describe_eval_set(config: dict, sources: list[EvalSource], name: str) -> Eva
         raise UsageError(f"the model {model} that made the {name!r} descriptors is gone; {redo} with one that exists")
     if descriptor_fingerprint(model) != config["fingerprint"]:
         raise UsageError(f"the model {model} changed since it made the {name!r} descriptors; {redo} first")
-    loaded = load_descriptor(model, "auto", size)
+    loaded = load_descriptor(model, "auto", size, trust_torchscript)
     ids, blocks, pixels, pending, skipped = [], [], [], [], 0
     for image_id, data in iter_eval_images(sources):
         try:
@@ -104,6 +108,7 @@ class Decontaminate(PoolMethod):
     score_norm: str = option("pool", "pool: SSCD's score normalization (one-sided), the pool's own samples (not the "
                              "sample's copies) as the background; none: the raw similarity", choices=SCORE_NORMS)
     where: str | None = option(None, "SQL predicate choosing the input (default: every embedded sample)")
+    trust_torchscript: bool = False  # a permission to run the model file (--trust-torchscript), not an option
 
     def validate(self) -> None:
         """Raises UsageError for a threshold outside [-1, 1], CLIP embeddings as the descriptor, or an --against
@@ -140,7 +145,8 @@ class Decontaminate(PoolMethod):
     def compute(self, pool: Pool) -> PoolResult:
         """Returns each input sample's nearest evaluation image, similarity and score, and decontam_keep."""
         stage = descriptor_stage(pool.run, self.descriptor)
-        evals = describe_eval_set(entries(pool.run)[stage]["config"], self.sources, self.descriptor)
+        evals = describe_eval_set(entries(pool.run)[stage]["config"], self.sources, self.descriptor,
+                                  self.trust_torchscript)
         vectors = pool.embeddings(self.descriptor).vectors
         rows = np.flatnonzero(pool.rows)
         if evals.vectors.shape[1] != vectors.shape[1]:

@@ -1,7 +1,8 @@
 """Loading CLIP models: open_clip names with pretrained tags or checkpoint files, hf-hub: ids, model folders.
 
 Names and tags are checked before anything is downloaded, so a typo or a QuickGELU mismatch fails in a
-second with the fix in the message instead of after a multi-gigabyte download.
+second with the fix in the message instead of after a multi-gigabyte download. open_clip reads checkpoints with
+torch.load(weights_only=True); its refusals get curate.models.weights' one-line errors.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.errors import UsageError
+from curate.models.weights import first_line, weights_refusal
 
 DEFAULT_MODEL = "curate-tiny"
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -145,9 +147,11 @@ def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
         # Unloaded weights come from seed 0: the same in every worker and every run.
         return _create(name, pretrained, device, seed=0)
     except Exception as exc:  # open_clip, torch and the hub raise many types; each means "can't load this"
-        first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        refused = weights_refusal(exc, pretrained if pretrained and os.path.isfile(pretrained) else spec.model)
+        if refused is not None:  # open_clip reads checkpoints with torch.load(weights_only=True)
+            raise refused from None
         raise UsageError(
-            f"could not load {spec.model} ({pretrained or 'no weights'}): {first}; "
+            f"could not load {spec.model} ({pretrained or 'no weights'}): {first_line(exc)}; "
             "without network access pass a model folder or --pretrained CHECKPOINT"
         ) from None
 

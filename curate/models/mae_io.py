@@ -4,8 +4,8 @@ A checkpoint is a torch file {"model": state_dict} (the official layout), option
 config curate trained with). The shape of the network is read from the tensors; heads, which no tensor shape
 shows, come from (highest first) a `mae_config.json` beside the weights that names them, the checkpoint's
 "curate_mae", or the official rule: encoder width 768 -> 12 heads, 1024 -> 16, 1280 -> 16, else width // 64;
-decoder 16 heads at the official width 512, else width // 32 (at least 1 head each). Loading never unpickles:
-torch.load(weights_only=True).
+decoder 16 heads at the official width 512, else width // 32 (at least 1 head each). Loading never unpickles: the
+file is read by curate.models.weights (torch.load(weights_only=True), or a .safetensors file).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 
 from curate.errors import UsageError
 from curate.models.mae import MAEConfig, MaskedAutoencoderViT
+from curate.models.weights import read_weights
 
 WEIGHTS_FILE = "mae.pth"
 CONFIG_FILE = "mae_config.json"  # optional, beside the weights: {"weights": file name, ...MAEConfig fields}
@@ -78,13 +79,9 @@ def mae_file(model: str | os.PathLike) -> Path:
 
 def load_mae(model: str | os.PathLike, device: str = "cpu") -> MaskedAutoencoderViT:
     """Returns the MAE of a checkpoint file or train-mae folder, in eval mode on `device`; raises UsageError
-    when it can't be read (always torch.load(weights_only=True))."""
+    when it can't be read (curate.models.weights.read_weights: weights only, never unpickled)."""
     path = mae_file(model)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a loadable weights file"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"--mae {model}: cannot read it as a torch weights file: {first[:200]}") from None
+    checkpoint = read_weights(path, "--mae")
     if not isinstance(checkpoint, dict):
         raise UsageError(f"--mae {model}: not an MAE checkpoint (expected a dict holding 'model')")
     state = checkpoint.get("model", checkpoint)

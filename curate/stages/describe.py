@@ -5,7 +5,8 @@ The same two-part model job as embed (a CPU part decoding the shard's images, a 
 one), with the whole image resized to the descriptor's square input (nothing cropped: a copy may differ from its
 source at the borders). The stage is embed_<NAME>; its config records the model and a hash of its weights, so
 a retrained or different model recomputes the descriptors and makes the stages that read them (neardup,
-decontam) stale.
+decontam) stale. A TorchScript model loads only with trust_torchscript (--trust-torchscript), a permission of
+this call that is not recorded: it leaves the stage's version alone, and decontaminate needs it again.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class DescribeJob(ShardImageJob):
     read_options: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = 256
     device: str = "auto"
+    trust_torchscript: bool = False
 
     def __post_init__(self):
         self._loaded = None
@@ -61,7 +63,7 @@ class DescribeJob(ShardImageJob):
         """Loads the descriptor once per worker."""
         from curate.copydetect.model import load_descriptor
 
-        self._loaded = load_descriptor(self.model, self.device, self.image_size)
+        self._loaded = load_descriptor(self.model, self.device, self.image_size, self.trust_torchscript)
 
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the descriptor of a prepared batch: the model part."""
@@ -87,19 +89,21 @@ def check_set_name(name: str) -> None:
 
 
 def describe(run: RunDir, model: str, name: str = "copy", runner: str | Runner = "local", batch_size: int = 256,
-             device: str = "auto", image_size: int | None = None, **runner_options) -> dict:
-    """Computes descriptor set `name` of every accepted sample with the copy-descriptor model at `model`, resuming
-    where an earlier attempt stopped; returns the counts."""
+             device: str = "auto", image_size: int | None = None, trust_torchscript: bool = False,
+             **runner_options) -> dict:
+    """Computes descriptor set `name` of every accepted sample with the copy-descriptor model at `model` (a
+    TorchScript file only with `trust_torchscript`), resuming where an earlier attempt stopped; returns the
+    counts."""
     from curate.copydetect.model import descriptor_fingerprint, load_descriptor
 
     check_set_name(name)
     ingest_entry = require_current(run, "ingest")
-    loaded = load_descriptor(model, "cpu", image_size)  # a one-line error now, not in every worker
+    loaded = load_descriptor(model, "cpu", image_size, trust_torchscript)  # a one-line error now, not per worker
     path = str(Path(model).resolve())
     config = dict(model=path, fingerprint=descriptor_fingerprint(path), image_size=loaded.image_size,
                   dim=loaded.dim)
     job = DescribeJob(str(run.path), path, name, loaded.image_size, loaded.dim,
-                      ReadOptions(**ingest_entry["config"]["options"]), batch_size, device)
+                      ReadOptions(**ingest_entry["config"]["options"]), batch_size, device, trust_torchscript)
     step = StageRun(job.name, config, ("ingest",), hint=f"curate embed RUN --model MODEL --as {name}")
     runner = as_runner(runner, **runner_options)
     with stage_step(run, step) as record:

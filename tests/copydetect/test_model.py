@@ -1,5 +1,5 @@
 """The copy descriptor: InfoNCE and KoLeo against hand computations, and loading a model from a train-copy-detector
-folder, a TorchScript file and SSCD-layout state dicts (each written here)."""
+folder, a TorchScript file (only when trusted) and SSCD-layout state dicts (each written here)."""
 
 import math
 
@@ -115,9 +115,12 @@ def test_a_torchscript_file_loads_with_sscd_preprocessing(tmp_path):
     config = DescriptorConfig(dim=8, image_size=32, width=8)
     module = build_descriptor(config, seed=0).eval()
     torch.jit.trace(module, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "model.torchscript.pt"))
-    loaded = load_descriptor(str(tmp_path / "model.torchscript.pt"), "cpu", image_size=32)
+    with pytest.raises(UsageError, match="is a TorchScript file, and TorchScript is code"):
+        load_descriptor(str(tmp_path / "model.torchscript.pt"), "cpu")
+    loaded = load_descriptor(str(tmp_path / "model.torchscript.pt"), "cpu", image_size=32, trust_torchscript=True)
     assert loaded.kind == "torchscript" and loaded.dim == 8 and loaded.mean == SSCD_CONFIG.mean
-    assert load_descriptor(str(tmp_path / "model.torchscript.pt"), "cpu").image_size == 288  # SSCD's default
+    assert load_descriptor(str(tmp_path / "model.torchscript.pt"), "cpu",
+                           trust_torchscript=True).image_size == 288  # SSCD's default
     pixels = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     folder = save_descriptor(module, config, tmp_path / "folder")
     assert np.allclose(describe_pixels(loaded, pixels), describe_pixels(load_descriptor(str(folder), "cpu"), pixels),
@@ -136,7 +139,7 @@ def test_fingerprints_follow_the_weights(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p / "missing", "does not exist"),
     (lambda p: (p / "empty").mkdir() or p / "empty", "copy_detector.json"),
-    (lambda p: (p / "bad.pt").write_bytes(b"not a checkpoint") and p / "bad.pt", "could not read"),
+    (lambda p: (p / "bad.pt").write_bytes(b"not a checkpoint") and p / "bad.pt", "cannot read"),
     (lambda p: torch.save({"fc.weight": torch.zeros(2, 2)}, p / "other.pt") or p / "other.pt", "not an sscd_resnet50"),
     (lambda p: torch.save({1: torch.zeros(2)}, p / "odd.pt") or p / "odd.pt", "holds no state dict"),
 ])

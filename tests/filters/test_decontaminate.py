@@ -2,6 +2,7 @@
 eval set's form (Parquet, a folder of images, one tar, a brace pattern of tars); undecodable eval images counted;
 the stage graph (a changed eval set, threshold or descriptor model); Ray; one-line errors."""
 
+import functools
 import json
 
 import pyarrow as pa
@@ -17,6 +18,8 @@ from curate.filters.neardup import NearDup
 from curate.graph import status
 from tests.filters.test_neardup import encoded, image_run, pattern, pool_image, thumbnail_model
 from tests.shards import write_tar
+
+Trusted = functools.partial(Decontaminate, trust_torchscript=True)  # the descriptor set's model is TorchScript
 
 # Evaluation images: an exact copy of pool pattern 2, a darkened JPEG of pattern 5, two unrelated patterns and a
 # file that is not an image. Pool samples 00002 and 00005 are the copies.
@@ -61,7 +64,7 @@ def run(tmp_path):
 
 def test_copies_of_eval_images_are_removed_with_their_match(run, tmp_path):
     against = eval_parquet(tmp_path / "eval.parquet")
-    counts = Decontaminate(against=str(against), threshold=0.9).apply(run, progress=False)
+    counts = Trusted(against=str(against), threshold=0.9).apply(run, progress=False)
     assert counts == dict(scored=12, kept=10, dropped=2, threshold=0.9, eval_images=4, eval_skipped=1,
                           eval_matched=2)
     assert removed(run) == {"00002": "copy2", "00005": "near5"}
@@ -83,7 +86,7 @@ def test_every_eval_form_gives_the_same_matches(run, tmp_path, form):
     else:
         against = str(eval_tars(tmp_path / "eval", 2)) + "/ev-{0..1}.tar"
         expected = {"00002": "ev-0.tar/copy2", "00005": "ev-1.tar/near5"}
-    counts = Decontaminate(against=against, threshold=0.9).apply(run, progress=False)
+    counts = Trusted(against=against, threshold=0.9).apply(run, progress=False)
     assert (counts["eval_images"], counts["eval_skipped"], counts["dropped"]) == (4, 1, 2)
     assert removed(run) == expected
 
@@ -98,32 +101,33 @@ def test_a_folder_of_tars_and_images_is_one_set(tmp_path):
 
 def test_the_stage_follows_its_eval_set_threshold_and_descriptor(run, tmp_path):
     against = eval_parquet(tmp_path / "eval.parquet")
-    first = Decontaminate(against=str(against), threshold=0.9).apply(run, progress=False)
+    first = Trusted(against=str(against), threshold=0.9).apply(run, progress=False)
     version = run.manifest()["stages"]["decontam"]["version"]
     NearDup(threshold=0.9, where="decontam_keep").apply(run, progress=False)
-    assert Decontaminate(against=str(against), threshold=0.9).apply(run, progress=False) == first
+    assert Trusted(against=str(against), threshold=0.9).apply(run, progress=False) == first
     assert run.manifest()["stages"]["decontam"]["version"] == version and status(run)["neardup"] == "current"
     eval_parquet(against, EVAL[1:])  # the exact copy leaves the eval set
-    counts = Decontaminate(against=str(against), threshold=0.9).apply(run, progress=False)
+    counts = Trusted(against=str(against), threshold=0.9).apply(run, progress=False)
     assert counts["dropped"] == 1 and removed(run) == {"00005": "near5"}
     assert status(run)["neardup"] == "stale"
-    Decontaminate(against=str(against), threshold=0.99).apply(run, progress=False)
+    Trusted(against=str(against), threshold=0.99).apply(run, progress=False)
     assert run.manifest()["stages"]["decontam"]["config"]["threshold"] == 0.99
     thumbnail_model(tmp_path / "pool" / "thumb.pt", cells=2)  # the descriptor model changes under the set
     with pytest.raises(UsageError, match=r"the model .*thumb.pt changed since it made the 'copy' descriptors; rerun"
                                          r" `curate embed RUN --model DIR --as copy` first"):
-        Decontaminate(against=str(against), threshold=0.9).apply(run, progress=False)
+        Trusted(against=str(against), threshold=0.9).apply(run, progress=False)
 
 
 def test_ray_matches_local(run, tmp_path, ray_local):
     against = str(eval_parquet(tmp_path / "eval.parquet"))
-    counts = Decontaminate(against=against, threshold=0.9).apply(run, "ray", workers=2, progress=False)
+    counts = Trusted(against=against, threshold=0.9).apply(run, "ray", workers=2, progress=False)
     assert counts["dropped"] == 2 and removed(run) == {"00002": "copy2", "00005": "near5"}
 
 
 def test_cli_and_its_one_line_errors(run, tmp_path, capsys):
     against = str(eval_parquet(tmp_path / "eval.parquet"))
-    assert main(["decontaminate", str(run.path), "--against", against, "--threshold", "0.9"]) == 0
+    assert main(["decontaminate", str(run.path), "--against", against, "--threshold", "0.9",
+                 "--trust-torchscript"]) == 0
     assert json.loads(capsys.readouterr().out)["dropped"] == 2
     for args, message in [
         (["--against", str(tmp_path / "missing.parquet")], "missing.parquet does not exist; give a Parquet file"),
@@ -141,16 +145,16 @@ def test_cli_and_its_one_line_errors(run, tmp_path, capsys):
 def test_an_eval_set_without_a_decodable_image_is_refused(run, tmp_path):
     against = eval_parquet(tmp_path / "bad.parquet", [("a", "jpg", b"junk"), ("b", "jpg", b"")])
     with pytest.raises(UsageError, match="none of the 2 evaluation images could be decoded"):
-        Decontaminate(against=str(against)).apply(run, progress=False)
+        Trusted(against=str(against)).apply(run, progress=False)
     assert status(run)["decontam"] == "incomplete"
 
 
 def test_score_norm_none_compares_the_raw_similarity_and_pool_the_normalized_one(run, tmp_path):
     against = str(eval_parquet(tmp_path / "eval.parquet"))
-    Decontaminate(against=against, threshold=0.9, score_norm="none").apply(run, progress=False)
+    Trusted(against=against, threshold=0.9, score_norm="none").apply(run, progress=False)
     differs = "SELECT count(*) FROM samples WHERE decontam_score IS DISTINCT FROM decontam_sim"
     assert connect(run).execute(differs).fetchone()[0] == 0
-    Decontaminate(against=against, threshold=0.1).apply(run, progress=False)  # most samples candidates
+    Trusted(against=against, threshold=0.1).apply(run, progress=False)  # most samples candidates
     assert run.manifest()["stages"]["decontam"]["config"]["score_norm"] == "pool"
     con = connect(run)
     assert con.execute(differs).fetchone()[0] > 0  # those with more background than the pool's median

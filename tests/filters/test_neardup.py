@@ -78,7 +78,7 @@ def image_run(folder, model=None) -> RunDir:
     run = RunDir(folder / "run")
     ingest([str(folder / "*.tar")], run, progress=False)
     model = model or thumbnail_model(folder / "thumb.pt")
-    describe(run, str(model), "copy", image_size=THUMB_SIZE, progress=False)
+    describe(run, str(model), "copy", image_size=THUMB_SIZE, trust_torchscript=True, progress=False)
     return run
 
 
@@ -155,7 +155,7 @@ def test_a_new_descriptor_or_threshold_makes_the_stage_stale(run, tmp_path):
     NearDup(threshold=0.95).apply(run, progress=False)
     assert run.manifest()["stages"]["neardup"]["version"] != before
     other = thumbnail_model(tmp_path / "thumb2.pt", cells=2)
-    describe(run, str(other), "copy", image_size=THUMB_SIZE, progress=False)
+    describe(run, str(other), "copy", image_size=THUMB_SIZE, trust_torchscript=True, progress=False)
     assert status(run)["neardup"] == "stale"
     assert "neardup_keep" not in [c for (c,) in connect(run).execute("SELECT column_name FROM (DESCRIBE samples)")
                                   .fetchall()]
