@@ -123,9 +123,19 @@ class RunDir:
             os.close(fd)
 
     def manifest(self) -> dict:
-        """Returns the manifest, or an empty one for a new run."""
+        """Returns the manifest, or an empty one for a new run; raises UsageError when the file is not a curate
+        manifest (something else wrote over it)."""
         p = self.path / MANIFEST
-        return json.loads(p.read_text()) if p.exists() else {"stages": {}}
+        if not p.exists():
+            return {"stages": {}}
+        try:
+            manifest = json.loads(p.read_text())
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+            raise UsageError(f"{p} is not a curate run manifest (something else wrote over it); restore it from a "
+                             "backup or ingest again into a new --run folder")
+        return manifest
 
     def update_manifest(self, **fields) -> dict:
         """Merges top-level `fields` into the manifest, writes it atomically, and returns it. A new manifest gets

@@ -211,3 +211,12 @@ def test_every_out_inside_a_run_is_a_one_line_refusal_that_writes_nothing(run, c
     code, err = curate_cli(capsys, *argv)
     assert code == 2 and "inside the curate run folder" in err and len(err.strip().splitlines()) == 1, err
     assert sorted(run.path.rglob("*")) == files
+
+
+def test_a_manifest_written_over_is_a_one_line_error(run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    (copy / "manifest.json").write_text('[{"uid": "x"}]')  # as `sql --out RUN/manifest.json --format json` once did
+    for argv in (["status", copy], ["filter", "random", copy, "--keep-fraction", "0.5"]):
+        code, err = curate_cli(capsys, *argv)
+        assert code == 2 and "not a curate run manifest" in err and len(err.strip().splitlines()) == 1
