@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from curate.catalogs.connection import CATALOG, connect, open_database, run_file
 from curate.errors import UsageError
 from curate.graph import entries, status
+from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA, SHARD_MARKER_SCHEMA
 from curate.rundir import RunDir
 
 DUPLICATES = "quarantine/_duplicate_uids.parquet"
@@ -96,9 +97,13 @@ def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]
     current = sorted(name for name, state in status(run).items() if state == "current")
     stages = score_stages(run, current)
     statements = [
-        "CREATE VIEW ingested AS " + guarded(parquet("samples/*.parquet")),
-        "CREATE VIEW quarantine AS " + guarded(parquet("quarantine/*.parquet")),
-        "CREATE VIEW shards AS " + guarded(f"read_json_auto({run_file('_done/ingest/*.json')})"),
+        "CREATE VIEW ingested AS " + _files_or_none(run, "samples/*.parquet", parquet("samples/*.parquet"),
+                                                    SAMPLES_SCHEMA),
+        "CREATE VIEW quarantine AS " + _files_or_none(run, "quarantine/*.parquet", parquet("quarantine/*.parquet"),
+                                                      QUARANTINE_SCHEMA),
+        "CREATE VIEW shards AS " + _files_or_none(run, "_done/ingest/*.json",
+                                                  f"read_json_auto({run_file('_done/ingest/*.json')})",
+                                                  SHARD_MARKER_SCHEMA),
     ]
     statements += [f"CREATE VIEW scores_{s} AS " + guarded(parquet(f"scores/{s}/*.parquet")) for s in stages]
     statements.append(_samples_view(run, stages))
@@ -121,6 +126,29 @@ def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]
         statements.append(distilled)
     embeddings = _embeddings_view(run)
     return statements + ([embeddings] if embeddings else [])
+
+
+def _files_or_none(run: RunDir, glob: str, reader: str, schema: pa.Schema) -> str:
+    """Returns a guarded SELECT from `reader`, or while the run has no file matching `glob` (an ingest that wrote
+    nothing) a SELECT of no rows with `schema`'s columns: DuckDB cannot bind a view over a glob that matches none."""
+    if any(run.path.glob(glob)):
+        return guarded(reader)
+    con = duckdb.connect()
+    try:
+        empty = con.from_arrow(schema.empty_table())
+        columns = ", ".join(f'NULL::{t} AS "{n}"' for n, t in zip(empty.columns, empty.types, strict=True))
+    finally:
+        con.close()
+    return f"SELECT {columns} WHERE false"
+
+
+def _readable(path: Path) -> bool:
+    """Returns True when `path` is a Parquet file with at least one column: a view over one that is not (a table
+    written without columns, a damaged file) would fail every later catalog build."""
+    try:
+        return len(pq.read_schema(path).names) > 0
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def _distilled_view(run: RunDir, con: duckdb.DuckDBPyConnection) -> str | None:
@@ -202,11 +230,11 @@ def _stage_counts_view(run: RunDir, stages: list[str]) -> str:
 def _clusters_view(run: RunDir, current: list[str]) -> str | None:
     """Per concept cluster: k-means sizes, then each current stage's per-cluster table (concepts/<stage>.parquet)."""
     folder = run.path / "concepts"
-    if "kmeans" not in current or not (folder / "kmeans.parquet").exists():
+    if "kmeans" not in current or not _readable(folder / "kmeans.parquet"):
         return None
     sql = f"CREATE VIEW clusters AS SELECT * FROM ({guarded(parquet('concepts/kmeans.parquet'))}) AS kmeans"
     for name in current:
-        if name != "kmeans" and STAGE_NAME.match(name) and (folder / f"{name}.parquet").exists():
+        if name != "kmeans" and STAGE_NAME.match(name) and _readable(folder / f"{name}.parquet"):
             sql += f" LEFT JOIN {parquet(f'concepts/{name}.parquet')} AS {name} USING (cluster_id)"
     return sql + " ORDER BY cluster_id"
 
@@ -218,6 +246,8 @@ def _stage_table_views(run: RunDir, current: list[str]) -> list[str]:
     views = []
     for name in current:
         for path in sorted(folder.glob(f"{name}_*.parquet")) if folder.exists() else []:
+            if not _readable(path):
+                continue
             if STAGE_NAME.match(path.stem) and not any(path.stem.startswith(f"{o}_") for o in current if o != name
                                                        and o.startswith(f"{name}_")):
                 views.append(f"CREATE VIEW {path.stem} AS " + guarded(parquet(f"concepts/{path.name}")))

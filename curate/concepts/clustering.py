@@ -49,8 +49,7 @@ def ensure_clusters(run: RunDir, embeddings: RunEmbeddings, config: KMeansConfig
         stored = read_clustering(run, embeddings, entries(run)[STAGE]["counts"]["seed"])
         if stored is not None:
             return stored
-    with stage_step(run, step) as record:
-        clustering = spherical_kmeans(embeddings.vectors, config)
+    with stage_step(run, step, lambda: spherical_kmeans(embeddings.vectors, config)) as (record, clustering):
         write_clustering(run, embeddings, clustering)
         record["counts"] = dict(samples=len(embeddings), clusters=len(clustering.centroids), seed=clustering.seed)
     return clustering

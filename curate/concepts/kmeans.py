@@ -74,6 +74,9 @@ def _check(n: int, k: int, config: KMeansConfig) -> None:
     if k < 1 or config.niter < 1 or config.max_points_per_centroid < 1:
         raise UsageError(f"--clusters, --niter and --max-points-per-centroid must be >= 1 (got {k}, {config.niter},"
                          f" {config.max_points_per_centroid})")
+    if n == 0:
+        raise UsageError("the run has no embedded samples to cluster (every sample was quarantined, or none was "
+                         "ingested)")
     if n < k:
         raise UsageError(f"--clusters {k} is more than the {n} embeddings to cluster; pass a smaller --clusters")
 

@@ -117,7 +117,7 @@ def keep_counts(sizes: np.ndarray, fraction: float, allow_empty: bool = False) -
     UsageError when a bin would keep none, unless allow_empty."""
     sizes = np.asarray(sizes, dtype=np.int64)
     total = int(sizes.sum() * fraction)
-    exact = sizes * (total / sizes.sum())
+    exact = sizes * (total / max(1, sizes.sum()))  # no bins at all: an empty input keeps nothing
     counts = np.floor(exact).astype(np.int64)
     order = np.lexsort((np.arange(len(sizes)), -(exact - counts)))
     counts[order[: total - int(counts.sum())]] += 1

@@ -71,7 +71,10 @@ def quotas(probability: np.ndarray, size: np.ndarray, total: int, lower: int = 1
     """
     size = size.astype(np.int64)
     lb, ub = np.minimum(lower, size).astype(np.float64), size.astype(np.float64)
-    if total > ub.sum() or total < lb.sum():
+    if total > ub.sum():
+        raise UsageError(f"DBP cannot keep {total} samples from {int(ub.sum())}, all its input holds; pass a smaller "
+                         "--keep-fraction (of the whole embedded pool) or a --where that selects more")
+    if total < lb.sum():
         raise UsageError(f"DBP cannot keep {total} samples from {int(ub.sum())} in {int((size > 0).sum())} non-empty"
                          f" clusters (each keeps at least {lower}); change --keep-fraction or --clusters")
     target = total * probability

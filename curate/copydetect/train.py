@@ -7,11 +7,12 @@ of another image, as SSCD measures it: the other view of its own image is no nei
 warmup and cosine decay. No labels or captions are read. Images are resized whole (nothing cropped) to the model's
 input side.
 
-The folder gets train_config.json (the options, written first), checkpoint.pt after every epoch (weights and
-optimizer state, read back with weights_only=True; each epoch's random draws come from (seed, epoch), so a killed
-run resumed from its checkpoint ends with the same weights as one that was not killed), and when done the model
-(copy_detector.json + model.safetensors, curate.copydetect.model) and train_info.json. A rerun of a finished
-folder with the same options returns its summary; other options are refused.
+The folder gets train_config.json (the options, written once the images are read: a refused request leaves no
+folder), checkpoint.pt after every epoch (weights and optimizer state, read back with weights_only=True; each
+epoch's random draws come from (seed, epoch), so a killed run resumed from its checkpoint ends with the same
+weights as one that was not killed), and when done the model (copy_detector.json + model.safetensors,
+curate.copydetect.model) and train_info.json. A rerun of a finished folder with the same options returns its
+summary; other options are refused.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from curate.rundir import RunDir
 CONFIG_FILE, CHECKPOINT, INFO_FILE = "train_config.json", "checkpoint.pt", "train_info.json"
 
 
-def _start_folder(out: Path, options: dict) -> None:
-    """Creates `out` with its options file, or checks an earlier run's options match; raises UsageError."""
+def _check_folder(out: Path, options: dict) -> None:
+    """Raises UsageError unless `out` is new, empty, or an earlier run's folder with the same options; writes
+    nothing."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the copy detector")
     path = out / CONFIG_FILE
@@ -48,10 +50,8 @@ def _start_folder(out: Path, options: dict) -> None:
         if earlier != options:
             changed = sorted(k for k in options if earlier.get(k) != options[k])
             raise UsageError(f"{out} was trained with other options ({', '.join(changed)}); give a new --out folder")
-        return
-    if out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(out.iterdir()):
         raise UsageError(f"--out {out} holds other files; give a new folder (or an earlier train-copy-detector one)")
-    RunDir(out).write_json(CONFIG_FILE, options)
 
 
 def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: str | None = None,
@@ -64,7 +64,7 @@ def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: 
     out = Path(out)
     # the augmentations are recorded too, so a folder trained with other ones is not resumed with these
     options = json.loads(json.dumps(asdict(config) | dict(where=where, augment=asdict(AugmentConfig()))))
-    _start_folder(out, options)
+    _check_folder(out, options)
     if (out / INFO_FILE).exists():
         return json.loads((out / INFO_FILE).read_text())
     pixels = load_pairs(run, where, config.image_size, progress=progress, square=True).pixels
@@ -73,6 +73,7 @@ def train_copy_detector(run: RunDir, out: Path, config: CopyTrainConfig, where: 
                         [:config.max_images]]
     if len(pixels) < 2:
         raise UsageError(f"{len(pixels)} image(s) selected; a copy detector needs at least 2 to tell apart")
+    RunDir(out).write_json(CONFIG_FILE, options)
     model_config = DescriptorConfig(arch=config.arch, dim=config.dim, image_size=config.image_size,
                                     width=config.width)
     model = build_descriptor(model_config, config.seed).to(device)

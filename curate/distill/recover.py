@@ -92,10 +92,20 @@ def plan_slices(classes: int, ipc: int, class_batch: int) -> list[tuple[int, tup
     return [(index, group) for index in range(ipc) for group in groups]
 
 
+def checkpoint_teacher(data: LabelledImages, options: Any) -> torch.nn.Module:
+    """Returns the --teacher-checkpoint's teacher for the selection's shape; raises UsageError for a file that is not
+    a checkpoint of that shape (what `curate distill` checks before it writes anything)."""
+    from curate.distill.teacher import load_checkpoint
+
+    config = teacher_config(options)
+    return load_checkpoint(options.teacher_checkpoint, config.arch, data.images.shape[1], len(data.classnames),
+                           data.images.shape[-1], config.width, config.depth)
+
+
 def squeeze(data: LabelledImages, options: Any, folder: Path) -> Path:
     """Returns the path of the set's teacher, folder/teacher.safetensors: the one there when it fits the
     selection's shape and the options' architecture, else one trained now (or read from --teacher-checkpoint)."""
-    from curate.distill.teacher import load_checkpoint, save_teacher, shape_meta, teacher_meta, train_teacher
+    from curate.distill.teacher import save_teacher, shape_meta, teacher_meta, train_teacher
 
     config, path = teacher_config(options), folder / TEACHER
     channels, classes, size = data.images.shape[1], len(data.classnames), data.images.shape[-1]
@@ -105,8 +115,7 @@ def squeeze(data: LabelledImages, options: Any, folder: Path) -> Path:
         return path
     began = time.perf_counter()
     if options.teacher_checkpoint is not None:
-        model = load_checkpoint(options.teacher_checkpoint, config.arch, channels, classes, size, config.width,
-                                config.depth)
+        model = checkpoint_teacher(data, options)
     else:
         black = [-m / s for m, s in zip(data.mean, data.std, strict=True)]
         model = train_teacher(data.images, data.labels, classes, config, options.seed, pad_value=black)

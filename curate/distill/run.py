@@ -3,7 +3,7 @@ the expert trajectories, then distill from a checkpoint; CDA and SRe2L: train a 
 curate.distill.recover; each resumable) and write the set (curate.distill.output).
 
     RUN/distilled/<name>/
-      options.json     the options the set is made with (written first; a rerun with others is refused)
+      options.json     the options, once the request is checked (a rerun with others is refused)
       source.json      the versions of the stages its selection reads (a resume on changed ones is refused)
       experts/         TESLA: expert_<i>.safetensors trajectories (a rerun skips the complete ones)
       checkpoint.pt    TESLA: the distillation's own checkpoint (a rerun resumes from it)
@@ -181,21 +181,6 @@ def _recover(data: LabelledImages, options: DistillOptions, folder: Path, map_fn
 METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla, "cda": _recover, "sre2l": _recover}
 
 
-def _recorded(folder: Path, options: DistillOptions) -> dict | None:
-    """Returns the finished set's distilled.json when the folder holds one made with `options`, else None; raises
-    UsageError when the folder's set was made with other options."""
-    recorded = folder / OPTIONS
-    if not recorded.exists():
-        return None
-    before, now = json.loads(recorded.read_text()), options.as_dict()
-    if before != now:
-        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-        raise UsageError(f"{folder} was distilled with other options ({', '.join(changed)} differ); pick another "
-                         "--name, or remove the folder to redo it")
-    done = folder / RESULT
-    return json.loads(done.read_text()) if done.exists() else None
-
-
 def expert_map(runner: str | Runner, desc: str = "experts") -> Callable:
     """Returns the map_fn of a method's parallel work (experts, recovered slices): the builtin map (one after
     another, each saved as it finishes) for the local runner, else the runner's map (Ray tasks), whose results
@@ -216,35 +201,68 @@ def distill_run(run: RunDir, name: str, options: DistillOptions, runner: str | R
                 progress: bool = False, checkpoint_every: int = 100) -> dict:
     """Distills the run's selection into RUN/distilled/<name>/ (resuming an interrupted one with the same options)
     and rebuilds the catalog; returns the set's distilled.json contents, plus `folder`. Raises UsageError for bad
-    options, other options than the set was made with, a class with fewer than ipc images, or no labelled
-    images. `checkpoint_every` (iterations) decides only how much an interruption loses, not the result."""
-    from curate.catalogs import build_catalog
+    options, other options than the set was made with, a class with fewer than ipc images, no labelled images or
+    a teacher checkpoint that does not fit (such a refusal writes nothing). `checkpoint_every` (iterations) decides
+    only how much an interruption loses, not the result."""
     from curate.distill.output import write_set
-    from curate.distill.source import labelled_selection
 
     options.check()
     folder = set_folder(run, name)
     if not (run.path / "manifest.json").exists():
         raise UsageError(f"{run.path} is not a run folder; run `curate ingest INPUTS --run RUN` first")
+    finished = _finished(run, folder, options)
+    if finished is not None:
+        return finished
+    data = _selection(run, options, progress)  # before the set's folder exists: a refusal leaves no file behind
     with RunDir(folder).writing():
-        finished = _recorded(folder, options)
-        if finished is not None:  # done: only make sure the catalog lists it (its last build may have failed)
-            with run.writing():
-                build_catalog(run)
-            return finished | {"folder": str(folder)}
-        data = labelled_selection(run, options.where, options.label_column, options.image_size, progress,
-                                  options.zeroshot_classes)
-        small = {c: n for c, n in data.class_counts().items() if n < options.ipc}
-        if small:
-            cls, count = next(iter(small.items()))
-            raise UsageError(f"class {cls!r} has {count} images, fewer than --ipc {options.ipc}"
-                             + (f" ({len(small)} classes do)" if len(small) > 1 else ""))
+        finished = _finished(run, folder, options)  # another process may have finished it meanwhile
+        if finished is not None:
+            return finished
         _check_source(run, folder, options)
-        RunDir(folder).write_json(OPTIONS, options.as_dict())  # once the request is known to be good
+        RunDir(folder).write_json(OPTIONS, options.as_dict())
         work = expert_map(runner, "experts" if options.method == "tesla" else "slices")
         result = METHODS[options.method](data, options, folder, work, progress, checkpoint_every)
         summary = write_set(run, folder, name, data, result, options.as_dict(), _source(run, options, data))
     return summary | {"folder": str(folder)}
+
+
+def _finished(run: RunDir, folder: Path, options: DistillOptions) -> dict | None:
+    """Returns the finished set's distilled.json plus `folder` when the folder holds one made with `options`, after
+    rebuilding the catalog so it lists the set (its last build may have failed); else None. Raises UsageError when
+    the folder's set was made with other options."""
+    from curate.catalogs import build_catalog
+
+    if not (folder / OPTIONS).exists():
+        return None
+    before, now = json.loads((folder / OPTIONS).read_text()), options.as_dict()
+    if before != now:
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        raise UsageError(f"{folder} was distilled with other options ({', '.join(changed)} differ); pick another "
+                         "--name, or remove the folder to redo it")
+    if not (folder / RESULT).exists():
+        return None
+    with run.writing():
+        build_catalog(run)
+    return json.loads((folder / RESULT).read_text()) | {"folder": str(folder)}
+
+
+def _selection(run: RunDir, options: DistillOptions, progress: bool) -> LabelledImages:
+    """Returns the labelled selection once the method can start from it: at least --ipc images in every class and a
+    --teacher-checkpoint that fits it; raises UsageError otherwise, having written nothing."""
+    from curate.distill.source import labelled_selection
+
+    data = labelled_selection(run, options.where, options.label_column, options.image_size, progress,
+                              options.zeroshot_classes)
+    small = {c: n for c, n in data.class_counts().items() if n < options.ipc}
+    if small:
+        cls, count = next(iter(small.items()))
+        raise UsageError(f"class {cls!r} has {count} images, fewer than --ipc {options.ipc}"
+                         + (f" ({len(small)} classes do)" if len(small) > 1 else ""))
+    if options.teacher_checkpoint is not None:  # a setting of cda and sre2l only (check)
+        from curate.distill.recover import checkpoint_teacher
+
+        checkpoint_teacher(data, options)
+    return data
 
 
 def stage_versions(run: RunDir, where: str | None, reads: tuple[str, ...] = ()) -> dict[str, str | None]:
@@ -283,8 +301,7 @@ def _source(run: RunDir, options: DistillOptions, data: LabelledImages) -> dict:
     source = dict(where=options.where, label_column=options.label_column,
                   stage_versions=stage_versions(run, options.where, label_stages(options)), selected=data.selected,
                   used=len(data.uids), unlabelled=data.unlabelled, skipped=data.skipped,
-                  undecodable_uids=data.undecodable,
-                  class_counts=data.class_counts())
+                  undecodable_uids=data.undecodable, class_counts=data.class_counts())
     if options.zeroshot_classes is not None:
         source["zeroshot"] = describe(run, options.zeroshot_classes)
     return source

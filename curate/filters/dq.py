@@ -30,6 +30,8 @@ from curate.rundir import RunDir
 from curate.stages.pool import Pool, PoolResult, embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
+BINS_SCHEMA = pa.schema([("group", pa.int64()), ("bin", pa.int64()), ("size", pa.int64()), ("kept", pa.int64()),
+                         ("to_bin_centroid", pa.float64()), ("to_input_centroid", pa.float64())])
 
 
 def group_bins(vectors: np.ndarray, item: tuple[np.ndarray, int, str]) -> list[np.ndarray]:
@@ -147,8 +149,9 @@ class DQ(ClusterMethod):
         return PoolResult({"dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep}, counts, tables={"bins": table})
 
     def bins_table(self, vectors: np.ndarray, rows: np.ndarray, groups, per_group, keep: np.ndarray) -> pa.Table:
-        """Returns per bin: group, bin, size, kept, and mean similarity to its own centroid and to the input's."""
-        pool_centre = vectors[rows].mean(axis=0)
+        """Returns per bin: group, bin, size, kept, and mean similarity to its own centroid and to the input's (no
+        rows, the same columns, for an empty input)."""
+        pool_centre = vectors[rows].mean(axis=0) if rows.any() else None
         records = []
         for (group, *_), bins in zip(groups, per_group, strict=True):
             for k, members in enumerate(bins):
@@ -156,4 +159,4 @@ class DQ(ClusterMethod):
                 records.append(dict(group=group, bin=k, size=len(members), kept=int(keep[members].sum()),
                                     to_bin_centroid=_centroid_similarity(x, x.mean(axis=0)),
                                     to_input_centroid=_centroid_similarity(x, pool_centre)))
-        return pa.Table.from_pylist(records)
+        return pa.Table.from_pylist(records, schema=BINS_SCHEMA)

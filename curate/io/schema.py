@@ -31,6 +31,12 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
+# An ingest completion marker (_done/ingest/<shard_id>.json): the shard and its counts; the catalog's `shards` view.
+SHARD_MARKER_SCHEMA = pa.schema(
+    [("shard_id", pa.string()), ("shard", pa.string()), ("kind", pa.string()), ("read", pa.int64()),
+     ("accepted", pa.int64()), ("quarantined", pa.int64()), ("shard_errors", pa.int64())]
+)
+
 
 def embeddings_schema(dim: int) -> pa.Schema:
     """Returns the schema of an embeddings table with `dim`-wide L2-normalized float32 vectors."""

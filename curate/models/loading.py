@@ -7,6 +7,7 @@ torch.load(weights_only=True); its refusals get curate.models.weights' one-line 
 
 import contextlib
 import difflib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from curate.models.weights import first_line, weights_refusal
 DEFAULT_MODEL = "curate-tiny"
 CONFIG_DIR = Path(__file__).parent / "configs"
 FOLDER_CONFIG = "open_clip_config.json"
+FOLDER_WEIGHTS = ("*.safetensors", "*.bin", "*.pth")  # what open_clip loads from a local-dir folder
 SCHEMAS = ("hf-hub:", "local-dir:")
 
 
@@ -55,8 +57,7 @@ def resolve_model(spec: ModelSpec) -> tuple[str, str | None]:
     register_configs()
     folder = Path(spec.model)
     if folder.is_dir():
-        if not (folder / FOLDER_CONFIG).is_file():
-            raise UsageError(f"model folder {spec.model} has no {FOLDER_CONFIG}; give a folder from `curate train-dfn`")
+        check_folder(folder)
         return f"local-dir:{folder.resolve()}", _no_pretrained(spec)
     if spec.model.startswith(SCHEMAS):
         return spec.model, _no_pretrained(spec)
@@ -69,6 +70,23 @@ def resolve_model(spec: ModelSpec) -> tuple[str, str | None]:
         return name, spec.pretrained
     _check_tag(name, spec.pretrained)
     return name, spec.pretrained
+
+
+def check_folder(folder: Path) -> None:
+    """Raises UsageError saying what a model folder lacks: a readable FOLDER_CONFIG with a model_cfg (vision_cfg,
+    embed_dim), or a weights file (open_clip would give random weights without one); returns nothing."""
+    broken = f"model folder {folder} is not a complete open_clip model folder (as `curate train-dfn` writes)"
+    try:
+        config = json.loads((folder / FOLDER_CONFIG).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{broken}: it has no {FOLDER_CONFIG}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{broken}: its {FOLDER_CONFIG} does not read as JSON ({exc})") from None
+    model_cfg = config.get("model_cfg") if isinstance(config, dict) else None
+    if not isinstance(model_cfg, dict) or not {"vision_cfg", "embed_dim"} <= model_cfg.keys():
+        raise UsageError(f"{broken}: its {FOLDER_CONFIG} has no model_cfg with vision_cfg and embed_dim")
+    if not any(any(folder.glob(pattern)) for pattern in FOLDER_WEIGHTS):
+        raise UsageError(f"{broken}: it has no weights file (open_clip_model.safetensors)")
 
 
 def _no_pretrained(spec: ModelSpec) -> None:
@@ -150,10 +168,18 @@ def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
         refused = weights_refusal(exc, pretrained if pretrained and os.path.isfile(pretrained) else spec.model)
         if refused is not None:  # open_clip reads checkpoints with torch.load(weights_only=True)
             raise refused from None
-        raise UsageError(
-            f"could not load {spec.model} ({pretrained or 'no weights'}): {first_line(exc)}; "
-            "without network access pass a model folder or --pretrained CHECKPOINT"
-        ) from None
+        raise UsageError(_load_error(spec, name, pretrained, first_line(exc))) from None
+
+
+def _load_error(spec: ModelSpec, name: str, pretrained: str | None, error: str) -> str:
+    """Returns the one-line error for a model that did not load with `error`, saying what to fix for its kind."""
+    if name.startswith("local-dir:"):
+        return (f"could not load the model folder {spec.model}: its weights do not read or do not fit its config "
+                f"({error}); give a complete folder from `curate train-dfn`")
+    if pretrained is not None and os.path.isfile(pretrained):
+        return f"could not load the checkpoint {pretrained} into {name}: {error}; pass a state dict of that model"
+    return (f"could not load {spec.model} ({pretrained or 'no weights'}): {error}; without network access pass a "
+            "model folder or --pretrained CHECKPOINT")
 
 
 def scratch_model(name: str, seed: int, device: str = "auto") -> LoadedModel:

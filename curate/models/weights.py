@@ -23,9 +23,11 @@ _PICKLED_OBJECT = re.compile(r"\bglobal\b|is blocked", re.IGNORECASE)
 
 
 def first_line(exc: BaseException) -> str:
-    """Returns the exception's type and the first line of its message, at most 160 characters."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+    """Returns the exception's type and the first line of its message (two when the first ends in ':', as torch's
+    "Error(s) in loading state_dict ...:" does before saying what), at most 300 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = " ".join(lines[:2] if lines and lines[0].endswith(":") else lines[:1])
+    return f"{type(exc).__name__}: {detail[:300]}" if detail else type(exc).__name__
 
 
 def is_torchscript(path: str | Path) -> bool:

@@ -3,14 +3,17 @@ machine, each set up once; the parent alone writes the run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
+from curate.errors import UsageError
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
 from curate.runners.base import Runner, ShardJob, encode_output
@@ -38,6 +41,19 @@ def _map_item(item: Any) -> Any:
     return fn(shared, item)
 
 
+@contextlib.contextmanager
+def _pool_errors() -> Iterator[None]:
+    """Turns a broken process pool into a UsageError saying what to fix (a worker's own exception passes through)."""
+    try:
+        yield
+    except BrokenProcessPool as exc:
+        raise UsageError(
+            f"the --workers pool broke: a worker process exited before finishing its task ({exc}); a script that runs "
+            "curate with --workers must guard its entry with `if __name__ == \"__main__\":` (each worker imports "
+            "the script again), else rerun with --workers 1 to see the worker's own error"
+        ) from None
+
+
 @dataclass(frozen=True)
 class LocalRunner(Runner):
     """Runs on this machine: `workers` processes (default 1: in this process, no pool)."""
@@ -58,7 +74,7 @@ class LocalRunner(Runner):
                     run.commit(encode_output(job.name, task, job.process(task)))
                     bar.update(1)
                 return
-            with self._pool(_init_job, (job,), len(tasks)) as pool:
+            with _pool_errors(), self._pool(_init_job, (job,), len(tasks)) as pool:
                 for done in as_completed([pool.submit(_process_shard, task) for task in tasks]):
                     run.commit(done.result())
                     bar.update(1)
@@ -67,7 +83,7 @@ class LocalRunner(Runner):
         """Returns [fn(shared, item) for item in items], in this process or spread over the pool."""
         if (self.workers or 1) == 1 or len(items) < 2:
             return [fn(shared, item) for item in tqdm(items, desc=desc, unit="task", disable=not self.progress)]
-        with self._pool(_init_map, (fn, shared), len(items)) as pool:
+        with _pool_errors(), self._pool(_init_map, (fn, shared), len(items)) as pool:
             futures = [pool.submit(_map_item, item) for item in items]
             for _ in tqdm(as_completed(futures), total=len(items), desc=desc, unit="task", disable=not self.progress):
                 pass

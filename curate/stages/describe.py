@@ -106,7 +106,7 @@ def describe(run: RunDir, model: str, name: str = "copy", runner: str | Runner =
                       ReadOptions(**ingest_entry["config"]["options"]), batch_size, device, trust_torchscript)
     step = StageRun(job.name, config, ("ingest",), hint=f"curate embed RUN --model MODEL --as {name}")
     runner = as_runner(runner, **runner_options)
-    with stage_step(run, step) as record:
+    with stage_step(run, step) as (record, _):
         tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
         ran = run_shard_job(job, tasks, run, runner)
         described = sum(m["described"] for m in run.markers(job.name))

@@ -68,6 +68,11 @@ class EmbedJob(ShardImageJob):
     def __post_init__(self):
         self._loaded = None
 
+    def check(self) -> None:
+        """Loads the model once on the CPU, and lets it go: a model that does not load is a one-line error before
+        the stage is recorded, not one in every worker; returns nothing."""
+        load_model(self.spec, "cpu")
+
     def setup(self) -> None:
         """Loads the model once per worker."""
         self._loaded = load_model(self.spec, self.device)
@@ -133,7 +138,7 @@ def embed(
     job = EmbedJob(str(run.path), spec, shape.image_size, shape.embed_dim, options, batch_size, device)
     step = StageRun("embed", embed_config(spec), ("ingest",), refuse_changes=True,
                     hint="curate embed RUN --model MODEL")
-    with stage_step(run, step) as record:
+    with stage_step(run, step, job.check) as (record, _):
         tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
         ran = run_shard_job(job, tasks, run, runner)
         embedded = sum(m["embedded"] for m in run.markers("embed"))

@@ -47,7 +47,7 @@ def ingest(
     check_run_folder(run.path)
     step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
                     score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")
-    with stage_step(run, step) as record:
+    with stage_step(run, step) as (record, _):
         ran = run_shard_job(IngestJob(options), tasks, run, runner)
         write_duplicate_uids(run)
         build_catalog(run)

@@ -4,8 +4,8 @@ A method is a frozen dataclass of its options (declared with curate.options.opti
 mathematics: `compute(pool) -> PoolResult`, one value per embedded sample for each of its declared `columns`.
 This base does the rest, the same way for every method: it checks the keep fraction, plans the step in the
 stage graph (refusing one that would make its own input stale), runs the stages it needs first, selects its
-input with `where`, enforces the `<name>_` column prefix, writes scores/<name>/ and concepts/<name>.parquet,
-records the stage and rebuilds the catalog.
+input with `where`, enforces the `<name>_` column prefix and computes; only then does it record the stage (a method
+that refuses its input records nothing), write scores/<name>/ and concepts/<name>.parquet, and rebuild the catalog.
 """
 
 from __future__ import annotations
@@ -149,12 +149,8 @@ def _run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
     pool = Pool(run, load_embeddings(run, None), np.zeros(0, bool), runner)
     method.run_upstream(pool)
     step = method.step(run)  # upstream stages may have changed the columns the predicate names
-    with stage_step(run, step) as record:
-        pool.rows = selected_rows(run, pool.index, step.where)
-        result = method.compute(pool)
-        if set(result.columns) != set(method.columns):
-            raise TypeError(f"{type(method).__name__} returned columns {sorted(result.columns)}, "
-                            f"declared {sorted(method.columns)}")
+    # The method computes before the stage is recorded: one that refuses its input leaves the run as it was.
+    with stage_step(run, step, lambda: _computed(method, pool, step.where)) as (record, result):
         columns = {k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in result.columns.items()}
         write_scores(run, method.name, pool.index, columns, rows=None if step.where is None else pool.rows)
         if result.clusters is not None:
@@ -164,3 +160,16 @@ def _run_pool_method(run: RunDir, method: PoolMethod, runner: Runner) -> dict:
         record["counts"] = result.counts
     return result.counts
 
+
+def _computed(method: PoolMethod, pool: Pool, where: str | None) -> PoolResult:
+    """Returns the method's result over the rows `where` selects (all of its work that writes nothing); raises
+    TypeError for columns other than those it declares, or a table of its own without columns."""
+    pool.rows = selected_rows(pool.run, pool.index, where)
+    result = method.compute(pool)
+    name = type(method).__name__
+    if set(result.columns) != set(method.columns):
+        raise TypeError(f"{name} returned columns {sorted(result.columns)}, declared {sorted(method.columns)}")
+    for table, rows in result.tables.items():
+        if not rows.num_columns:  # Parquet cannot hold a table without columns: give an empty one its schema
+            raise TypeError(f"{name} returned its {table} table without columns")
+    return result

@@ -77,7 +77,7 @@ class ScoreJob(ShardJob):
 def run_score_stage(run: RunDir, stage: ScoreStage, runner: Runner) -> dict:
     """Scores every shard of an ingested run (resuming; recomputing if the options changed); returns counts."""
     step = StageRun(stage.name, option_values(stage), ("ingest",), columns=stage.columns, hint=stage.hint)
-    with stage_step(run, step) as record:
+    with stage_step(run, step) as (record, _):
         tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
         ran = run_shard_job(ScoreJob(str(run.path), stage), tasks, run, runner)
         markers = run.markers(stage.name)

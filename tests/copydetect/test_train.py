@@ -90,6 +90,16 @@ def test_bad_arguments_get_one_line_errors(run, tmp_path, capsys, args, message)
     code = main(["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), "--epochs", "1", *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()  # no train_config.json to refuse the corrected command
+
+
+def test_a_predicate_that_fails_leaves_no_folder_and_the_corrected_command_trains(run, tmp_path, capsys):
+    args = ["train-copy-detector", str(run.path), "--out", str(tmp_path / "m"), "--epochs", "1", "--batch-size",
+            "8", "--max-images", "8", "--image-size", "16", "--dim", "8", "--width", "4"]
+    assert main([*args, "--where", "CAST(caption AS INTEGER) > 0"]) == 2  # parses, fails on the data
+    assert "invalid --where predicate" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    assert main([*args, "--where", "width > 0"]) == 0
 
 
 def test_the_command_trains_and_prints_its_summary(run, tmp_path, capsys):

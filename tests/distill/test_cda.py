@@ -212,7 +212,27 @@ def test_bad_cda_options_are_one_line_errors(run, capsys, extra, message):
     assert main(["distill", str(run.path), "--name", "fresh", *TINY_CDA, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
-    assert not (run.path / "distilled" / "fresh").exists() or not any((run.path / "distilled" / "fresh").iterdir())
+    assert not (run.path / "distilled" / "fresh").exists()
+
+
+def test_a_refused_request_writes_nothing_and_locks_nothing(run, tmp_path, capsys):
+    args = ["distill", str(run.path), "--name", "ckpt", *TINY_CDA, "--relabel-epochs", "0"]
+    folder = run.path / "distilled" / "ckpt"
+    torch.manual_seed(0)
+    wrong, junk, good = tmp_path / "wrong.pth", tmp_path / "junk.pth", tmp_path / "good.pth"
+    torch.save(build_teacher("convnet", 3, 5, 8, width=4, depth=1).state_dict(), wrong)  # 5 classes, not 2
+    junk.write_bytes(b"junk")
+    torch.save(build_teacher("convnet", 3, 2, 8, width=4, depth=1).state_dict(), good)
+    for extra, message in [(["--teacher-checkpoint", str(wrong)], "does not fit a convnet teacher of 2 classes"),
+                           (["--teacher-checkpoint", str(junk)], "cannot read --teacher-checkpoint"),
+                           (["--ipc", "7"], "fewer than --ipc 7")]:  # a class has 6 images
+        capsys.readouterr()
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not folder.exists()
+    assert main([*args, "--teacher-checkpoint", str(good)]) == 0  # not refused for other options than the bad one
+    assert json.loads((folder / "options.json").read_text())["teacher_checkpoint"] == str(good)
 
 
 def test_sre2l_is_cda_without_the_curriculum(run):

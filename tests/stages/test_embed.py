@@ -1,10 +1,13 @@
 """The embedding stage on real tiny open_clip models, on both runners."""
 
+import shutil
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from curate.catalogs import connect
+from curate.cli.main import main
 from curate.errors import UsageError
 from curate.models import ModelSpec
 from curate.models.encode import encode_batch, image_to_pixels
@@ -81,3 +84,36 @@ def test_rerun_resumes_and_another_model_is_refused(pool, tmp_path):
 def test_embedding_needs_an_ingested_run(tmp_path):
     with pytest.raises(UsageError, match="no completed ingest stage"):
         embed(RunDir(tmp_path / "nothing"), TINY)
+
+
+def tiny_folder(folder):
+    """Returns `folder`: the tiny model with its random weights saved as an open_clip model folder."""
+    import open_clip
+
+    from curate.models.train import save_model_folder
+
+    model = load_model(TINY, "cpu").model
+    return save_model_folder(model, open_clip.get_model_config("curate-tiny"), model.visual.preprocess_cfg, folder)
+
+
+BROKEN_FOLDERS = {  # what breaks a model folder -> what the error says
+    lambda d: (d / "open_clip_model.safetensors").unlink(): "it has no weights file",
+    lambda d: (d / "open_clip_model.safetensors").write_bytes(b"junk"): "its weights do not read",
+    lambda d: (d / "open_clip_config.json").write_text("{not json"): "open_clip_config.json does not read as JSON",
+    lambda d: (d / "open_clip_config.json").write_text("{}"): "has no model_cfg with vision_cfg and embed_dim",
+}
+
+
+def test_a_broken_model_folder_is_refused_before_the_stage_is_recorded(pool, tmp_path, capsys):
+    run = RunDir(tmp_path / "run")
+    ingest([str(pool / "a.tar")], run, progress=False)
+    good = tiny_folder(tmp_path / "good")
+    for i, (break_folder, message) in enumerate(BROKEN_FOLDERS.items()):
+        broken = shutil.copytree(good, tmp_path / f"broken{i}")
+        break_folder(broken)
+        capsys.readouterr()
+        assert main(["embed", str(run.path), "--model", str(broken)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "network" not in err, err
+        assert list(run.manifest()["stages"]) == ["ingest"] and not (run.path / "embeddings").exists()
+    assert main(["embed", str(run.path), "--model", str(good)]) == 0  # the right model is not locked out

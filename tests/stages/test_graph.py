@@ -1,5 +1,5 @@
 """The stage graph: invalidation of what read an older stage, refusal of a step that would stale its own input,
-the stages table, column clashes, and a failed step leaving the run queryable."""
+the stages table, column clashes, and a failed step recording only what it started, the run still queryable."""
 
 from dataclasses import dataclass
 
@@ -108,7 +108,7 @@ def test_a_column_clash_is_refused_and_a_column_without_the_prefix_cannot_be_dec
 
 @dataclass(frozen=True, kw_only=True)
 class Failing(PoolMethod):
-    """A whole-pool method that fails halfway, as a killed or broken run would."""
+    """A whole-pool method that fails while computing, as a broken one would."""
 
     name = "failing"
     columns = ("failing_keep",)
@@ -118,11 +118,42 @@ class Failing(PoolMethod):
         raise RuntimeError("halfway")
 
 
-def test_a_failed_step_is_incomplete_and_the_run_stays_queryable(embedded_run):
+@dataclass(kw_only=True)
+class FailingOnShard1(ScoreStage):
+    """A per-shard stage that fails on shard 1 after committing shard 0, as a killed run would."""
+
+    name = "halfway"
+    columns = ("halfway_keep",)
+
+    def process_batch(self, samples: pa.Table) -> pa.Table:
+        if samples["shard"][0].as_py().endswith("1.tar"):
+            raise RuntimeError("shard 1")
+        return pa.table({"uid": samples["uid"], "halfway_keep": pa.array([True] * samples.num_rows)})
+
+
+def test_a_failed_step_records_only_what_it_started_and_the_run_stays_queryable(embedded_run):
     kept = DFNFilter(keep_fraction=0.5).apply(embedded_run)["kept"]
+    before = embedded_run.manifest()
     with pytest.raises(RuntimeError, match="halfway"):
         Failing().apply(embedded_run, progress=False)
-    assert status(embedded_run)["failing"] == "incomplete"
+    assert embedded_run.manifest() == before  # it failed before writing anything: nothing to record
+    with pytest.raises(RuntimeError, match="shard 1"):
+        FailingOnShard1().apply(embedded_run, progress=False)
+    assert status(embedded_run)["halfway"] == "incomplete"  # shard 0 is committed: a rerun resumes from it
     assert connect(embedded_run).execute("SELECT count(*) FILTER (dfn_keep) FROM samples").fetchone() == (kept,)
     with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
         Failing(keep_fraction=1.5)
+
+
+def test_a_step_reading_its_own_columns_or_a_stage_that_read_it_is_refused(datacomp_run):
+    from curate.filters.dq import DQ
+    from curate.filters.neardup import NearDup
+
+    NearDup(threshold=0.99, descriptor="image").apply(datacomp_run, progress=False)
+    DQ(keep_fraction=0.5, bins=2, per="none", where="neardup_keep").apply(datacomp_run, progress=False)
+    before = datacomp_run.manifest()
+    with pytest.raises(UsageError, match="neardup reads dq, which read neardup"):
+        NearDup(threshold=0.9, descriptor="image", where="dq_keep").apply(datacomp_run, progress=False)
+    with pytest.raises(UsageError, match="dq would read its own columns"):
+        DQ(keep_fraction=0.5, bins=2, per="label", label_column="dq_bin").apply(datacomp_run, progress=False)
+    assert datacomp_run.manifest() == before

@@ -71,3 +71,17 @@ def test_killed_run_resumes_to_the_catalog_of_an_uninterrupted_run(tmp_path):
     reference = RunDir(tmp_path / "reference")
     assert ingest([str(pool)], reference, progress=False) == resumed
     assert catalog_snapshot(run) == catalog_snapshot(reference)
+
+
+def test_a_script_without_a_main_guard_gets_the_pool_error_in_one_line_and_an_empty_catalog(tmp_path):
+    clean_shard(tmp_path / "a.tar", 2)
+    run = tmp_path / "run"
+    script = tmp_path / "unguarded.py"  # --workers spawns processes that import this script again
+    command = ["ingest", str(tmp_path / "a.tar"), "--run", str(run), "--workers", "2"]
+    script.write_text(f"import sys\nfrom curate.cli.main import main\nsys.exit(main({command!r}))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    last = done.stderr.splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert last.startswith("curate: error: the --workers pool broke") and 'if __name__ == "__main__":' in last
+    assert catalog_snapshot(RunDir(run))["samples"] == []  # a run with no samples file still has a catalog
+    assert ingest([str(tmp_path / "a.tar")], RunDir(run), progress=False)["kept"] == 2  # and resumes
