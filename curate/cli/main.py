@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(argv: list[str] | None) -> int:
+    if _importing_main_in_a_worker():
+        raise UsageError("this script ran curate again inside a --workers process, which imports the script it starts "
+                         "from: guard its entry with `if __name__ == \"__main__\":`")
     args = build_parser().parse_args(argv)
     return args.handler(args) or 0
 
@@ -70,6 +73,16 @@ def guarded(command, *args) -> int:
     except KeyboardInterrupt:
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _importing_main_in_a_worker() -> bool:
+    """Returns whether this call comes from a spawned worker re-running the parent's main script at import."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "_fixup_main_from_path" and "multiprocessing" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 if __name__ == "__main__":

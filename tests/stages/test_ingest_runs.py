@@ -83,5 +83,6 @@ def test_a_script_without_a_main_guard_gets_the_pool_error_in_one_line_and_an_em
     last = done.stderr.splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert last.startswith("curate: error: the --workers pool broke") and 'if __name__ == "__main__":' in last
+    assert "being written by another curate process" not in done.stderr  # the workers say what is wrong too
     assert catalog_snapshot(RunDir(run))["samples"] == []  # a run with no samples file still has a catalog
     assert ingest([str(tmp_path / "a.tar")], RunDir(run), progress=False)["kept"] == 2  # and resumes
