@@ -1,6 +1,7 @@
-"""Reliability: hostile shards per fault class on both runners, and runs killed at random moments.
+"""Reliability: hostile shards per fault class on both runners, runs killed at random moments, hostile CLI use.
 
-    python benchmarks/reliability.py [--cases 20] [--kills 20] [--samples 600] [--parts faults,kills]
+    python benchmarks/reliability.py [--cases 20] [--kills 20] [--samples 600] [--hostile-samples 300]
+                                     [--parts faults,kills,hostile]
 
 Fault classes (curate.synth.hostile): for each class, `cases` shards of 8 samples, half of them carrying the
 fault, ingested on the local runner and on Ray: samples accounted for (every good one accepted, every faulty one
@@ -12,7 +13,11 @@ Kills: a synth pool through ingest, embed (the tiny model, from a checkpoint fil
 CLI. For each stage, `kills` times: the run as it was before the stage, the stage's command SIGKILLed at a
 uniformly random moment between Python's start-up and the end of its uninterrupted duration, the same command run
 again to the end, and the catalog (samples with every score column, quarantine, shards, accounting, embeddings,
-clusters) compared with the uninterrupted run's (target: identical every time). Writes results/reliability.json.
+clusters) compared with the uninterrupted run's (target: identical every time).
+
+Hostile use (issue 26; benchmarks/reliability_hostile.py): per class of misuse, `cases` commands drawn at random, run
+as a user runs them: crashes, losses and whether the run is usable after (target: 0 crashes, nothing lost). Writes
+results/reliability.json, keeping the figures of the parts not run.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from common import RESULTS, ensure_synth, write_results
+from reliability_hostile import measure_hostile
 
 # One thread each, so that faiss's k-means gives the same clusters in every process.
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
@@ -236,24 +242,29 @@ def measure_kills(work: Path, samples: int, kills: int) -> dict:
 def main() -> None:
     """Runs the benchmark, prints its figures and writes its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=20, help="shards per fault class")
+    parser.add_argument("--cases", type=int, default=20, help="shards per fault class, cases per hostile-use class")
     parser.add_argument("--kills", type=int, default=20, help="kills per stage")
     parser.add_argument("--samples", type=int, default=600, help="synth pool size of the kill test")
-    parser.add_argument("--parts", default="faults,kills")
+    parser.add_argument("--hostile-samples", type=int, default=300, help="synth pool size of the hostile-use part")
+    parser.add_argument("--parts", default="faults,kills,hostile")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-reliability")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    previous = RESULTS / "reliability.json"  # a run of one part keeps the other part's figures
+    previous = RESULTS / "reliability.json"  # a run of some parts keeps the other parts' figures
     results: dict = json.loads(previous.read_text()) if previous.exists() else {}
-    results["config"] = results.get("config", {}) | dict(cases=args.cases, kills=args.kills, samples=args.samples)
+    config = results.setdefault("config", {})
     if "faults" in args.parts:
         from curate.runners.ray import init_ray
 
         init_ray()
+        config["cases"] = args.cases
         results["faults"] = measure_faults(args.work / "faults", args.cases)
     if "kills" in args.parts:
+        config |= dict(kills=args.kills, samples=args.samples)
         results["kills"] = measure_kills(args.work / "kills", args.samples, args.kills)
+    if "hostile" in args.parts:
+        results["hostile"] = measure_hostile(args.work / "hostile", args.hostile_samples, args.cases)
     print(f"wrote {write_results('reliability', results)}")
 
 

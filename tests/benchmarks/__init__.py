@@ -15,6 +15,7 @@ def bench_module(filename: str) -> ModuleType:
     try:
         spec = importlib.util.spec_from_file_location(f"{Path(filename).stem}_bench", BENCHMARKS / filename)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:

@@ -1,5 +1,8 @@
-"""The kill test of benchmarks/reliability.py at a small size: ingest, embed, DFN, SemDeDup and DBP, each SIGKILLed
-once at a random moment and rerun, end with the catalog of an uninterrupted run."""
+"""benchmarks/reliability.py at a small size: the kill test (ingest, embed, DFN, SemDeDup and DBP, each SIGKILLed once
+at a random moment and rerun, end with the catalog of an uninterrupted run), and one case of each hostile-use class
+that holds on this branch."""
+
+import pytest
 
 from tests.benchmarks import bench_module
 
@@ -9,3 +12,26 @@ def test_every_stage_killed_at_a_random_moment_resumes_to_the_same_catalog(tmp_p
     assert list(result["stages"]) == ["ingest", "embed", "dfn", "semdedup", "dbp"]
     for stage, row in result["stages"].items():
         assert row["identical"] == row["trials"] == 1, stage
+
+
+HOLDING = ("sql --out", "export --out", "awkward run path", "awkward cwd", "read-only", "killed export")
+# Measured by `benchmarks/reliability.py --parts hostile`, asserted here once the fixes they wait on have landed.
+WAITING = {"failed step": "issue 26 items 8-9: a step is recorded only once its inputs are validated",
+           "empty selection": "issue 26 item 5: an empty selection gives an empty stage or a one-line refusal"}
+
+
+def test_every_hostile_use_class_is_asserted_or_named_as_waiting():
+    assert sorted([*HOLDING, *WAITING]) == sorted(bench_module("reliability_hostile.py").CLASSES)
+
+
+def test_hostile_use_of_the_command_line_crashes_nothing_and_loses_nothing(tmp_path):
+    result = bench_module("reliability_hostile.py").measure_hostile(tmp_path, samples=30, cases=1, classes=HOLDING)
+    rows = result["classes"]
+    assert list(rows) == list(HOLDING)
+    skipped = {name: row["skipped"] for name, row in rows.items() if "skipped" in row}
+    for name, row in rows.items():
+        if name not in skipped:
+            assert row["crashes"] == row["lost"] == row["wrong"] == 0, (name, row["problems"])
+            assert row["cases"] == 1 and row["usable"] == row["checked"], (name, row["problems"])
+    if skipped:
+        pytest.skip(f"the other classes hold; not measured on this machine: {skipped}")
