@@ -154,12 +154,15 @@ def _publish(staging: Path, out: Path, overwrite: bool) -> None:
 
 
 def write_file(out: Path, write: Callable[[Path], None]) -> None:
-    """Calls write(temporary path beside `out`) and renames the finished file to `out`; no file is left when it
-    raises."""
+    """Calls write(temporary path beside `out`), creating its folder first, and renames the finished file to `out`;
+    no file is left when it raises, and an OS error names `out`."""
     temp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         write(temp)
         os.replace(temp, out)
+    except OSError as exc:  # named by the path the user gave, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(out)) from None
     finally:
         temp.unlink(missing_ok=True)
 
