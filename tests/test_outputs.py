@@ -90,7 +90,7 @@ def awkward_names(seed: int, count: int) -> list[str]:
     return [f"r{i}" + "".join(c + "a" for c in characters[i::count]) for i in range(count)]
 
 
-@pytest.mark.parametrize("name", ["a,b", *awkward_names(seed=26, count=3)])
+@pytest.mark.parametrize("name", ["a,b", *awkward_names(seed=26, count=2)])
 def test_a_run_path_of_awkward_characters_ingests_queries_and_exports(tmp_path, name):
     shard = clean_shard(tmp_path / "s.tar", 2)
     run = RunDir(tmp_path / "runs" / name)

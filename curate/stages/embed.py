@@ -20,7 +20,7 @@ from curate.io.samples import ReadOptions
 from curate.io.schema import embeddings_schema
 from curate.io.sources import SourceImages
 from curate.models.encode import encode_batch, image_to_pixels
-from curate.models.loading import ModelSpec, config_of, load_model
+from curate.models.loading import ModelSpec, config_of, load_model, pick_device
 from curate.rundir import RunDir
 from curate.runners import ModelJob, Resources, Runner, as_runner, run_shard_job
 from curate.stages.samples import shard_samples
@@ -69,13 +69,19 @@ class EmbedJob(ShardImageJob):
         self._loaded = None
 
     def check(self) -> None:
-        """Loads the model once on the CPU, and lets it go: a model that does not load is a one-line error before
-        the stage is recorded, not one in every worker; returns nothing."""
-        load_model(self.spec, "cpu")
+        """Loads the model once on the CPU before the stage is recorded, so a model that does not load is a one-line
+        error there, not one in every worker; a CPU job in this process keeps it for setup(). Returns nothing."""
+        loaded = load_model(self.spec, "cpu")
+        self._loaded = loaded if pick_device(self.device) == "cpu" else None
 
     def setup(self) -> None:
-        """Loads the model once per worker."""
-        self._loaded = load_model(self.spec, self.device)
+        """Loads the model once per worker (a worker in this process uses the one check() loaded)."""
+        if self._loaded is None:
+            self._loaded = load_model(self.spec, self.device)
+
+    def __getstate__(self) -> dict:
+        """Returns the job's fields without a loaded model: workers elsewhere load their own."""
+        return self.__dict__ | {"_loaded": None}
 
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the two embeddings of a prepared batch: the model part."""

@@ -105,9 +105,12 @@ def test_an_empty_selection_gives_an_empty_stage_or_a_one_line_refusal(runs, tmp
     assert main(["status", str(run.path)]) == 0
 
 
-@pytest.mark.parametrize("where", ["CAST(caption AS INTEGER) > 0", "width // 0 = 1", "error('no')"])
-@pytest.mark.parametrize("method", [["dq", "--keep-fraction", "0.3", "--bins", "2", "--per", "none"],
-                                    ["neardup", "--threshold", "0.9", "--descriptor", "image"]])
+DQ = ["dq", "--keep-fraction", "0.3", "--bins", "2", "--per", "none"]
+NEARDUP = ["neardup", "--threshold", "0.9", "--descriptor", "image"]
+
+
+@pytest.mark.parametrize(("method", "where"), [(DQ, "CAST(caption AS INTEGER) > 0"), (NEARDUP, "width // 0 = 1"),
+                                               (DQ, "error('no')"), (NEARDUP, "CAST(caption AS INTEGER) > 0")])
 def test_a_predicate_that_fails_on_the_data_is_refused_and_records_nothing(runs, tmp_path, capsys, method, where):
     run = copy_of(runs, "planted", tmp_path)
     manifest = (run.path / "manifest.json").read_bytes()
