@@ -15,26 +15,46 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
 from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 
+# Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
+# progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
+VERBOSE = "CURATE_RAY_VERBOSE"
+
+
+def verbose() -> bool:
+    """Returns whether Ray's own console logging is asked for (CURATE_RAY_VERBOSE)."""
+    return os.environ.get(VERBOSE, "0") not in ("", "0")
+
 
 def init_ray() -> None:
-    """Connects to the cluster named by RAY_ADDRESS, or starts a local Ray; does nothing if connected."""
+    """Connects to the cluster named by RAY_ADDRESS, or starts a local Ray; does nothing if connected. Ray's console
+    logging stays at errors (a cluster's warnings too) unless CURATE_RAY_VERBOSE is set; Ray Data's own progress is
+    off, since the runner shows one bar per stage."""
     import ray
 
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.WARNING)
+    cluster = bool(os.environ.get("RAY_ADDRESS"))
+    level = logging.INFO if verbose() else logging.WARNING if cluster else logging.ERROR
+    if not verbose():
+        # Read by Ray Data whenever it sets up its loggers, in this process and in the workers, which inherit it.
+        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
+    logging.getLogger("ray").setLevel(level)  # ray.init's own start-up messages come before logging_level applies
+    if cluster:
+        ray.init(logging_level=level)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+        ray.init(include_dashboard=False, logging_level=level, configure_logging=True)
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def _cluster(resource: str) -> int:
@@ -103,16 +123,15 @@ class RayRunner(Runner):
 
     def run_shards(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
         """Runs the job on Ray and commits each shard through the driver."""
-        import ray
 
         init_ray()
-        ray.data.DataContext.get_current().enable_progress_bars = self.progress
-        if isinstance(job, ModelJob):
-            self._run_model_job(job, tasks, run)
-        else:
-            self._run_shard_job(job, tasks, run)
+        with tqdm(total=len(tasks), desc=job.name, unit="shard", disable=not self.progress) as bar:
+            if isinstance(job, ModelJob):
+                self._run_model_job(job, tasks, run, bar)
+            else:
+                self._run_shard_job(job, tasks, run, bar)
 
-    def _run_shard_job(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
+    def _run_shard_job(self, job: ShardJob, tasks: list[ShardTask], run: RunDir, bar: tqdm) -> None:
         import ray
 
         size = self.workers or max(1, int(_cluster("CPU") // max(job.resources.cpus, 1)))
@@ -123,6 +142,7 @@ class RayRunner(Runner):
         for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
                 run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))
+                bar.update(1)
 
     def model_pool(self, job: ModelJob) -> dict:
         """Returns the model actors' map_batches resources: GPUs when the cluster has them, else CPU threads."""
@@ -135,13 +155,14 @@ class RayRunner(Runner):
         threads = max(1, (max(_cluster("CPU"), 2) - 1) // size)
         return dict(resources=dict(num_cpus=threads), size=size, threads=threads)
 
-    def _run_model_job(self, job: ModelJob, tasks: list[ShardTask], run: RunDir) -> None:
+    def _run_model_job(self, job: ModelJob, tasks: list[ShardTask], run: RunDir, bar: tqdm) -> None:
         import ray
 
         expected = {t.shard_id: job.expected_rows(t) for t in tasks}
         for task in tasks:
             if expected[task.shard_id] == 0:
                 run.commit(encode_output(job.name, task, job.finish(task, [])))  # nothing for the model to do
+                bar.update(1)
         busy = [t for t in tasks if expected[t.shard_id]]
         if not busy:
             return
@@ -169,12 +190,12 @@ class RayRunner(Runner):
                 if received[shard_id] == expected[shard_id]:
                     task = by_id[shard_id]
                     run.commit(encode_output(job.name, task, job.finish(task, parts.pop(shard_id))))
+                    bar.update(1)
 
     def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
         """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers`
         (default: all CPUs) at a time; `shared` goes to the object store once."""
         import ray
-        from tqdm import tqdm
 
         init_ray()
         limit = self.workers or max(1, _cluster("CPU"))
