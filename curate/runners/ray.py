@@ -53,7 +53,9 @@ def init_ray() -> None:
     if cluster:
         ray.init(logging_level=level)
     else:
-        ray.init(include_dashboard=False, logging_level=level, configure_logging=True)
+        # A local Ray's processes (workers, the GCS) log to the session's files; their lines reach this console only
+        # when verbose. Errors in tasks still come back as exceptions.
+        ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
