@@ -15,7 +15,6 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -46,9 +45,6 @@ def init_ray() -> None:
         return
     cluster = bool(os.environ.get("RAY_ADDRESS"))
     level = logging.INFO if verbose() else logging.WARNING if cluster else logging.ERROR
-    if not verbose():
-        # Read by Ray Data whenever it sets up its loggers, in this process and in the workers, which inherit it.
-        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
     logging.getLogger("ray").setLevel(level)  # ray.init's own start-up messages come before logging_level applies
     if cluster:
         ray.init(logging_level=level)
@@ -57,6 +53,15 @@ def init_ray() -> None:
         # when verbose. Errors in tasks still come back as exceptions.
         ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
     ray.data.DataContext.get_current().enable_progress_bars = False
+    if not verbose():
+        _console_errors_only(logging.getLogger("ray.data"))
+
+
+def _console_errors_only(logger: logging.Logger) -> None:
+    """Raises the logger's console handlers to errors; its file handlers (Ray Data's session log) keep everything."""
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
 
 
 def _cluster(resource: str) -> int:
