@@ -28,6 +28,7 @@ from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 # Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
 # progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
 VERBOSE = "CURATE_RAY_VERBOSE"
+DECODE_CALLS = 1000  # shards one decode worker process handles before Ray starts a fresh one
 
 
 def verbose() -> bool:
@@ -176,10 +177,11 @@ class RayRunner(Runner):
         pool = self.model_pool(job)
         results = (
             shard_items(busy)
-            # Retrying a decode task (a flaky object store read) also keeps Ray from fusing the decoding into the
-            # model actors, whose remote args differ: decoding stays in CPU tasks of its own.
+            # Decode workers are recycled every DECODE_CALLS shards (bounding what image decoders leak over a long
+            # run); as the model actors take no such option, it also keeps Ray Data from fusing the decoding into
+            # them: decoding stays in CPU tasks of its own.
             .map_batches(_prepare, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
-                         num_cpus=1, max_retries=3)
+                         num_cpus=1, max_calls=DECODE_CALLS)
             .map_batches(
                 _ModelActor, fn_constructor_kwargs={"job": job, "threads": pool["threads"]},
                 batch_size=job.resources.batch_size, batch_format="pyarrow",

@@ -57,12 +57,13 @@ def test_every_accepted_sample_gets_normalized_embeddings(pool, tmp_path):
     assert pq.read_table(run.path / "embeddings" / "c.parquet").num_rows == 0
 
 
-def test_ray_and_local_give_the_same_embeddings(pool, tmp_path, ray_local):
+def test_ray_and_local_give_the_same_embeddings(pool, tmp_path, ray_local, recwarn):
     local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
     for run in (local, on_ray):
         ingest([str(pool / "*.tar")], run, progress=False)
     embed(local, TINY, batch_size=3, progress=False)
     embed(on_ray, TINY, "ray", batch_size=3)
+    assert not [w for w in recwarn if type(w.message).__name__ == "RayDeprecationWarning"]  # no ray_remote_args
     a, b = _embeddings(local), _embeddings(on_ray)
     assert set(a) == set(b)
     for uid in a:
