@@ -20,8 +20,8 @@ from curate.errors import UsageError
 MANIFEST = "manifest.json"
 DONE = "_done"
 LOCK = ".curate.lock"
-# The temporary names write_bytes and the catalog build give (with DuckDB's write-ahead log beside the latter), and
-# nothing else: a user's own *.tmp-* files are never touched.
+# The temporary names write_bytes gives, and the write-ahead log beside the catalog.duckdb.tmp-* of a build that an
+# earlier curate killed (builds now happen outside the run); nothing else: a user's own *.tmp-* files are never touched.
 TEMPORARY = re.compile(r".+\.tmp-[0-9a-f]{32}(\.wal)?$")
 # Run folders this process holds the writer lock of: path -> [file descriptor, nesting depth].
 _held: dict[Path, list[int]] = {}

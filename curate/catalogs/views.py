@@ -97,11 +97,11 @@ def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]
     current = sorted(name for name, state in status(run).items() if state == "current")
     stages = score_stages(run, current)
     statements = [
-        "CREATE VIEW ingested AS " + _files_or_none(run, "samples/*.parquet", parquet("samples/*.parquet"),
+        "CREATE VIEW ingested AS " + _files_or_none(run, con, "samples/*.parquet", parquet("samples/*.parquet"),
                                                     SAMPLES_SCHEMA),
-        "CREATE VIEW quarantine AS " + _files_or_none(run, "quarantine/*.parquet", parquet("quarantine/*.parquet"),
-                                                      QUARANTINE_SCHEMA),
-        "CREATE VIEW shards AS " + _files_or_none(run, "_done/ingest/*.json",
+        "CREATE VIEW quarantine AS " + _files_or_none(run, con, "quarantine/*.parquet",
+                                                      parquet("quarantine/*.parquet"), QUARANTINE_SCHEMA),
+        "CREATE VIEW shards AS " + _files_or_none(run, con, "_done/ingest/*.json",
                                                   f"read_json_auto({run_file('_done/ingest/*.json')})",
                                                   SHARD_MARKER_SCHEMA),
     ]
@@ -128,17 +128,14 @@ def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]
     return statements + ([embeddings] if embeddings else [])
 
 
-def _files_or_none(run: RunDir, glob: str, reader: str, schema: pa.Schema) -> str:
+def _files_or_none(run: RunDir, con: duckdb.DuckDBPyConnection, glob: str, reader: str, schema: pa.Schema) -> str:
     """Returns a guarded SELECT from `reader`, or while the run has no file matching `glob` (an ingest that wrote
-    nothing) a SELECT of no rows with `schema`'s columns: DuckDB cannot bind a view over a glob that matches none."""
+    nothing) a SELECT of no rows with `schema`'s columns (typed by the catalog's connection `con`): DuckDB cannot
+    bind a view over a glob that matches none."""
     if any(run.path.glob(glob)):
         return guarded(reader)
-    con = duckdb.connect()
-    try:
-        empty = con.from_arrow(schema.empty_table())
-        columns = ", ".join(f'NULL::{t} AS "{n}"' for n, t in zip(empty.columns, empty.types, strict=True))
-    finally:
-        con.close()
+    empty = con.from_arrow(schema.empty_table())
+    columns = ", ".join(f'NULL::{t} AS "{n}"' for n, t in zip(empty.columns, empty.types, strict=True))
     return f"SELECT {columns} WHERE false"
 
 
