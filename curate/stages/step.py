@@ -161,11 +161,12 @@ def _rebuild_after_failure(run: RunDir) -> None:
 @contextlib.contextmanager
 def stage_step(run: RunDir, step: StageRun, prepare: Callable[[], Any] | None = None) -> Iterator[tuple[dict, Any]]:
     """Runs one stage under the run's writer lock, in two phases. First whatever can refuse it, recording nothing:
-    its inputs and columns in the graph, a change the stage refuses, its predicate run on the samples, and
-    `prepare` (the step's own checks, such as loading its model, or all of its work that writes nothing). Then the
-    stage is recorded running (what read an older version of it invalidated) and the block runs; it gets a dict to
-    fill with `counts` and other fields to record, and what `prepare` returned (None without one). On success the
-    stage is recorded complete; either way the catalog is rebuilt, so the run stays queryable."""
+    its inputs and columns in the graph, a change the stage refuses, and `prepare` (the step's own checks, such as
+    loading its model, or all of its work that writes nothing, its input selected with the step's predicate), or
+    without one the predicate run on the samples. Then the stage is recorded running (what read an older version of
+    it invalidated) and the block runs; it gets a dict to fill with `counts` and other fields to record, and what
+    `prepare` returned (None without one). On success the stage is recorded complete; either way the catalog is
+    rebuilt, so the run stays queryable."""
     with run.writing():
         check_plan(run, [step])
         check_columns(run, step)
@@ -173,8 +174,11 @@ def stage_step(run: RunDir, step: StageRun, prepare: Callable[[], Any] | None = 
         inputs = {n: versions[n] for n in step.inputs}
         version = version_of(step, inputs)
         _check_refused(run, step, version)
-        check_predicate_runs(run, step.where)
-        prepared = prepare() if prepare is not None else None
+        if prepare is None:
+            check_predicate_runs(run, step.where)
+            prepared = None
+        else:  # it selects its input with the predicate: running that here too would scan the samples twice
+            prepared = prepare()
         record: dict = {}
         try:
             _start(run, step, version, inputs)
