@@ -51,19 +51,16 @@ class DescribeJob(ShardImageJob):
     device: str = "auto"
     trust_torchscript: bool = False
 
-    def __post_init__(self):
-        self._loaded = None
-
     @property
     def name(self) -> str:
         """Returns the stage's name, embed_<set>: its completion markers' folder."""
         return descriptor_stage_name(self.set_name)
 
-    def setup(self) -> None:
-        """Loads the descriptor once per worker."""
+    def load(self, device: str):
+        """Returns the descriptor loaded on `device`."""
         from curate.copydetect.model import load_descriptor
 
-        self._loaded = load_descriptor(self.model, self.device, self.image_size, self.trust_torchscript)
+        return load_descriptor(self.model, device, self.image_size, self.trust_torchscript)
 
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the descriptor of a prepared batch: the model part."""
@@ -104,6 +101,7 @@ def describe(run: RunDir, model: str, name: str = "copy", runner: str | Runner =
                   dim=loaded.dim)
     job = DescribeJob(str(run.path), path, name, loaded.image_size, loaded.dim,
                       ReadOptions(**ingest_entry["config"]["options"]), batch_size, device, trust_torchscript)
+    job.keep_loaded(loaded)
     step = StageRun(job.name, config, ("ingest",), hint=f"curate embed RUN --model MODEL --as {name}")
     runner = as_runner(runner, **runner_options)
     with stage_step(run, step) as (record, _):

@@ -32,6 +32,25 @@ class ShardImageJob(ModelJob):
     batch_size, and `decode(bytes, size) -> uint8 pixels` says how an image becomes the model's square input."""
 
     decode = staticmethod(image_to_pixels)
+    _loaded = None  # the model, once loaded in this process; never sent to workers elsewhere
+
+    def load(self, device: str):
+        """Returns the job's model loaded on `device` (subclasses say which model)."""
+        raise NotImplementedError
+
+    def keep_loaded(self, loaded) -> None:
+        """Keeps `loaded`, the job's model already loaded on the CPU (to check it before the stage is recorded), for
+        setup() in this process when the job runs on the CPU, so it is not loaded twice; returns nothing."""
+        self._loaded = loaded if pick_device(self.device) == "cpu" else None
+
+    def setup(self) -> None:
+        """Loads the model once per worker, unless this process kept one."""
+        if self._loaded is None:
+            self._loaded = self.load(self.device)
+
+    def __getstate__(self) -> dict:
+        """Returns the job's fields without a loaded model: workers elsewhere load their own."""
+        return self.__dict__ | {"_loaded": None}
 
     @property
     def resources(self) -> Resources:
@@ -65,23 +84,14 @@ class EmbedJob(ShardImageJob):
     device: str = "auto"
     name: str = "embed"
 
-    def __post_init__(self):
-        self._loaded = None
+    def load(self, device: str):
+        """Returns the CLIP model loaded on `device`."""
+        return load_model(self.spec, device)
 
     def check(self) -> None:
         """Loads the model once on the CPU before the stage is recorded, so a model that does not load is a one-line
-        error there, not one in every worker; a CPU job in this process keeps it for setup(). Returns nothing."""
-        loaded = load_model(self.spec, "cpu")
-        self._loaded = loaded if pick_device(self.device) == "cpu" else None
-
-    def setup(self) -> None:
-        """Loads the model once per worker (a worker in this process uses the one check() loaded)."""
-        if self._loaded is None:
-            self._loaded = load_model(self.spec, self.device)
-
-    def __getstate__(self) -> dict:
-        """Returns the job's fields without a loaded model: workers elsewhere load their own."""
-        return self.__dict__ | {"_loaded": None}
+        error there, not one in every worker; returns nothing."""
+        self.keep_loaded(self.load("cpu"))
 
     def run_batch(self, batch: pa.Table) -> pa.Table:
         """Returns shard_id, row, uid and the two embeddings of a prepared batch: the model part."""
