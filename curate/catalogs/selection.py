@@ -106,6 +106,17 @@ def selected_uids(con: duckdb.DuckDBPyConnection, where: str | None) -> pa.Chunk
         raise _predicate_error(where, exc) from None
 
 
+def selected_query(con: duckdb.DuckDBPyConnection, where: str | None, columns: str, suffix: str = "",
+                   batch_rows: int = 65536) -> pa.RecordBatchReader:
+    """Returns a reader of `columns` (SQL the caller wrote) over the samples `where` selects, the query ending in
+    `suffix` (e.g. GROUP BY); raises UsageError for a bad predicate."""
+    sql = f"SELECT {columns} FROM samples WHERE (\n{check_predicate(where)}\n) {suffix}"
+    try:
+        return con.sql(sql).to_arrow_reader(batch_rows)
+    except duckdb.Error as exc:
+        raise _predicate_error(where, exc) from None
+
+
 def iter_selected(
     con: duckdb.DuckDBPyConnection, selection: Selection, batch_rows: int
 ) -> Iterator[pa.Table]:

@@ -81,24 +81,31 @@ def _check(n: int, k: int, config: KMeansConfig) -> None:
         raise UsageError(f"--clusters {k} is more than the {n} embeddings to cluster; pass a smaller --clusters")
 
 
-def spherical_kmeans(x: np.ndarray, config: KMeansConfig = DEFAULT_KMEANS) -> Clustering:
-    """Returns the Clustering of the rows of x (normalized here) into config.k_for(N) concepts.
+def train_centroids(sample: np.ndarray, k: int, config: KMeansConfig, n: int | None = None) -> tuple[np.ndarray, int]:
+    """Returns (normalized k x d centroids, the seed that made them) trained on the normalized rows of `sample`
+    (drawn from n points; default: the sample is all of them).
 
-    Seeded and deterministic for the same input. A result with an empty cluster is retried with the next seeds
-    (up to 3 more); raises UsageError when the clusters stay empty (fewer distinct points than clusters) or all
-    embeddings are identical.
+    Seeded and deterministic for the same input. Centroids that leave a sample cluster empty are retrained with
+    the next seeds (up to 3 more); raises UsageError when clusters stay empty (fewer distinct points than
+    clusters), all points are identical, or k does not fit n.
     """
-    x = normalized(x)
-    k = config.k_for(len(x))
-    _check(len(x), k, config)
-    if k > 1 and float(np.ptp(x, axis=0).max()) < 1e-6:
-        raise UsageError(f"all {len(x)} embeddings are identical: nothing to cluster; check the embed stage")
+    _check(len(sample) if n is None else n, k, config)
+    if k > 1 and float(np.ptp(sample, axis=0).max()) < 1e-6:
+        raise UsageError(f"all {len(sample)} embeddings are identical: nothing to cluster; check the embed stage")
     for attempt in range(RESEEDS + 1):
         seed = config.seed + attempt
-        centroids = _train(x, k, config, seed)
-        assignment, distance = assign(x, centroids)
-        empty = int((np.bincount(assignment, minlength=k) == 0).sum())
+        centroids = _train(sample, k, config, seed)
+        empty = int((np.bincount(assign(sample, centroids)[0], minlength=k) == 0).sum())
         if empty == 0:
-            return Clustering(centroids, assignment, distance, seed)
+            return centroids, seed
     raise UsageError(f"k-means left {empty} of {k} clusters empty with seeds {config.seed}..{seed}: the embeddings"
                      " have fewer distinct points than clusters; pass a smaller --clusters")
+
+
+def spherical_kmeans(x: np.ndarray, config: KMeansConfig = DEFAULT_KMEANS) -> Clustering:
+    """Returns the Clustering of the rows of x (normalized here) into config.k_for(N) concepts, trained on all of
+    them (see train_centroids for seeding and errors)."""
+    x = normalized(x)
+    centroids, seed = train_centroids(x, config.k_for(len(x)), config)
+    assignment, distance = assign(x, centroids)
+    return Clustering(centroids, assignment, distance, seed)

@@ -32,13 +32,23 @@ MEMBER_ORDERS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 def cluster_members(assignment: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[np.ndarray]:
     """Returns, per cluster id, the row indices of its members in SemDeDup order (see the module docstring)."""
+    by_cluster = np.argsort(assignment, kind="stable")
+    members = [np.zeros(0, np.int64)] * (int(assignment.max(initial=-1)) + 1)
+    for cluster, rows in sorted_members(assignment[by_cluster], distance[by_cluster], keep, seed):
+        members[cluster] = by_cluster[rows]
+    return members
+
+
+def sorted_members(cluster: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[tuple[int, np.ndarray]]:
+    """Returns (cluster id, row indices in SemDeDup order) for each cluster present in rows already grouped by
+    cluster (in row order within each, as a partition bucket holds them)."""
     if keep not in MEMBER_ORDERS:
         raise UsageError(f"unknown --keep {keep!r}; choose one of {', '.join(MEMBER_ORDERS)}")
     order = MEMBER_ORDERS[keep]
-    by_cluster = np.argsort(assignment, kind="stable")
-    bounds = np.searchsorted(assignment[by_cluster], np.arange(int(assignment.max(initial=-1)) + 2))
-    members = []
-    for cluster in range(len(bounds) - 1):
-        rows = by_cluster[bounds[cluster]:bounds[cluster + 1]]
-        members.append(rows[order(distance[rows], np.random.default_rng([seed, cluster]))])
-    return members
+    starts = np.flatnonzero(np.diff(cluster, prepend=cluster[0] - 1)) if len(cluster) else np.zeros(0, np.int64)
+    out = []
+    for start, end in zip(starts, [*starts[1:], len(cluster)][: len(starts)], strict=True):
+        rows = np.arange(start, end)
+        rng = np.random.default_rng([seed, int(cluster[start])])
+        out.append((int(cluster[start]), rows[order(distance[rows], rng)]))
+    return out

@@ -50,12 +50,18 @@ def inter_distance(centroids: np.ndarray, neighbors: int) -> np.ndarray:
 def complexity(centroids: np.ndarray, assignment: np.ndarray, distance: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS,
                tau: float = DEFAULT_TAU) -> ClusterComplexity:
     """Returns the ClusterComplexity of the members given (rows: cluster id, cosine distance to its centroid)."""
+    k = len(centroids)
+    return cluster_complexity(centroids, np.bincount(assignment, minlength=k),
+                              np.bincount(assignment, weights=distance.astype(np.float64), minlength=k), neighbors, tau)
+
+
+def cluster_complexity(centroids: np.ndarray, size: np.ndarray, distance_sum: np.ndarray,
+                       neighbors: int = DEFAULT_NEIGHBORS, tau: float = DEFAULT_TAU) -> ClusterComplexity:
+    """Returns the ClusterComplexity from per-cluster figures: members given and their summed distance."""
     if neighbors < 1 or not tau > 0:
         raise UsageError(f"--neighbors must be >= 1 and --tau > 0 (got {neighbors}, {tau})")
-    k = len(centroids)
-    size = np.bincount(assignment, minlength=k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        d_intra = np.bincount(assignment, weights=distance.astype(np.float64), minlength=k) / size
+        d_intra = distance_sum / size
     d_inter = inter_distance(centroids, neighbors)
     value = d_inter * d_intra
     value = np.where(np.isnan(value), np.nanmean(value) if np.isfinite(value).any() else 0.0, value)

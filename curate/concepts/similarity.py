@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.errors import UsageError
+from curate.stages.ranks import ColumnRanks
 
 # Similarity block budget in float32 entries (128 MiB): a cluster of 100,000 members runs in blocks of 335 rows.
 BLOCK_ENTRIES = 1 << 25
@@ -49,18 +50,6 @@ def cluster_similarities(x: np.ndarray, members: list[np.ndarray]) -> list[tuple
     return out
 
 
-def task_groups(members: list[np.ndarray], count: int) -> list[list[np.ndarray]]:
-    """Returns the clusters' member lists dealt into at most `count` groups of similar work (size squared), the
-    largest clusters first, each to the least loaded group."""
-    groups: list[list[np.ndarray]] = [[] for _ in range(max(1, count))]
-    load = np.zeros(len(groups))
-    for index in np.argsort([-len(rows) for rows in members], kind="stable"):
-        target = int(load.argmin())
-        groups[target].append(members[index])
-        load[target] += float(len(members[index])) ** 2
-    return [group for group in groups if group]
-
-
 @dataclass
 class DuplicateScores:
     """Per row: its highest similarity to an earlier member of its cluster (NaN for a cluster's first member),
@@ -83,23 +72,24 @@ def gather_scores(n: int, members: list[np.ndarray], results: list[tuple[np.ndar
     return scores
 
 
-def eps_for_fraction(max_similarity: np.ndarray, fraction: float) -> float:
-    """Returns the eps whose SemDeDup keeps int(N * fraction) rows, or the fewest above that when ties decide.
+def eps_for_fraction(total: int, similarities: ColumnRanks, fraction: float) -> float:
+    """Returns the eps whose SemDeDup keeps int(total * fraction) of `total` samples, or the fewest above that when
+    ties decide; `similarities` ranks the scored samples' highest similarities (a cluster's first member has none).
 
-    Kept rows are those with max_similarity <= 1 - eps (NaN, a cluster's first member, is always kept), so the
-    threshold is read off the sorted similarities: no trial runs. Raises UsageError for a fraction that would
-    need fewer rows than there are clusters.
+    Kept samples are those with max_similarity <= 1 - eps (a cluster's first member is always kept), so the
+    threshold is read off the ranked similarities: no trial runs. Raises UsageError for a fraction that would need
+    fewer samples than there are clusters.
     """
     if not 0 < fraction <= 1:
         raise UsageError(f"--keep-fraction must be in (0, 1], got {fraction}")
-    target = int(len(max_similarity) * fraction)
-    scored = np.sort(max_similarity[~np.isnan(max_similarity)])
-    firsts = len(max_similarity) - len(scored)
+    target = int(total * fraction)
+    scored = len(similarities)
+    firsts = total - scored
     if target < firsts:
         raise UsageError(f"--keep-fraction {fraction} keeps {target} samples, fewer than the {firsts} clusters"
                          " (SemDeDup keeps one per cluster): raise it or pass fewer --clusters")
-    if target - firsts >= len(scored):
-        return 0.0 if len(scored) == 0 else 1.0 - float(scored[-1])
+    if target - firsts >= scored:
+        return 0.0 if scored == 0 else 1.0 - similarities.kth_smallest(scored)
     if target == firsts:
-        return 1.0 - float(np.nextafter(scored[0], np.float32(-np.inf)))
-    return 1.0 - float(scored[target - firsts - 1])
+        return 1.0 - float(np.nextafter(np.float32(similarities.kth_smallest(1)), np.float32(-np.inf)))
+    return 1.0 - similarities.kth_smallest(target - firsts)

@@ -5,22 +5,51 @@ SQL predicate with --where, e.g. "semdedup_keep AND dfn_keep"), on the same k-me
 is int(N_pool * keep_fraction), N_pool being every embedded sample, so fractions compare with the DFN filter's.
 Columns in the samples view: dbp_keep (NULL for samples DBP was not given); the `clusters` view gains each
 cluster's input size, d_intra, d_inter, complexity, probability and quota.
+
+On the partition: the catalog counts the input per cluster (d_intra from the same pass), the driver solves the
+quotas from per-cluster figures, the input's uids are routed to one file per bucket in one streamed pass, and one
+task per bucket keeps each cluster's quota, reading only the bucket's uids and distances.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from curate.catalogs import connect
+from curate.catalogs.selection import selected_query
 from curate.concepts.clustering import ClusterMethod
 from curate.concepts.members import MEMBER_ORDERS
-from curate.concepts.quotas import DEFAULT_NEIGHBORS, DEFAULT_TAU, complexity, keep_in_clusters, quotas
+from curate.concepts.partition import Partition
+from curate.concepts.quotas import (
+    DEFAULT_NEIGHBORS,
+    DEFAULT_TAU,
+    ClusterComplexity,
+    cluster_complexity,
+    keep_in_clusters,
+    quotas,
+)
 from curate.graph import entries
 from curate.options import option, positive_float, positive_int
-from curate.rundir import RunDir
-from curate.stages.pool import Pool, PoolResult
+from curate.rundir import RunDir, parquet_bytes
+from curate.runners import Runner
+
+INPUTS = "partitions/dbp"
+EMBEDDED = "cluster_id IS NOT NULL"  # the embedded samples: those the k-means assigned
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What DBP decided before writing: each cluster's complexity and how many of its input it keeps."""
+
+    stats: ClusterComplexity
+    quota: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,23 +74,71 @@ class DBP(ClusterMethod):
             return self.where
         return "semdedup_keep" if "semdedup" in entries(run) else None
 
-    def compute(self, pool: Pool) -> PoolResult:
-        """Returns dbp_keep for the input rows, and each cluster's complexity and quota."""
-        clustering = self.clustering(pool)
-        rows = pool.rows
-        target = int(len(pool.index) * self.keep_fraction)
-        stats = complexity(clustering.centroids, clustering.assignment[rows], clustering.distance[rows],
-                           self.neighbors, self.tau)
-        quota = quotas(stats.probability, stats.size, target)
-        kept = np.zeros(len(pool.index), dtype=bool)
-        kept[np.flatnonzero(rows)] = keep_in_clusters(clustering.assignment[rows], clustering.distance[rows], quota,
-                                                      self.keep, self.seed)
+    def plan(self, run: RunDir, partition: Partition, where: str | None, runner: Runner) -> Quotas:
+        """Returns each cluster's complexity and quota from the input's per-cluster size and summed distance;
+        raises UsageError for a predicate that fails or quotas no input can meet."""
+        k = len(partition.centroids)
+        size, distance = np.zeros(k, np.int64), np.zeros(k)
+        con = connect(run)
+        try:
+            suffix = f"AND {EMBEDDED} GROUP BY cluster_id"
+            for batch in selected_query(con, where, "cluster_id, count(*), sum(dist_to_centroid::DOUBLE)", suffix):
+                cluster, count, total = (batch.column(i).to_numpy(zero_copy_only=False) for i in range(3))
+                size[cluster], distance[cluster] = count, total
+        finally:
+            con.close()
+        stats = cluster_complexity(partition.centroids, size, distance, self.neighbors, self.tau)
+        return Quotas(stats, quotas(stats.probability, size, int(partition.sizes.sum() * self.keep_fraction)))
+
+    def write(self, run: RunDir, partition: Partition, plan: Quotas, runner: Runner) -> tuple[dict, pa.Table]:
+        """Routes the input's uids to their buckets, keeps each cluster's quota; returns counts and quotas."""
+        inputs = route_input(run, self.input_predicate(run), partition)
+        items = [(str(path), str(selected)) for path, selected in zip(partition.bucket_files(run), inputs, strict=True)]
+        kept = sum(runner.map(_keep_bucket, (str(run.path), plan.quota, self.keep, self.seed), items,
+                              desc="dbp keep"))
+        stats, total = plan.stats, int(plan.stats.size.sum())
         clusters = pa.table({
-            "cluster_id": pa.array(np.arange(len(quota), dtype=np.int32)), "dbp_input": pa.array(stats.size),
+            "cluster_id": pa.array(np.arange(len(plan.quota), dtype=np.int32)), "dbp_input": pa.array(stats.size),
             "d_intra": pa.array(stats.d_intra), "d_inter": pa.array(stats.d_inter),
             "complexity": pa.array(stats.complexity), "probability": pa.array(stats.probability),
-            "quota": pa.array(quota),
+            "quota": pa.array(plan.quota),
         })
-        counts = dict(input=int(rows.sum()), kept=int(kept.sum()), dropped=int(rows.sum() - kept.sum()),
-                      pool=len(pool.index), clusters=len(quota))
-        return PoolResult({"dbp_keep": kept}, counts, clusters)
+        counts = dict(input=total, kept=int(kept), dropped=total - int(kept), pool=int(partition.sizes.sum()),
+                      clusters=len(plan.quota))
+        return counts, clusters
+
+
+def route_input(run: RunDir, where: str | None, partition: Partition) -> list:
+    """Writes the uids `where` selects to partitions/dbp/<bucket>.parquet by their cluster's bucket, in one
+    streamed pass over the catalog; returns the files in bucket order."""
+    folder = run.path / INPUTS
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [folder / path.name for path in partition.bucket_files(run)]
+    temps = [t.with_name(f"{t.name}.tmp-{uuid.uuid4().hex}") for t in targets]
+    schema = pa.schema({"uid": pa.string()})
+    writers = [pq.ParquetWriter(temp, schema, compression="zstd") for temp in temps]
+    con = connect(run)
+    try:
+        for batch in selected_query(con, where, "uid, cluster_id", f"AND {EMBEDDED}"):
+            bucket = partition.bucket_of(batch.column(1).to_numpy(zero_copy_only=False))
+            for b in np.unique(bucket):
+                writers[b].write_table(pa.table({"uid": batch.column(0).filter(pa.array(bucket == b))}))
+    finally:
+        con.close()
+        for writer in writers:
+            writer.close()
+    for temp, target in zip(temps, targets, strict=True):
+        os.replace(temp, target)
+    return targets
+
+
+def _keep_bucket(shared: tuple, item: tuple) -> int:
+    """Writes a bucket's dbp scores (its input rows only); returns how many it kept."""
+    run_path, quota, keep, seed = shared
+    bucket, selected = item
+    table = pq.read_table(bucket, columns=["uid", "cluster_id", "dist_to_centroid"])
+    table = table.filter(pc.is_in(table["uid"], value_set=pq.read_table(selected)["uid"].combine_chunks()))
+    kept = keep_in_clusters(table["cluster_id"].to_numpy(), table["dist_to_centroid"].to_numpy(), quota, keep, seed)
+    RunDir(run_path).write_bytes(f"scores/dbp/{os.path.basename(bucket)}", parquet_bytes(pa.table(
+        {"uid": table["uid"], "dbp_keep": pa.array(kept)})))
+    return int(kept.sum())

@@ -21,13 +21,13 @@ import pyarrow as pa
 
 from curate.catalogs import connect
 from curate.catalogs.views import require_columns
-from curate.concepts.clustering import ClusterMethod
+from curate.concepts.clustering import PoolClusters
 from curate.concepts.quantization import SIMILARITIES, graphcut_bins, group_bin_count, keep_counts, sample_bins
 from curate.errors import UsageError
 from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
 from curate.rundir import RunDir
-from curate.stages.pool import Pool, PoolResult, embedding_stage
+from curate.stages.pool import Pool, PoolMethod, PoolResult, embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
 BINS_SCHEMA = pa.schema([("group", pa.int64()), ("bin", pa.int64()), ("size", pa.int64()), ("kept", pa.int64()),
@@ -46,7 +46,7 @@ def _centroid_similarity(x: np.ndarray, centre: np.ndarray) -> float:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DQ(ClusterMethod):
+class DQ(PoolClusters, PoolMethod):
     """DQ over the embedded samples `where` selects, binned within concept clusters or over the whole input."""
 
     name = "dq"

@@ -70,7 +70,7 @@ def descriptor_sets(run: RunDir) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if any(p.glob("*.parquet"))) if folder.is_dir() else []
 
 
-def _vector_files(run: RunDir, kind: str) -> tuple[list, str]:
+def vector_files(run: RunDir, kind: str) -> tuple[list, str]:
     """Returns the Parquet files and column holding the vectors of `kind`; raises UsageError naming the kinds."""
     if kind in EMBEDDING_COLUMNS:
         return embedding_files(run), EMBEDDING_COLUMNS[kind]
@@ -89,24 +89,38 @@ def load_embeddings(run: RunDir, kind: str | None = "image", progress: bool = Tr
     if kind is None:
         sets = descriptor_sets(run)
         has_embeddings = any((run.path / "embeddings").glob("*.parquet"))
-        files = embedding_files(run) if has_embeddings or not sets else _vector_files(run, sets[0])[0]
+        files = embedding_files(run) if has_embeddings or not sets else vector_files(run, sets[0])[0]
         tables = [pq.read_table(path, columns=["uid"]) for path in files]
         bounds = np.cumsum([0] + [t.num_rows for t in tables])
         shards = [(p.stem, int(a), int(b)) for p, a, b in zip(files, bounds[:-1], bounds[1:], strict=True)]
         uids = pa.concat_arrays([t["uid"].combine_chunks() for t in tables])
         return RunEmbeddings(uids, np.zeros((len(uids), 0), np.float32), shards)
-    files, name = _vector_files(run, kind)
+    files, name = vector_files(run, kind)
     uids, blocks, shards, start = [], [], [], 0
     for path in tqdm(files, desc=f"load {kind} vectors", unit="shard", disable=not progress):
-        table = pq.read_table(path, columns=["uid", name])
-        column = table[name].combine_chunks()
-        dim = column.type.list_size
-        blocks.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, dim))
-        uids.append(table["uid"].combine_chunks())
-        shards.append((path.stem, start, start + table.num_rows))
-        start += table.num_rows
-    vectors = normalized(np.concatenate(blocks)) if blocks else np.zeros((0, 0), np.float32)
+        file_uids, vectors = read_vectors(path, name)
+        blocks.append(vectors)
+        uids.append(file_uids)
+        shards.append((path.stem, start, start + len(file_uids)))
+        start += len(file_uids)
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
     return RunEmbeddings(pa.concat_arrays(uids), vectors, shards)
+
+
+def read_vectors(path, column: str, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Returns (uids, L2-normalized float32 vectors) of one embedding or descriptor file (float16 or float32
+    stored), only the row positions `rows` when given."""
+    table = pq.read_table(path, columns=["uid", column])
+    if rows is not None:
+        table = table.take(pa.array(rows, pa.int64()))
+    vectors = table[column].combine_chunks()
+    matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(vectors), vectors.type.list_size)
+    return table["uid"].combine_chunks(), normalized(matrix)
+
+
+def row_counts(files: list) -> np.ndarray:
+    """Returns the number of rows of each Parquet file, from its footer (no data read)."""
+    return np.array([pq.ParquetFile(path).metadata.num_rows for path in files], dtype=np.int64)
 
 
 def selected_rows(run: RunDir, embeddings: RunEmbeddings, where: str | None) -> np.ndarray:

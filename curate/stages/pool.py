@@ -81,8 +81,10 @@ class PoolResult:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PoolMethod(ABC):
-    """A whole-pool method; subclasses are frozen dataclasses whose option fields are the method's options."""
+class SelectionMethod(ABC):
+    """A method that selects over the run's whole embedded pool; subclasses are frozen dataclasses whose option
+    fields are the method's options. PoolMethod computes on vectors in memory, curate.concepts.clustering's
+    ClusterMethod on the run's partition by concept cluster."""
 
     name: ClassVar[str]
     columns: ClassVar[tuple[str, ...]]
@@ -114,9 +116,6 @@ class PoolMethod(ABC):
         """Returns the shared stages to run before this one (e.g. k-means), in order."""
         return []
 
-    def run_upstream(self, pool: Pool) -> None:  # noqa: B027 - only methods with upstream stages run them
-        """Brings the upstream stages up to date; returns nothing."""
-
     def config(self) -> dict:
         """Returns the options recorded as the stage's config: the option fields that belong to this stage."""
         return {k: v for k, v in option_values(self).items() if k != "where"}
@@ -126,6 +125,18 @@ class PoolMethod(ABC):
         where = self.input_predicate(run)
         inputs = tuple(dict.fromkeys((*self.reads(run), *predicate_stages(run, where))))
         return StageRun(self.name, self.config(), inputs, where, self.columns, hint=self.hint)
+
+    @abstractmethod
+    def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
+        """Runs the method over the run's whole embedded pool as a stage; returns its counts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolMethod(SelectionMethod):
+    """A whole-pool method that computes on the pool's vectors in memory (see the module docstring)."""
+
+    def run_upstream(self, pool: Pool) -> None:
+        """Brings the upstream stages up to date; returns nothing."""
 
     @abstractmethod
     def compute(self, pool: Pool) -> PoolResult:

