@@ -31,6 +31,8 @@ from curate.graph import StageRun, current_versions, entries, version_of
 from curate.rundir import DONE, RunDir, parquet_bytes
 from curate.runners import Runner
 from curate.stages.embeddings import (
+    normalized,
+    raw_vectors,
     read_vectors,
     row_counts,
     vector_files,
@@ -108,13 +110,32 @@ def ensure_partition(run: RunDir, config: KMeansConfig, kind: str, runner: Runne
     stored = read_partition(run) if versions.get(STAGE) == version else None
     if stored is not None:
         return stored
-    paths, column = vector_files(run, kind)
-    files = _Files(paths, column, row_counts(paths))
+    files = _embedding_files(run, kind)
     n = int(files.rows.sum())
     with stage_step(run, step, lambda: _centroids(run, files, config, runner, version)) as (record, trained):
         record["counts"] = _partition(run, files, trained, runner) | dict(
             seed=trained.seed, train_points=min(n, config.k_for(n) * config.max_points_per_centroid))
     return read_partition(run)
+
+
+def _embedding_files(run: RunDir, kind: str) -> _Files:
+    """Returns the run's embedding files of `kind` with their row counts; raises UsageError naming the stage to
+    rerun when one is missing (an embedded shard without its file) or unreadable."""
+    paths, column = vector_files(run, kind)
+    stage = embedding_stage(run)
+    missing = [m["shard_id"] for m in run.markers(stage) if stage == "embed"
+               and not (run.path / "embeddings" / f"{m['shard_id']}.parquet").exists()]
+    if missing:
+        raise UsageError(f"{run.path}/embeddings lacks {len(missing)} embedded shards' files (first: {missing[0]}); "
+                         f"rerun `curate embed` in a new run, or restore the files")
+    for path in paths:
+        try:
+            pq.ParquetFile(path).close()
+        except (OSError, pa.ArrowException) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise UsageError(f"{path} is unreadable ({reason}); rerun the {stage} stage in a new run, or restore the "
+                             "file") from None
+    return _Files(paths, column, row_counts(paths))
 
 
 def _centroids(run: RunDir, files: _Files, config: KMeansConfig, runner: Runner, version: str) -> Partition:
@@ -161,8 +182,8 @@ def _check_budget(sizes: np.ndarray, row_bytes: int) -> None:
     largest = int(np.argmax(sizes)) if len(sizes) else 0
     if len(sizes) and sizes[largest] * row_bytes > budget:
         raise UsageError(
-            f"cluster {largest} holds about {int(sizes[largest]):,} samples ({sizes[largest] * row_bytes / 2**30:.2f}"
-            f" GiB of vectors), more than one task may hold ({budget / 2**30:.2f} GiB, {BUCKET_BYTES_VARIABLE}): pass "
+            f"cluster {largest} holds about {int(sizes[largest]):,} samples ({sizes[largest] * row_bytes / 2**20:,.1f}"
+            f" MiB of vectors), more than one task may hold ({budget / 2**20:,.1f} MiB, {BUCKET_BYTES_VARIABLE}): pass "
             f"a larger --clusters (now {len(sizes)}) or raise {BUCKET_BYTES_VARIABLE}")
 
 
@@ -211,15 +232,14 @@ def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
     path, column, first = item
     run, stem, k = RunDir(run_path), Path(path).stem, len(centroids)
     if not run.is_done(STAGE, stem):
-        uids, vectors = read_vectors(path, column)
-        cluster, distance = assign(vectors, centroids)
+        table = pq.read_table(path, columns=["uid", column])
+        uids, stored = table["uid"].combine_chunks(), table[column].combine_chunks()
+        cluster, distance = assign(normalized(raw_vectors(stored)), centroids)
         run.write_bytes(f"scores/{STAGE}/{stem}.parquet", parquet_bytes(pa.table(
             {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance})))
-        stored = pq.read_schema(path).field(column).type.value_type
-        rows = pa.table({  # the vectors normalized, in the type the run stores them in
+        rows = pa.table({  # the vectors as the run stores them: a task normalizes them as read_vectors does
             "uid": uids, "position": pa.array(first + np.arange(len(uids)), pa.int64()), "cluster_id": cluster,
-            "dist_to_centroid": distance,
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)).cast(stored), vectors.shape[1])})
+            "dist_to_centroid": distance, "vector": stored})
         buckets = bucket_of[cluster]
         for b in np.unique(buckets):
             chunk = rows.filter(pa.array(buckets == b))

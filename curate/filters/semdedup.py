@@ -26,6 +26,7 @@ from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir, parquet_bytes
 from curate.runners import Runner
+from curate.stages.embeddings import normalized, raw_vectors
 from curate.stages.ranks import ColumnRanks
 
 SEARCHES = "partitions/semdedup"
@@ -87,8 +88,7 @@ def _search_bucket(shared: tuple, item: tuple) -> None:
     if (run.path / relative).exists():
         return
     table = pq.read_table(bucket)
-    column = table["vector"].combine_chunks()
-    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
+    vectors = normalized(raw_vectors(table["vector"].combine_chunks()))
     cluster = table["cluster_id"].to_numpy()
     members = [rows for _, rows in sorted_members(cluster, table["dist_to_centroid"].to_numpy(), keep, seed)]
     scores = gather_scores(len(table), members, cluster_similarities(vectors, members))

@@ -38,12 +38,22 @@ class RunEmbeddings:
 
 
 def normalized(x: np.ndarray) -> np.ndarray:
-    """Returns x as C-contiguous float32 rows of unit L2 norm (zero rows stay zero); x itself when it already is."""
+    """Returns x as C-contiguous float32 rows of unit L2 norm (zero rows stay zero); x itself when it already is.
+    Each row is decided on its own (a row already within 1e-5 of unit norm is left as it is), so a row comes out
+    the same whichever rows it is read with."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # no N x d temporary, unlike np.linalg.norm
-    if np.all(np.abs(norms - 1) < 1e-5):
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))  # no N x d temporary, unlike np.linalg.norm
+    off = (np.abs(norms - 1) >= 1e-5) & (norms > 0)
+    if not off.any():
         return x  # no copy of a large matrix that is already normalized
-    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
+    x = x.copy()  # never the caller's array
+    x[off] /= norms[off, None]
+    return x
+
+
+def raw_vectors(column: pa.Array) -> np.ndarray:
+    """Returns a fixed-size-list column of vectors as an N x d array in its stored type (float16 or float32)."""
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
 
 
 def embedding_files(run: RunDir) -> list:
@@ -113,9 +123,7 @@ def read_vectors(path, column: str, rows: np.ndarray | None = None) -> tuple[pa.
     table = pq.read_table(path, columns=["uid", column])
     if rows is not None:
         table = table.take(pa.array(rows, pa.int64()))
-    vectors = table[column].combine_chunks()
-    matrix = vectors.flatten().to_numpy(zero_copy_only=False).reshape(len(vectors), vectors.type.list_size)
-    return table["uid"].combine_chunks(), normalized(matrix)
+    return table["uid"].combine_chunks(), normalized(raw_vectors(table[column].combine_chunks()))
 
 
 def row_counts(files: list) -> np.ndarray:
