@@ -2,35 +2,43 @@
 
 The clusters are a stage of their own (curate.concepts.partition): a method with the same k-means options reuses
 them; other options recluster, and the stage graph invalidates what was decided on the old clusters.
-ClusterMethod (SemDeDup, DBP) runs on the partition: one task per bucket of clusters on the runner, each reading
-its bucket's file and writing its scores file, with anything whole-pool decided on the driver from per-cluster
-figures, so no process holds the pool. DQ, still a PoolMethod, reads the same clusters beside its vectors.
+ClusterMethod (SemDeDup, DBP, DQ) runs on the partition: one task per bucket of clusters on the runner, each
+reading its bucket's file and writing its scores file, with anything whole-pool decided on the driver from
+per-cluster figures, so no process holds the pool.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.catalogs import connect
+from curate.catalogs.selection import selected_query
 from curate.concepts.kmeans import (
     DEFAULT_MAX_POINTS_PER_CENTROID,
     DEFAULT_NITER,
-    Clustering,
     KMeansConfig,
 )
-from curate.concepts.partition import STAGE, Partition, ensure_partition, kmeans_step, read_partition
+from curate.concepts.partition import STAGE, Partition, ensure_partition, kmeans_step
 from curate.graph import StageRun
 from curate.options import option, positive_int
 from curate.rundir import RunDir
 from curate.runners import Runner, as_runner
-from curate.stages.embeddings import EMBEDDING_COLUMNS, RunEmbeddings, write_clusters_table
-from curate.stages.pool import Pool, SelectionMethod, embedding_stage
+from curate.stages.embeddings import EMBEDDING_COLUMNS, write_clusters_table
+from curate.stages.pool import SelectionMethod, embedding_stage
 from curate.stages.step import check_plan, stage_step
+
+CLUSTERS = "clusters"  # the table of a ClusterMethod's per-cluster figures
+EMBEDDED = "cluster_id IS NOT NULL"  # the embedded samples: those the k-means assigned
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +88,9 @@ class ClusterMethod(KMeansOptions, SelectionMethod):
         for input it refuses, with nothing recorded."""
 
     @abstractmethod
-    def write(self, run: RunDir, partition: Partition, plan: Any, runner: Runner) -> tuple[dict, pa.Table]:
-        """Writes scores/<name>/ for the input samples; returns the stage's counts and its per-cluster table."""
+    def write(self, run: RunDir, partition: Partition, plan: Any, runner: Runner) -> tuple[dict, dict[str, pa.Table]]:
+        """Writes scores/<name>/ for the input samples; returns the stage's counts and its tables: CLUSTERS, the
+        per-cluster figures the `clusters` view joins, and others written as <name>_<table> (a view each)."""
 
     def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
         """Runs the method on the run's partition as a stage (clustering first when needed); returns its counts."""
@@ -91,32 +100,40 @@ class ClusterMethod(KMeansOptions, SelectionMethod):
             partition = self.partition(run, runner)
             step = self.step(run)  # the k-means stage may have changed the columns the predicate names
             with stage_step(run, step, lambda: self.plan(run, partition, step.where, runner)) as (record, plan):
-                counts, clusters = self.write(run, partition, plan, runner)
-                write_clusters_table(run, self.name, clusters)
+                counts, tables = self.write(run, partition, plan, runner)
+                for table, rows in tables.items():
+                    write_clusters_table(run, self.name if table == CLUSTERS else f"{self.name}_{table}", rows)
                 record["counts"] = counts
         return counts
 
 
-def read_clustering(run: RunDir, embeddings: RunEmbeddings) -> Clustering:
-    """Returns the run's current k-means as a Clustering in the rows of `embeddings` (for a method that holds the
-    pool's vectors in memory); raises RuntimeError when the run has no partition (a programming error)."""
-    partition = read_partition(run)
-    if partition is None:
-        raise RuntimeError(f"{run.path} has no k-means partition")
-    table = pa.concat_tables([pq.read_table(p) for p in sorted((run.path / "scores" / STAGE).glob("*.parquet"))])
-    row = pc.index_in(embeddings.uids, value_set=table["uid"].combine_chunks()).to_numpy(zero_copy_only=False)
-    return Clustering(partition.centroids, table["cluster_id"].to_numpy()[row],
-                      table["dist_to_centroid"].to_numpy()[row], partition.seed)
+def route_selection(run: RunDir, where: str | None, partition: Partition, folder: str) -> list[Path]:
+    """Writes the uids of embedded samples `where` selects to <folder>/<bucket>.parquet (folder relative to the
+    run) by their cluster's bucket, in one streamed pass over the catalog; returns the files in bucket order."""
+    folder = run.path / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [folder / path.name for path in partition.bucket_files(run)]
+    temps = [t.with_name(f"{t.name}.tmp-{uuid.uuid4().hex}") for t in targets]
+    schema = pa.schema({"uid": pa.string()})
+    writers = [pq.ParquetWriter(temp, schema, compression="zstd") for temp in temps]
+    con = connect(run)
+    try:
+        for batch in selected_query(con, where, "uid, cluster_id", f"AND {EMBEDDED}"):
+            bucket = partition.bucket_of(batch.column(1).to_numpy(zero_copy_only=False))
+            for b in np.unique(bucket):
+                writers[b].write_table(pa.table({"uid": batch.column(0).filter(pa.array(bucket == b))}))
+    finally:
+        con.close()
+        for writer in writers:
+            writer.close()
+    for temp, target in zip(temps, targets, strict=True):
+        os.replace(temp, target)
+    return targets
 
 
-@dataclass(frozen=True, kw_only=True)
-class PoolClusters(KMeansOptions):
-    """KMeansOptions for a PoolMethod: brings the clusters up to date before it computes, and reads them."""
-
-    def run_upstream(self, pool: Pool) -> None:
-        """Brings the k-means stage up to date with these options."""
-        self.partition(pool.run, pool.runner)
-
-    def clustering(self, pool: Pool) -> Clustering:
-        """Returns the pool's concept clusters as a Clustering in the pool's rows."""
-        return read_clustering(pool.run, pool.index)
+def bucket_input(bucket: str | Path, selected: str | Path | None, columns: list[str] | None = None) -> pa.Table:
+    """Returns the `columns` of a bucket's rows (all, or those whose uid the file `selected` lists), in its order."""
+    table = pq.read_table(bucket, columns=columns)
+    if selected is None:
+        return table
+    return table.filter(pc.is_in(table["uid"], value_set=pq.read_table(selected)["uid"].combine_chunks()))

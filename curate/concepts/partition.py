@@ -29,7 +29,7 @@ from curate.concepts.kmeans import KMeansConfig, assign, train_centroids
 from curate.errors import UsageError
 from curate.graph import StageRun, current_versions, entries, version_of
 from curate.rundir import DONE, RunDir, parquet_bytes
-from curate.runners import Runner
+from curate.runners import Runner, quiet
 from curate.stages.embeddings import (
     normalized,
     raw_vectors,
@@ -152,7 +152,7 @@ def _centroids(run: RunDir, files: _Files, config: KMeansConfig, runner: Runner,
     ends = np.searchsorted(positions, files.firsts + files.rows)
     items = [(str(path), files.column, positions[a:b] - first) for path, first, a, b in
              zip(files.paths, files.firsts, [0, *ends[:-1]], ends, strict=True) if b > a]
-    blocks = runner.map(_sample_rows, None, items, desc="kmeans sample")
+    blocks = quiet(runner).map(_sample_rows, None, items, desc="kmeans sample")
     sample = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
     centroids, seed = train_centroids(sample, k, config, n)
     estimated = np.bincount(assign(sample, centroids)[0], minlength=k) * (n / max(len(sample), 1))
@@ -211,13 +211,13 @@ def _partition(run: RunDir, files: _Files, plan: Partition, runner: Runner) -> d
     if not (run.path / PARTITION / "parts").exists():  # nothing left to gather: files marked done assign again
         shutil.rmtree(run.path / DONE / STAGE, ignore_errors=True)
     items = [(str(path), files.column, int(first)) for path, first in zip(files.paths, files.firsts, strict=True)]
-    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket), items, desc="kmeans assign")
+    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket), items, desc="kmeans")
     sizes = np.sum([f[0] for f in figures], axis=0) if figures else np.zeros(k, np.int64)
     distance = np.sum([f[1] for f in figures], axis=0) if figures else np.zeros(k)
     schema = pa.schema({"uid": pa.string(), "position": pa.int64(), "cluster_id": pa.int32(),
                         "dist_to_centroid": pa.float32(),
                         "vector": pa.list_(_value_type(files), plan.centroids.shape[1])})
-    runner.map(_write_bucket, (str(run.path), schema), list(range(buckets)), desc="kmeans partition")
+    quiet(runner).map(_write_bucket, (str(run.path), schema), list(range(buckets)), desc="kmeans partition")
     write_clusters_table(run, STAGE, pa.table({
         "cluster_id": pa.array(np.arange(k, dtype=np.int32)), "size": pa.array(sizes.astype(np.int64)),
         "mean_distance": pa.array((distance / np.maximum(sizes, 1)).astype(np.float32))}))

@@ -14,17 +14,14 @@ task per bucket keeps each cluster's quota, reading only the bucket's uids and d
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curate.catalogs import connect
 from curate.catalogs.selection import selected_query
-from curate.concepts.clustering import ClusterMethod
+from curate.concepts.clustering import CLUSTERS, EMBEDDED, ClusterMethod, bucket_input, route_selection
 from curate.concepts.members import MEMBER_ORDERS
 from curate.concepts.partition import Partition
 from curate.concepts.quotas import (
@@ -41,7 +38,6 @@ from curate.rundir import RunDir, parquet_bytes
 from curate.runners import Runner
 
 INPUTS = "partitions/dbp"
-EMBEDDED = "cluster_id IS NOT NULL"  # the embedded samples: those the k-means assigned
 
 
 @dataclass(frozen=True)
@@ -90,12 +86,12 @@ class DBP(ClusterMethod):
         stats = cluster_complexity(partition.centroids, size, distance, self.neighbors, self.tau)
         return Quotas(stats, quotas(stats.probability, size, int(partition.sizes.sum() * self.keep_fraction)))
 
-    def write(self, run: RunDir, partition: Partition, plan: Quotas, runner: Runner) -> tuple[dict, pa.Table]:
+    def write(self, run: RunDir, partition: Partition, plan: Quotas, runner: Runner) -> tuple[dict, dict]:
         """Routes the input's uids to their buckets, keeps each cluster's quota; returns counts and quotas."""
-        inputs = route_input(run, self.input_predicate(run), partition)
+        inputs = route_selection(run, self.input_predicate(run), partition, INPUTS)
         items = [(str(path), str(selected)) for path, selected in zip(partition.bucket_files(run), inputs, strict=True)]
         kept = sum(runner.map(_keep_bucket, (str(run.path), plan.quota, self.keep, self.seed), items,
-                              desc="dbp keep"))
+                              desc="dbp"))
         stats, total = plan.stats, int(plan.stats.size.sum())
         clusters = pa.table({
             "cluster_id": pa.array(np.arange(len(plan.quota), dtype=np.int32)), "dbp_input": pa.array(stats.size),
@@ -105,39 +101,14 @@ class DBP(ClusterMethod):
         })
         counts = dict(input=total, kept=int(kept), dropped=total - int(kept), pool=int(partition.sizes.sum()),
                       clusters=len(plan.quota))
-        return counts, clusters
-
-
-def route_input(run: RunDir, where: str | None, partition: Partition) -> list:
-    """Writes the uids `where` selects to partitions/dbp/<bucket>.parquet by their cluster's bucket, in one
-    streamed pass over the catalog; returns the files in bucket order."""
-    folder = run.path / INPUTS
-    folder.mkdir(parents=True, exist_ok=True)
-    targets = [folder / path.name for path in partition.bucket_files(run)]
-    temps = [t.with_name(f"{t.name}.tmp-{uuid.uuid4().hex}") for t in targets]
-    schema = pa.schema({"uid": pa.string()})
-    writers = [pq.ParquetWriter(temp, schema, compression="zstd") for temp in temps]
-    con = connect(run)
-    try:
-        for batch in selected_query(con, where, "uid, cluster_id", f"AND {EMBEDDED}"):
-            bucket = partition.bucket_of(batch.column(1).to_numpy(zero_copy_only=False))
-            for b in np.unique(bucket):
-                writers[b].write_table(pa.table({"uid": batch.column(0).filter(pa.array(bucket == b))}))
-    finally:
-        con.close()
-        for writer in writers:
-            writer.close()
-    for temp, target in zip(temps, targets, strict=True):
-        os.replace(temp, target)
-    return targets
+        return counts, {CLUSTERS: clusters}
 
 
 def _keep_bucket(shared: tuple, item: tuple) -> int:
     """Writes a bucket's dbp scores (its input rows only); returns how many it kept."""
     run_path, quota, keep, seed = shared
     bucket, selected = item
-    table = pq.read_table(bucket, columns=["uid", "cluster_id", "dist_to_centroid"])
-    table = table.filter(pc.is_in(table["uid"], value_set=pq.read_table(selected)["uid"].combine_chunks()))
+    table = bucket_input(bucket, selected, ["uid", "cluster_id", "dist_to_centroid"])
     kept = keep_in_clusters(table["cluster_id"].to_numpy(), table["dist_to_centroid"].to_numpy(), quota, keep, seed)
     RunDir(run_path).write_bytes(f"scores/dbp/{os.path.basename(bucket)}", parquet_bytes(pa.table(
         {"uid": table["uid"], "dbp_keep": pa.array(kept)})))

@@ -10,6 +10,11 @@ does; the kept total is int(N_input * keep_fraction). Columns in the samples vie
 in generation order within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per
 bin its group, size, kept count, and the mean similarity of its members to the bin's own centroid and to the
 input's.
+
+Per cluster it runs on the partition: the catalog counts the input per cluster, so the bins' sizes and the number
+each keeps are settled on the driver before anything is written (the reference's exact total, no trial), then one
+task per bucket cuts its clusters' bins and draws from them. Per label and over the whole input, the input is one
+bucket made in memory (a label group or the whole input is binned in one process anyway).
 """
 
 from __future__ import annotations
@@ -18,40 +23,50 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.catalogs import connect
+from curate.catalogs.selection import selected_query, selected_uids
 from curate.catalogs.views import require_columns
-from curate.concepts.clustering import PoolClusters
-from curate.concepts.quantization import SIMILARITIES, graphcut_bins, group_bin_count, keep_counts, sample_bins
+from curate.concepts.clustering import EMBEDDED, ClusterMethod, bucket_input, route_selection
+from curate.concepts.partition import Partition
+from curate.concepts.quantization import SIMILARITIES, bin_sizes, graphcut_bins, group_bin_count, keep_counts
 from curate.errors import UsageError
 from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
-from curate.rundir import RunDir
-from curate.stages.pool import Pool, PoolMethod, PoolResult, embedding_stage
+from curate.rundir import RunDir, parquet_bytes
+from curate.runners import Runner
+from curate.stages.embeddings import load_embeddings, normalized, raw_vectors
+from curate.stages.pool import embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
 BINS_SCHEMA = pa.schema([("group", pa.int64()), ("bin", pa.int64()), ("size", pa.int64()), ("kept", pa.int64()),
                          ("to_bin_centroid", pa.float64()), ("to_input_centroid", pa.float64())])
+WORK = "partitions/dq"
 
 
-def group_bins(vectors: np.ndarray, item: tuple[np.ndarray, int, str]) -> list[np.ndarray]:
-    """Returns the GraphCut bins of one group (row indices into `vectors`, in pick order): a runner task."""
-    rows, bins, similarity = item
-    return [rows[b] for b in graphcut_bins(vectors[rows], bins, similarity)]
+@dataclass(frozen=True)
+class BinPlan:
+    """What DQ settles before writing: the groups with input (ascending ids), their bins, each bin's size and how
+    many it keeps (bins in group order), and each group's first bin among all."""
 
+    groups: np.ndarray
+    bins: np.ndarray
+    sizes: np.ndarray
+    keep: np.ndarray
 
-def _centroid_similarity(x: np.ndarray, centre: np.ndarray) -> float:
-    norm = np.linalg.norm(centre)
-    return float((x @ centre).mean() / norm) if norm > 0 and len(x) else float("nan")
+    @property
+    def first_bin(self) -> dict[int, int]:
+        """Returns group id -> the index of its first bin among all bins."""
+        return dict(zip(self.groups.tolist(), (np.cumsum(self.bins) - self.bins).tolist(), strict=True))
 
 
 @dataclass(frozen=True, kw_only=True)
-class DQ(PoolClusters, PoolMethod):
-    """DQ over the embedded samples `where` selects, binned within concept clusters or over the whole input."""
+class DQ(ClusterMethod):
+    """DQ over the embedded samples `where` selects, binned within concept clusters, label groups or the input."""
 
     name = "dq"
     columns = ("dq_bin", "dq_rank", "dq_keep")
-    uses_runner = True
     hint = "curate filter dq RUN --keep-fraction F --bins K"
 
     keep_fraction: float = option(help="keep int(N * this) samples, N = the samples DQ is given")
@@ -81,82 +96,119 @@ class DQ(PoolClusters, PoolMethod):
         """Returns the k-means step when binning within clusters."""
         return super().upstream(run) if self.per == "cluster" else []
 
-    def run_upstream(self, pool: Pool) -> None:
-        """Brings the k-means stage up to date when binning within clusters."""
-        if self.per == "cluster":
-            super().run_upstream(pool)
+    def partition(self, run: RunDir, runner: Runner) -> Partition | None:
+        """Returns the k-means partition when binning within clusters, else None (DQ makes its own bucket)."""
+        return super().partition(run, runner) if self.per == "cluster" else None
 
-    def groups(self, pool: Pool) -> list[tuple[int, np.ndarray, int]]:
-        """Returns (group id, input row indices, bins) per non-empty group.
-
-        A k-means cluster too small for --bins bins that each keep a sample gets fewer: floor(size * fraction),
-        at least one (clusters are the method's own partition; --bins is their ceiling). Label groups and the
-        whole input are the user's choice: one smaller than --bins raises UsageError.
-        """
-        rows = np.flatnonzero(pool.rows)
+    def plan(self, run: RunDir, partition: Partition | None, where: str | None, runner: Runner) -> BinPlan:
+        """Returns the BinPlan from the input's group sizes. A k-means cluster too small for --bins bins that each
+        keep a sample gets fewer: floor(size * fraction), at least one (--bins is their ceiling). Label groups and
+        the whole input are the user's choice: one smaller than --bins, or a bin keeping none, raises UsageError."""
         if self.per == "cluster":
-            labels = self.clustering(pool).assignment[rows]
-        elif self.per == "label":
-            labels = self.label_groups(pool)[rows]
+            groups, sizes = _cluster_sizes(run, where)
+            bins = np.array([group_bin_count(int(n), self.bins, self.keep_fraction) for n in sizes], np.int64)
         else:
-            labels = np.zeros(len(rows), int)
-        groups = [(int(g), rows[labels == g]) for g in np.unique(labels)]
-        if self.per == "cluster":
-            return [(g, members, group_bin_count(len(members), self.bins, self.keep_fraction)) for g, members in groups]
-        small = [(g, len(members)) for g, members in groups if len(members) < self.bins]
-        if small:
-            raise UsageError(f"group {small[0][0]} of --per {self.per} holds {small[0][1]} samples, fewer than "
-                             f"--bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per cluster")
-        return [(g, members, self.bins) for g, members in groups]
+            labels = self.input_groups(run, where)[1]
+            groups, sizes = np.unique(labels, return_counts=True)
+            small = np.flatnonzero(sizes < self.bins)
+            if len(small):
+                raise UsageError(f"group {groups[small[0]]} of --per {self.per} holds {sizes[small[0]]} samples, "
+                                 f"fewer than --bins {self.bins} ({len(small)} groups do): pass fewer --bins or --per "
+                                 "cluster")
+            bins = np.full(len(groups), self.bins, np.int64)
+        per_bin = np.array([s for n, k in zip(sizes, bins, strict=True) for s in bin_sizes(int(n), int(k))], np.int64)
+        keep = keep_counts(per_bin, self.keep_fraction, allow_empty=self.per == "cluster")
+        return BinPlan(groups.astype(np.int64), bins, per_bin, keep)
 
-    def label_groups(self, pool: Pool) -> np.ndarray:
-        """Returns each embedded sample's group: the index of its label-column value among the sorted distinct
-        values (samples without a value form one group of their own). Raises UsageError for an unknown column."""
-        [column] = require_columns(pool.run, [self.label_column])
-        con = connect(pool.run)
-        try:  # the name is checked against the view's columns, and quoted
-            sql = f'SELECT uid, CAST("{column}" AS VARCHAR) AS label FROM samples'
-            table = con.sql(sql).to_arrow_table()
+    def input_groups(self, run: RunDir, where: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (embedding rows, group) of the input for --per label or none: a label group is the index of its
+        value among the sorted distinct values (samples without one form a group of their own)."""
+        index = load_embeddings(run, None, progress=False).uids
+        con = connect(run)
+        try:
+            rows = np.flatnonzero(pc.is_in(index, value_set=selected_uids(con, where).combine_chunks()))
+            if self.per == "none":
+                return rows, np.zeros(len(rows), np.int64)
+            [column] = require_columns(run, [self.label_column])  # checked against the view's columns, and quoted
+            table = con.sql(f'SELECT uid, CAST("{column}" AS VARCHAR) AS label FROM samples').to_arrow_table()
         finally:
             con.close()
         labels = dict(zip(table["uid"].to_pylist(), table["label"].to_pylist(), strict=True))
-        values = [labels.get(uid) for uid in pool.index.uids.to_pylist()]
+        values = [labels.get(uid) for uid in index.take(pa.array(rows)).to_pylist()]
         order = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
-        return np.array([order.get(v, len(order)) for v in values], dtype=np.int64)
+        return rows, np.array([order.get(v, len(order)) for v in values], dtype=np.int64)
 
-    def compute(self, pool: Pool) -> PoolResult:
-        """Returns dq_bin, dq_rank and dq_keep for the input rows, and the dq_bins table."""
-        vectors = pool.embeddings(self.embedding).vectors
-        groups = self.groups(pool)
-        per_group = pool.runner.map(group_bins, vectors, [(rows, k, self.similarity) for _, rows, k in groups],
-                                    desc="dq bins")
-        bins = [b for group in per_group for b in group]
-        counts_per_bin = keep_counts(np.array([len(b) for b in bins]), self.keep_fraction,
-                                     allow_empty=self.per == "cluster")
-        kept = sample_bins(bins, counts_per_bin, self.seed)
-        n = len(pool.index)
-        bin_of, rank = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
-        for group in per_group:
-            for k, members in enumerate(group):
-                bin_of[members], rank[members] = k, np.arange(len(members), dtype=np.int32)
-        keep = np.zeros(n, dtype=bool)
-        keep[kept] = True
-        table = self.bins_table(vectors, pool.rows, groups, per_group, keep)
-        counts = dict(input=int(pool.rows.sum()), kept=int(keep.sum()), dropped=int(pool.rows.sum() - keep.sum()),
-                      groups=len(groups), bins=len(bins),
-                      groups_with_fewer_bins=sum(k < self.bins for *_, k in groups),
-                      bins_keeping_none=int((counts_per_bin == 0).sum()))
-        return PoolResult({"dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep}, counts, tables={"bins": table})
+    def buckets(self, run: RunDir, partition: Partition | None) -> list[tuple[str, str | None]]:
+        """Returns (bucket file, file of its input uids or None: all rows) to bin: the partition's buckets with the
+        input routed to them, or one bucket of the label groups or the whole input."""
+        where = self.input_predicate(run)
+        if partition is not None:
+            selected = route_selection(run, where, partition, f"{WORK}/input")
+            return [(str(b), str(s)) for b, s in zip(partition.bucket_files(run), selected, strict=True)]
+        rows, groups = self.input_groups(run, where)
+        embeddings = load_embeddings(run, self.embedding, progress=False)
+        order = np.argsort(groups, kind="stable")
+        vectors = embeddings.vectors[rows[order]]
+        table = pa.table({"uid": embeddings.uids.take(pa.array(rows[order])), "cluster_id": groups[order],
+                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])})
+        return [(str(run.write_bytes(f"{WORK}/groups.parquet", parquet_bytes(table))), None)]
 
-    def bins_table(self, vectors: np.ndarray, rows: np.ndarray, groups, per_group, keep: np.ndarray) -> pa.Table:
-        """Returns per bin: group, bin, size, kept, and mean similarity to its own centroid and to the input's (no
-        rows, the same columns, for an empty input)."""
-        pool_centre = vectors[rows].mean(axis=0) if rows.any() else None
-        records = []
-        for (group, *_), bins in zip(groups, per_group, strict=True):
-            for k, members in enumerate(bins):
-                x = vectors[members]
-                records.append(dict(group=group, bin=k, size=len(members), kept=int(keep[members].sum()),
-                                    to_bin_centroid=_centroid_similarity(x, x.mean(axis=0)),
-                                    to_input_centroid=_centroid_similarity(x, pool_centre)))
-        return pa.Table.from_pylist(records, schema=BINS_SCHEMA)
+    def write(self, run: RunDir, partition: Partition | None, plan: BinPlan, runner: Runner) -> tuple[dict, dict]:
+        """Bins every bucket's groups and draws from each bin; returns the counts and the bins table."""
+        shared = (str(run.path), self.similarity, self.seed, plan)
+        results = runner.map(_bin_bucket, shared, self.buckets(run, partition), desc="dq")
+        records = [r for bucket, _ in results for r in bucket]
+        sums = [s for _, bucket in results for s in bucket]
+        centre = np.sum(sums, axis=0) / max(1, int(plan.sizes.sum())) if sums else None
+        for record, total in zip(records, sums, strict=True):
+            record["to_input_centroid"] = _centroid_similarity(total, record["size"], centre)
+        kept, total = int(plan.keep.sum()), int(plan.sizes.sum())
+        counts = dict(input=total, kept=kept, dropped=total - kept, groups=len(plan.groups), bins=len(plan.sizes),
+                      groups_with_fewer_bins=int((plan.bins < self.bins).sum()),
+                      bins_keeping_none=int((plan.keep == 0).sum()))
+        return counts, {"bins": pa.Table.from_pylist(records, schema=BINS_SCHEMA)}
+
+
+def _cluster_sizes(run: RunDir, where: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (cluster ids with input, ascending; their input sizes), counted by the catalog."""
+    con = connect(run)
+    try:
+        batches = list(selected_query(con, where, "cluster_id, count(*) AS n", f"AND {EMBEDDED} GROUP BY 1 ORDER BY 1"))
+    finally:
+        con.close()
+    table = pa.Table.from_batches(batches, schema=pa.schema({"cluster_id": pa.int32(), "n": pa.int64()}))
+    return table.column(0).to_numpy().astype(np.int64), table.column(1).to_numpy()
+
+
+def _centroid_similarity(total: np.ndarray, n: int, centre: np.ndarray | None) -> float:
+    """Returns the mean cosine of n vectors (summing to `total`) to `centre` (NaN for none)."""
+    norm = np.linalg.norm(centre) if centre is not None else 0.0
+    return float(total @ centre / n / norm) if norm > 0 and n else float("nan")
+
+
+def _bin_bucket(shared: tuple, item: tuple) -> tuple[list[dict], list[np.ndarray]]:
+    """Bins each group of a bucket's input, draws each bin's share and writes scores/dq/<bucket>.parquet; returns
+    per bin its dq_bins record (without to_input_centroid) and the sum of its vectors."""
+    run_path, similarity, seed, plan = shared
+    bucket, selected = item
+    table = bucket_input(bucket, selected, ["uid", "cluster_id", "vector"])
+    vectors = normalized(raw_vectors(table["vector"].combine_chunks()))
+    group = table["cluster_id"].to_numpy().astype(np.int64)
+    bin_of, rank, keep = (np.full(len(table), -1, np.int32), np.full(len(table), -1, np.int32),
+                          np.zeros(len(table), bool))
+    records, sums, first_bin = [], [], plan.first_bin
+    starts = np.flatnonzero(np.diff(group, prepend=-1)) if len(group) else np.zeros(0, np.int64)
+    for start, end in zip(starts, [*starts[1:], len(group)][: len(starts)], strict=True):
+        first = first_bin[int(group[start])]
+        count = int(plan.bins[np.searchsorted(plan.groups, group[start])])
+        for k, picks in enumerate(graphcut_bins(vectors[start:end], count, similarity)):
+            members = start + picks
+            drawn = np.random.default_rng([seed, first + k]).choice(members, int(plan.keep[first + k]), replace=False)
+            bin_of[members], rank[members], keep[drawn] = k, np.arange(len(members)), True
+            x = vectors[members].astype(np.float64)
+            records.append(dict(group=int(group[start]), bin=k, size=len(members), kept=len(drawn),
+                                to_bin_centroid=_centroid_similarity(x.sum(0), len(x), x.mean(0))))
+            sums.append(x.sum(0))
+    RunDir(run_path).write_bytes(f"scores/dq/{bucket.rsplit('/', 1)[-1]}", parquet_bytes(pa.table({
+        "uid": table["uid"], "dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep})))
+    return records, sums

@@ -18,14 +18,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.concepts.clustering import ClusterMethod
+from curate.concepts.clustering import CLUSTERS, ClusterMethod
 from curate.concepts.members import MEMBER_ORDERS, sorted_members
 from curate.concepts.partition import Partition
 from curate.concepts.similarity import cluster_similarities, eps_for_fraction, gather_scores
 from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir, parquet_bytes
-from curate.runners import Runner
+from curate.runners import Runner, quiet
 from curate.stages.embeddings import normalized, raw_vectors
 from curate.stages.ranks import ColumnRanks
 
@@ -63,7 +63,7 @@ class SemDeDup(ClusterMethod):
                                  f"samples, fewer than the {firsts} clusters (SemDeDup keeps one per cluster): raise "
                                  "it or pass fewer --clusters")
 
-    def write(self, run: RunDir, partition: Partition, plan: None, runner: Runner) -> tuple[dict, pa.Table]:
+    def write(self, run: RunDir, partition: Partition, plan: None, runner: Runner) -> tuple[dict, dict]:
         """Searches every bucket, finds eps, writes the decisions; returns the counts and kept per cluster."""
         buckets = [(str(path), f"{SEARCHES}/{path.name}") for path in partition.bucket_files(run)]
         runner.map(_search_bucket, (str(run.path), self.keep, self.seed), buckets, desc="semdedup")
@@ -71,13 +71,13 @@ class SemDeDup(ClusterMethod):
         total = int(partition.sizes.sum())
         eps = self.eps
         if eps is None:
-            eps = eps_for_fraction(total, ColumnRanks(runner, searches, "semdedup_max_sim"), self.keep_fraction)
+            eps = eps_for_fraction(total, ColumnRanks(quiet(runner), searches, "semdedup_max_sim"), self.keep_fraction)
         k = len(partition.centroids)
-        kept = np.sum(runner.map(_decide_bucket, (str(run.path), eps, k), [str(p) for p in searches],
+        kept = np.sum(quiet(runner).map(_decide_bucket, (str(run.path), eps, k), [str(p) for p in searches],
                                  desc="semdedup keep"), axis=0) if searches else np.zeros(k, np.int64)
         counts = dict(scored=total, kept=int(kept.sum()), dropped=total - int(kept.sum()), eps=eps, clusters=k)
-        return counts, pa.table({"cluster_id": pa.array(np.arange(k, dtype=np.int32)),
-                                 "semdedup_kept": pa.array(kept.astype(np.int64))})
+        return counts, {CLUSTERS: pa.table({"cluster_id": pa.array(np.arange(k, dtype=np.int32)),
+                                            "semdedup_kept": pa.array(kept.astype(np.int64))})}
 
 
 def _search_bucket(shared: tuple, item: tuple) -> None:

@@ -8,7 +8,9 @@ from curate.runners.base import (
     ShardJob,
     as_runner,
     make_runner,
+    quiet,
     run_shard_job,
 )
 
-__all__ = ["RUNNER_NAMES", "ModelJob", "Resources", "Runner", "ShardJob", "as_runner", "make_runner", "run_shard_job"]
+__all__ = ["RUNNER_NAMES", "ModelJob", "Resources", "Runner", "ShardJob", "as_runner", "make_runner", "quiet",
+           "run_shard_job"]

@@ -11,7 +11,7 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -107,6 +107,11 @@ class Runner(ABC):
     def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
         """Returns [fn(shared, item) for item in items], in order; `shared` (e.g. an embedding matrix) is sent to
         each worker once."""
+
+
+def quiet(runner: Runner) -> Runner:
+    """Returns the runner without progress bars: for a stage's short passes beside the one its bar shows."""
+    return replace(runner, progress=False)
 
 
 def make_runner(name: str = "local", workers: int | None = None, progress: bool = True) -> Runner:

@@ -1,20 +1,24 @@
-"""The partitioned SemDeDup and DBP against the in-memory oracle (the whole pool's vectors in one matrix, the
+"""The partitioned SemDeDup, DBP and DQ against the in-memory oracle (the whole pool's vectors in one matrix, the
 algorithm as it ran before the partition), with many buckets; resuming a partition; the budget and broken files."""
 
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from curate.catalogs import connect
-from curate.concepts.clustering import read_clustering
+from curate.concepts.kmeans import Clustering
 from curate.concepts.members import cluster_members
 from curate.concepts.partition import BUCKET_BYTES_VARIABLE, PARTITION, read_partition
+from curate.concepts.quantization import graphcut_bins, group_bin_count, keep_counts, sample_bins
 from curate.concepts.quotas import complexity, keep_in_clusters, quotas
 from curate.concepts.similarity import cluster_similarities, gather_scores
 from curate.errors import UsageError
 from curate.filters.dbp import DBP
+from curate.filters.dq import DQ
 from curate.filters.semdedup import SemDeDup
 from curate.rundir import RunDir
 from curate.stages.embeddings import load_embeddings
@@ -42,6 +46,15 @@ def run(tmp_path, monkeypatch):
 def catalog(run: RunDir, columns: str) -> dict:
     rows = connect(run).execute(f"SELECT uid, {columns} FROM samples").fetchall()
     return {r[0]: r[1:] for r in rows}
+
+
+def read_clustering(run: RunDir, embeddings) -> Clustering:
+    """Returns the run's k-means as a Clustering in the rows of `embeddings`."""
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((run.path / "scores" / "kmeans").glob("*.parquet"))])
+    row = pc.index_in(embeddings.uids, value_set=table["uid"].combine_chunks()).to_numpy()
+    partition = read_partition(run)
+    return Clustering(partition.centroids, table["cluster_id"].to_numpy()[row],
+                      table["dist_to_centroid"].to_numpy()[row], partition.seed)
 
 
 def oracle(run: RunDir, eps: float | None, fraction: float | None) -> tuple:
@@ -110,3 +123,23 @@ def test_a_cluster_over_the_budget_and_broken_embedding_files_are_one_line_error
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(UsageError, match=r"0001.parquet is unreadable .* rerun the ingest stage"):
         SemDeDup(eps=0.01, **KMEANS).apply(run, progress=False)
+
+
+def test_dq_per_cluster_on_the_partition_bins_and_draws_as_the_in_memory_oracle(run):
+    counts = DQ(keep_fraction=0.3, bins=4, **KMEANS).apply(run, "local", workers=2, progress=False)
+    embeddings = load_embeddings(run)
+    clustering = read_clustering(run, embeddings)
+    per_group = []
+    for cluster in np.unique(clustering.assignment):
+        rows = np.flatnonzero(clustering.assignment == cluster)
+        count = group_bin_count(len(rows), 4, 0.3)
+        per_group.append([rows[b] for b in graphcut_bins(embeddings.vectors[rows], count)])
+    bins = [b for group in per_group for b in group]
+    kept = sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), 0.3, allow_empty=True), 0)
+    assert counts["kept"] == len(kept) == int(600 * 0.3) and counts["bins"] == len(bins)
+    expected = {}
+    for group in per_group:
+        for k, members in enumerate(group):
+            for rank, row in enumerate(members):
+                expected[embeddings.uids[row].as_py()] = (k, rank, bool(np.isin(row, kept)))
+    assert catalog(run, "dq_bin, dq_rank, dq_keep") == expected
