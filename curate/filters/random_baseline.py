@@ -11,10 +11,11 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from curate.filters.dfn import fraction_threshold
 from curate.options import option
-from curate.stages.pool import Pool, PoolMethod, PoolResult
+from curate.stages.threshold import ThresholdMethod
 
 
 def uid_draws(uids: list[str], seed: int) -> np.ndarray:
@@ -25,7 +26,7 @@ def uid_draws(uids: list[str], seed: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RandomBaseline(PoolMethod):
+class RandomBaseline(ThresholdMethod):
     """A seeded random subset of the embedded pool."""
 
     name = "random"
@@ -35,9 +36,7 @@ class RandomBaseline(PoolMethod):
     keep_fraction: float = option(help="keep this fraction of the whole embedded pool")
     seed: int = option(0, "seed of the draw")
 
-    def compute(self, pool: Pool) -> PoolResult:
-        """Returns each sample's draw and whether it is in the kept fraction."""
-        scores = uid_draws(pool.index.uids.to_pylist(), self.seed)
-        keep = scores >= fraction_threshold(scores, self.keep_fraction)
-        return PoolResult({"random_score": scores, "random_keep": keep},
-                          dict(scored=len(scores), kept=int(keep.sum()), dropped=int((~keep).sum())))
+    def file_scores(self, path: str) -> tuple[pa.Array, np.ndarray]:
+        """Returns the uids of one embedding file and their draws."""
+        uids = pq.read_table(path, columns=["uid"])["uid"]
+        return uids, uid_draws(uids.to_pylist(), self.seed)

@@ -92,14 +92,20 @@ def vector_files(run: RunDir, kind: str) -> tuple[list, str]:
     return files, "descriptor"
 
 
+def pool_files(run: RunDir) -> list:
+    """Returns the files listing the run's embedded pool: embeddings/, or the first descriptor set's for a run with
+    none; raises UsageError when it has neither."""
+    sets = descriptor_sets(run)
+    has_embeddings = any((run.path / "embeddings").glob("*.parquet"))
+    return embedding_files(run) if has_embeddings or not sets else vector_files(run, sets[0])[0]
+
+
 def load_embeddings(run: RunDir, kind: str | None = "image", progress: bool = True) -> RunEmbeddings:
     """Returns the run's image or text embeddings, or the descriptor set `kind`, as RunEmbeddings; kind None reads
     only the uids (vectors of width 0): of embeddings/, or of the first descriptor set for a run with none. Raises
     UsageError when the run has no such vectors."""
     if kind is None:
-        sets = descriptor_sets(run)
-        has_embeddings = any((run.path / "embeddings").glob("*.parquet"))
-        files = embedding_files(run) if has_embeddings or not sets else vector_files(run, sets[0])[0]
+        files = pool_files(run)
         tables = [pq.read_table(path, columns=["uid"]) for path in files]
         bounds = np.cumsum([0] + [t.num_rows for t in tables])
         shards = [(p.stem, int(a), int(b)) for p, a, b in zip(files, bounds[:-1], bounds[1:], strict=True)]

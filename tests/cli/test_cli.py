@@ -32,9 +32,8 @@ def run(tmp_path_factory):
     (["export", "/no/such/run", "--format", "zip", "--out", "/tmp/y"], "invalid choice"),
     (["synth", "--out", "/tmp/z", "--samples", "0"], "invalid positive_int"),
     (["frobnicate"], "invalid choice"),
-    # DFN and the random baseline run on the driver alone: a runner option would be ignored, so it is refused
-    (["filter", "dfn", "/tmp/x", "--keep-fraction", "0.3", "--runner", "ray"], "unrecognized arguments: --runner"),
-    (["filter", "random", "/tmp/x", "--keep-fraction", "0.3", "--workers", "2"], "unrecognized arguments: --workers"),
+    # a command that runs nothing on a runner refuses its options instead of ignoring them
+    (["sql", "/tmp/x", "SELECT 1", "--runner", "ray"], "unrecognized arguments: --runner"),
     (["filter", "semdedup", "/tmp/x", "--eps", "0.1", "--workers", "0"], "invalid positive_int value: '0'"),
     (["filter", "dfn", "/tmp/x", "--keep-fraction", "1.5"], "--keep-fraction must be in (0, 1], got 1.5"),
 ])

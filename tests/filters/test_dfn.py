@@ -1,23 +1,37 @@
 """DFN filtering: DataComp's whole-pool keep rule, scores equal to the embeddings' cosine."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.catalogs import connect
 from curate.errors import UsageError
-from curate.filters.dfn import DFNFilter, fraction_threshold
+from curate.filters.dfn import DFNFilter
+from curate.runners import make_runner
+from curate.stages.ranks import ColumnRanks
+from curate.stages.threshold import fraction_threshold
 from tests.shards import ingested_tars
 
 
-def test_fraction_threshold_follows_datacomp():
+def ranked(folder, *parts) -> ColumnRanks:
+    """Returns the ranks of the scores written as one Parquet file per part."""
+    for i, part in enumerate(parts):
+        pq.write_table(pa.table({"s": np.array(part, np.float32)}), folder / f"{i}.parquet")
+    return ColumnRanks(make_runner("local", progress=False), sorted(folder.glob("*.parquet")), "s")
+
+
+def test_fraction_threshold_follows_datacomp(tmp_path):
     scores = np.array([0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0], np.float32)
+    ranks = ranked(tmp_path, scores[:4], scores[4:])
     # descending: .9 .8 .7 .6 .5 ...; index int(10 * 0.3) = 3 -> 0.6, and >= keeps 4
-    assert fraction_threshold(scores, 0.3) == pytest.approx(0.6)
-    assert (scores >= fraction_threshold(scores, 0.3)).sum() == 4
-    assert fraction_threshold(scores, 1.0) == pytest.approx(0.0)
-    assert fraction_threshold(np.zeros(0, np.float32), 0.5) == float("-inf")
+    assert fraction_threshold(ranks, 0.3) == pytest.approx(0.6)
+    assert (scores >= np.float32(fraction_threshold(ranks, 0.3))).sum() == 4
+    assert fraction_threshold(ranks, 1.0) == pytest.approx(0.0)
+    (tmp_path / "empty").mkdir()
+    assert fraction_threshold(ranked(tmp_path / "empty", []), 0.5) == float("-inf")
     with pytest.raises(UsageError):
-        fraction_threshold(scores, 0)
+        fraction_threshold(ranks, 0)
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """The random baseline: an exact fraction of the pool, each sample's draw fixed by its uid and the seed."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,10 @@ def test_keeps_the_fraction_of_the_pool_from_the_command_line(tmp_path, capsys):
     run, _, _ = planted_datacomp_run(tmp_path)
     assert main(["filter", "random", str(run.path), "--keep-fraction", "0.25", "--seed", "7"]) == 0
     # DataComp's rule: the threshold is the score at index int(132 * 0.25) = 33, kept when >= it: 34 samples
-    assert capsys.readouterr().out.strip() == '{"scored": 132, "kept": 34, "dropped": 98}'
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["scored"], counts["kept"], counts["dropped"]) == (132, 34, 98)
+    draws = -np.sort(-uid_draws(open_run(run.path).sql("SELECT uid FROM samples")["uid"].to_list(), 7))
+    assert counts["threshold"] == draws[33]  # exact, in float64
     kept = open_run(run.path).sql("SELECT uid FROM samples WHERE random_keep ORDER BY random_score DESC")
     assert kept.height == 34
     with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):

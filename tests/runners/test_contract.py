@@ -75,8 +75,9 @@ def test_a_whole_pool_method_writes_identical_files_in_fresh_folders_on_every_ru
         run = RunDir(tmp_path / f"{name}-{workers}")
         ingest([str(tmp_path / "*.parquet")], run, progress=False)
         counts = SemDeDup(eps=0.01, clusters=3).apply(run, name, workers=workers, progress=False)
-        outputs.append((counts, run_files(run, "scores/semdedup", "concepts")))
-    assert outputs[0][0]["dropped"] == 12 and len(outputs[0][1]) == 5
+        outputs.append((counts, run_files(run, "scores/semdedup", "concepts", "partitions")))
+    # a bucket per cluster (3) in scores/ and in each partitions/ folder, and 3 concepts tables
+    assert outputs[0][0]["dropped"] == 12 and len(outputs[0][1]) == 12
     assert all(other == outputs[0] for other in outputs[1:])
 
 
