@@ -15,6 +15,7 @@ from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir
 from curate.stages.embeddings import embedding_files, raw_vectors
+from curate.stages.pool import embedding_stage
 from curate.stages.threshold import ThresholdMethod
 
 
@@ -35,8 +36,9 @@ class DFNFilter(ThresholdMethod):
             raise UsageError("give exactly one of --keep-fraction or --threshold")
 
     def reads(self, run: RunDir) -> tuple[str, ...]:
-        """Returns the embed stage: the scores are the DFN's own embeddings' cosines."""
-        return ("embed",)
+        """Returns the stage of the run's embeddings: the DFN's own (embed), or DataComp's (ingest), which make
+        this DataComp's CLIP-score baseline."""
+        return (embedding_stage(run),)
 
     def files(self, run: RunDir) -> list:
         """Returns the run's embeddings/ files (raises UsageError when it has none)."""

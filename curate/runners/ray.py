@@ -4,8 +4,10 @@ A shard job runs on an actor pool, one shard per call. A model job runs as a pip
 
     shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each if any) -> driver
 
-Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes the run
-folder: on a cluster it needs to be visible to the driver only.
+Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes them: ingest and
+embed need the run folder visible to the driver only. The whole-pool stages' map tasks read the run's embedding
+files and write their buckets' files themselves (each write-once and atomic, so a retried task is harmless): on a
+cluster of several nodes their run folder must be on storage every node mounts at the same path.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 # progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
 VERBOSE = "CURATE_RAY_VERBOSE"
 DECODE_CALLS = 1000  # shards one decode worker process handles before Ray starts a fresh one
+
+
+TASK_RETRIES = 3  # a map task whose worker process dies runs again, this many times at most
+PLACEMENTS: dict[str, dict[str, int]] = {}  # a map's desc -> tasks per Ray node id, of its latest run here
+
+
+def _placed(fn: Callable[[Any, Any], Any], shared: Any, item: Any) -> tuple[str, Any]:
+    """Returns (the id of the node this task ran on, fn(shared, item))."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), fn(shared, item)
 
 
 def verbose() -> bool:
@@ -203,21 +216,26 @@ class RayRunner(Runner):
 
     def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
         """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers`
-        (default: all CPUs) at a time; `shared` goes to the object store once."""
+        (default: all CPUs) at a time, spread over the cluster's nodes; `shared` goes to the object store once.
+        A task whose worker dies is retried (it must be idempotent); where the tasks ran is kept in PLACEMENTS."""
         import ray
 
         init_ray()
         limit = self.workers or max(1, _cluster("CPU"))
-        remote, shared_ref = ray.remote(num_cpus=1)(fn), ray.put(shared)
+        remote = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=TASK_RETRIES)(_placed)
+        shared_ref = ray.put(shared)
         results: dict[int, Any] = {}
         pending: dict[Any, int] = {}
         queue = list(enumerate(items))[::-1]
+        nodes: dict[str, int] = defaultdict(int)
         with tqdm(total=len(items), desc=desc, unit="task", disable=not self.progress) as bar:
             while queue or pending:
                 while queue and len(pending) < limit:
                     index, item = queue.pop()
-                    pending[remote.remote(shared_ref, item)] = index
+                    pending[remote.remote(fn, shared_ref, item)] = index
                 done, _ = ray.wait(list(pending), num_returns=1)
-                results[pending.pop(done[0])] = ray.get(done[0])
+                node, results[pending.pop(done[0])] = ray.get(done[0])
+                nodes[node] += 1
                 bar.update(1)
+        PLACEMENTS[desc] = dict(nodes)
         return [results[i] for i in range(len(items))]

@@ -68,7 +68,8 @@ class ThresholdMethod(SelectionMethod):
             if cut is None:
                 ranks = ColumnRanks(quiet(runner), scored, f"{self.name}_score")
                 cut = fraction_threshold(ranks, self.keep_fraction)  # every subclass without a fixed one has it
-            kept = quiet(runner).map(_keep_file, (str(run.path), self.name, cut), [str(p) for p in scored])
+            kept = quiet(runner).map(_keep_file, (str(run.path), self.name, cut), [str(p) for p in scored],
+                                     desc=f"{self.name} keep")
             total = sum(pq.ParquetFile(p).metadata.num_rows for p in scored)
             record["counts"] = dict(scored=total, kept=sum(kept), dropped=total - sum(kept), threshold=float(cut))
         return record["counts"]

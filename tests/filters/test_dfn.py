@@ -66,5 +66,5 @@ def test_threshold_and_rerun_with_other_options(embedded_run):
 
 def test_dfn_needs_embeddings(tmp_path):
     run = ingested_tars(tmp_path, shards=1, per_shard=2)
-    with pytest.raises(UsageError, match="no completed embed stage"):
+    with pytest.raises(UsageError, match="has no embeddings; run `curate embed`"):
         DFNFilter(keep_fraction=0.5).apply(run)

@@ -1,0 +1,20 @@
+"""The whole-pool stages on a real two-node Ray cluster (ray.cluster_utils.Cluster, in its own process): tasks on
+both nodes, the local runner's decisions, and a worker SIGKILLed mid-stage retried to the same decisions."""
+
+import json
+import subprocess
+import sys
+
+from tests.benchmarks import BENCHMARKS
+
+
+def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path):
+    out = tmp_path / "multinode.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "multinode.py"), "--samples", "1200", "--dim", "16",
+                           "--shard-size", "300", "--clusters", "8", "--nodes", "2", "--kill", "--work",
+                           str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["same_decisions"] and result["decided"] == 1200
+    assert all(len(result["tasks_per_node"][desc]) == 2 for desc in ("kmeans", "semdedup", "dbp", "dq"))
+    assert result["killed_workers"] == 1 and result["same_decisions_after_kill"]
