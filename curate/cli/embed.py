@@ -12,6 +12,7 @@ from curate.cli.options import (
     model_spec,
     runner_from,
 )
+from curate.io.schema import EMBEDDING_DTYPES
 from curate.options import positive_int
 
 
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --as: the descriptor's input side (default: the model's; SSCD files 288)")
     parser.add_argument("--batch-size", type=int, default=256, help="samples per model batch (default 256)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    parser.add_argument("--dtype", choices=tuple(EMBEDDING_DTYPES), default="float32",
+                        help="how the embeddings are stored: float32, or float16 (half the disk and reads for the "
+                             "whole-pool stages, values within 1e-3)")
     add_runner_arguments(parser)
 
 
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if args.pretrained is not None:
             raise UsageError("--pretrained is for CLIP models; with --as give the descriptor's folder or file as "
                              "--model")
+        if args.dtype != "float32":
+            raise UsageError("--dtype applies to CLIP embeddings; descriptor sets are stored as float32")
         counts = describe(run_dir, args.model, args.as_name, runner_from(args), args.batch_size, args.device,
                           args.image_size, args.trust_torchscript)
     else:
@@ -52,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
         if args.trust_torchscript:
             raise UsageError("--trust-torchscript applies to descriptors (--as NAME); CLIP checkpoints load as "
                              "weights only")
-        counts = embed(run_dir, model_spec(args), runner_from(args), args.batch_size, args.device)
+        counts = embed(run_dir, model_spec(args), runner_from(args), args.batch_size, args.device, args.dtype)
     print(json.dumps(counts))
     return 0

@@ -38,9 +38,13 @@ SHARD_MARKER_SCHEMA = pa.schema(
 )
 
 
-def embeddings_schema(dim: int) -> pa.Schema:
-    """Returns the schema of an embeddings table with `dim`-wide L2-normalized float32 vectors."""
-    vector = pa.list_(pa.float32(), dim)
+EMBEDDING_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
+def embeddings_schema(dim: int, dtype: str = "float32") -> pa.Schema:
+    """Returns the schema of an embeddings table with `dim`-wide L2-normalized vectors stored as `dtype` (float32,
+    or float16: half the disk and reads, within 1e-3 of the float32 values)."""
+    vector = pa.list_(EMBEDDING_DTYPES[dtype], dim)
     return pa.schema([("uid", pa.string()), ("image_embedding", vector), ("text_embedding", vector)])
 
 

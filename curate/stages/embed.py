@@ -17,7 +17,7 @@ from curate.graph import StageRun, require_current
 from curate.io.inputs import ShardTask
 from curate.io.readers import ShardOutput
 from curate.io.samples import ReadOptions
-from curate.io.schema import embeddings_schema
+from curate.io.schema import EMBEDDING_DTYPES, embeddings_schema
 from curate.io.sources import SourceImages
 from curate.models.encode import encode_batch, image_to_pixels
 from curate.models.loading import ModelSpec, config_of, load_model, pick_device
@@ -82,6 +82,7 @@ class EmbedJob(ShardImageJob):
     read_options: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = 256
     device: str = "auto"
+    dtype: str = "float32"
     name: str = "embed"
 
     def load(self, device: str):
@@ -106,7 +107,7 @@ class EmbedJob(ShardImageJob):
 
     def finish(self, task: ShardTask, parts: list[pa.Table]) -> ShardOutput:
         """Returns the shard's embeddings table, in the samples' order, as the job's output."""
-        schema = embeddings_schema(self.embed_dim)
+        schema = embeddings_schema(self.embed_dim, self.dtype)
         if not parts:
             return ShardOutput({"embeddings": schema.empty_table()}, {"embedded": 0})
         embedded = pa.concat_tables(parts).sort_by("row")
@@ -135,24 +136,28 @@ def shard_pixels(run_path: str, options: ReadOptions, shard_id: str, size: int,
     })
 
 
-def embed_config(spec: ModelSpec) -> dict:
-    """Returns the part of the embed config that decides the embeddings (what a resume must match)."""
-    return dict(model=asdict(spec))
+def embed_config(spec: ModelSpec, dtype: str = "float32") -> dict:
+    """Returns the part of the embed config that decides the embeddings (what a resume must match); the dtype only
+    when it is not float32, so runs embedded before the option resume."""
+    return dict(model=asdict(spec)) | ({} if dtype == "float32" else dict(dtype=dtype))
 
 
 def embed(
     run: RunDir, spec: ModelSpec, runner: str | Runner = "local", batch_size: int = 256, device: str = "auto",
-    **runner_options,
+    dtype: str = "float32", **runner_options,
 ) -> dict:
-    """Embeds every accepted sample of an ingested run, resuming where an earlier attempt stopped; returns counts."""
+    """Embeds every accepted sample of an ingested run, stored as `dtype` (float32 or float16), resuming where an
+    earlier attempt stopped; returns counts. Raises UsageError for another dtype."""
     runner = as_runner(runner, **runner_options)
+    if dtype not in EMBEDDING_DTYPES:
+        raise UsageError(f"unknown --dtype {dtype!r}; choose one of {', '.join(EMBEDDING_DTYPES)}")
     ingest_entry = require_current(run, "ingest")
     if _has_metadata_only_samples(run):
         raise UsageError("this run holds DataComp metadata without images: its embeddings came from the .npz files")
     shape = config_of(spec)
     options = ReadOptions(**ingest_entry["config"]["options"])
-    job = EmbedJob(str(run.path), spec, shape.image_size, shape.embed_dim, options, batch_size, device)
-    step = StageRun("embed", embed_config(spec), ("ingest",), refuse_changes=True,
+    job = EmbedJob(str(run.path), spec, shape.image_size, shape.embed_dim, options, batch_size, device, dtype)
+    step = StageRun("embed", embed_config(spec, dtype), ("ingest",), refuse_changes=True,
                     hint="curate embed RUN --model MODEL")
     with stage_step(run, step, job.check) as (record, _):
         tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]

@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -55,6 +56,16 @@ def test_every_accepted_sample_gets_normalized_embeddings(pool, tmp_path):
     np.testing.assert_allclose(got[uid][0], image[0], atol=1e-5)
     np.testing.assert_allclose(got[uid][1], text[0], atol=1e-5)
     assert pq.read_table(run.path / "embeddings" / "c.parquet").num_rows == 0
+
+    half = RunDir(tmp_path / "half")  # float16: the same vectors within float16's precision, read as float32
+    ingest([str(pool / "*.tar"), str(pool / "d.parquet")], half, progress=False)
+    assert embed(half, TINY, batch_size=4, dtype="float16", progress=False) == {"embedded": 10}
+    stored = pq.read_schema(half.path / "embeddings" / "a.parquet").field("image_embedding").type
+    assert stored.value_type == pa.float16() and stored.list_size == 128
+    halves = _embeddings(half)
+    assert all(np.abs(halves[u][0] - got[u][0]).max() < 1e-3 for u in got)
+    with pytest.raises(UsageError, match="unknown --dtype 'int8'"):
+        embed(half, TINY, dtype="int8")
 
 
 def test_ray_and_local_give_the_same_embeddings(pool, tmp_path, ray_local, recwarn):
