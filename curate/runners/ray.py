@@ -12,10 +12,11 @@ cluster of several nodes their run folder must be on storage every node mounts a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 # Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
 # progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
 VERBOSE = "CURATE_RAY_VERBOSE"
+BACKEND_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
 DECODE_CALLS = 1000  # shards one decode worker process handles before Ray starts a fresh one
 
 
@@ -65,10 +67,27 @@ def init_ray() -> None:
     else:
         # A local Ray's processes (workers, the GCS) log to the session's files; their lines reach this console only
         # when verbose. Errors in tasks still come back as exceptions.
-        ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
+        with _driver_log_level("info" if verbose() else "fatal"):
+            ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
     ray.data.DataContext.get_current().enable_progress_bars = False
     if not verbose():
         _console_errors_only(logging.getLogger("ray.data"))
+
+
+@contextlib.contextmanager
+def _driver_log_level(level: str) -> Iterator[None]:
+    """Sets the C++ log level of the local Ray that ray.init starts (its core worker in this process echoes error
+    lines, such as Ray Data's notice about restarting actors, to this console); the level reaches the processes it
+    starts too, so their C++ logs are off unless verbose. Python logs and errors are unaffected."""
+    previous = os.environ.get(BACKEND_LOG_LEVEL)
+    os.environ[BACKEND_LOG_LEVEL] = level
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(BACKEND_LOG_LEVEL, None)
+        else:
+            os.environ[BACKEND_LOG_LEVEL] = previous
 
 
 def _console_errors_only(logger: logging.Logger) -> None:
