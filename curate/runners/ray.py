@@ -4,6 +4,10 @@ A shard job runs on an actor pool, one shard per call. A model job runs as a pip
 
     shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each if any) -> driver
 
+The actors are not restarted (Ray Data's default restarts them, and with their constructor arguments in the object
+store Ray's core worker prints an error-level notice about it on every run): an actor that dies fails the stage,
+and a rerun resumes from the shards already committed, as after any kill.
+
 Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes them: ingest and
 embed need the run folder visible to the driver only. The whole-pool stages' map tasks read the run's embedding
 files and write their buckets' files themselves (each write-once and atomic, so a retried task is harmless): on a
@@ -12,11 +16,10 @@ cluster of several nodes their run folder must be on storage every node mounts a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,6 @@ from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
 # Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
 # progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
 VERBOSE = "CURATE_RAY_VERBOSE"
-BACKEND_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
 DECODE_CALLS = 1000  # shards one decode worker process handles before Ray starts a fresh one
 
 
@@ -67,27 +69,10 @@ def init_ray() -> None:
     else:
         # A local Ray's processes (workers, the GCS) log to the session's files; their lines reach this console only
         # when verbose. Errors in tasks still come back as exceptions.
-        with _driver_log_level("info" if verbose() else "fatal"):
-            ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
+        ray.init(include_dashboard=False, logging_level=level, configure_logging=True, log_to_driver=verbose())
     ray.data.DataContext.get_current().enable_progress_bars = False
     if not verbose():
         _console_errors_only(logging.getLogger("ray.data"))
-
-
-@contextlib.contextmanager
-def _driver_log_level(level: str) -> Iterator[None]:
-    """Sets the C++ log level of the local Ray that ray.init starts (its core worker in this process echoes error
-    lines, such as Ray Data's notice about restarting actors, to this console); the level reaches the processes it
-    starts too, so their C++ logs are off unless verbose. Python logs and errors are unaffected."""
-    previous = os.environ.get(BACKEND_LOG_LEVEL)
-    os.environ[BACKEND_LOG_LEVEL] = level
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(BACKEND_LOG_LEVEL, None)
-        else:
-            os.environ[BACKEND_LOG_LEVEL] = previous
 
 
 def _console_errors_only(logger: logging.Logger) -> None:
@@ -178,6 +163,7 @@ class RayRunner(Runner):
         results = shard_items(tasks).map_batches(
             _ShardJobActor, fn_constructor_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
             num_cpus=job.resources.cpus, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
+            max_restarts=0,
         )
         for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
@@ -217,7 +203,8 @@ class RayRunner(Runner):
             .map_batches(
                 _ModelActor, fn_constructor_kwargs={"job": job, "threads": pool["threads"]},
                 batch_size=job.resources.batch_size, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), **pool["resources"],
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), max_restarts=0,
+                **pool["resources"],
             )
         )
         by_id = {t.shard_id: t for t in busy}
