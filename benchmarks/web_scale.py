@@ -8,13 +8,14 @@ The run is written as an ingest of a DataComp pool leaves it (samples/ and float
 shard of --shard-size, their markers and the manifest of a real `curate ingest` of the first shard), so the
 commands measured are the product's own. The embeddings are a Gaussian mixture of --components concepts of about
 equal size with 5% planted near copies. Memory is the proportional set size (PSS) of the command's process and all
-its descendants (workers, Ray's processes and object store) summed, sampled every 0.2 s; the driver's alone beside
+its descendants (workers, Ray's processes and object store) summed, sampled every 0.5 s; the driver's alone beside
 it. With --compare each decision is also computed the pre-partition way, in memory (the whole pool's vectors in one
 matrix, the algorithm as it ran before), in its own process, and the keep flags compared. Writes
 benchmarks/results/web_scale_<N>.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -34,19 +35,18 @@ DUP_SHARE = 0.05
 
 
 def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    """Returns root and every process below it (from each thread's /proc children list: no scan of /proc)."""
     found, stack = [], [root]
     while stack:
         pid = stack.pop()
         found.append(pid)
-        stack.extend(children.get(pid, []))
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            with contextlib.suppress(OSError):
+                stack.extend(int(c) for c in Path(f"/proc/{pid}/task/{thread}/children").read_text().split())
     return found
 
 
@@ -70,7 +70,7 @@ def measured(argv: list[str]) -> dict:
         while process.poll() is None:
             tree = sum(_pss_mib(pid) for pid in _descendants(process.pid))
             peaks["tree"], peaks["driver"] = max(peaks["tree"], tree), max(peaks["driver"], _pss_mib(process.pid))
-            time.sleep(0.2)
+            time.sleep(0.5)
 
     start = time.perf_counter()
     sampler = threading.Thread(target=sample, daemon=True)

@@ -18,10 +18,11 @@ import sys
 
 from curate.cli.main import OneLineArgumentParser, guarded
 from curate.cli.options import add_runner_arguments, existing_run, runner_from
-from curate.filters import filter_class
+from curate.concepts.clustering import ClusterMethod
+from curate.filters import FILTERS, filter_class
 from curate.options import add_options, options_from
 
-METHODS = ("semdedup", "dbp", "dq")
+METHODS = tuple(name for name in FILTERS if issubclass(filter_class(name), ClusterMethod))  # those within clusters
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,7 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineArgumentParser(prog="pipelines/prune.py", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run folder with embeddings")
     parser.add_argument("--method", choices=METHODS, required=True)
-    method = filter_class(parser.parse_known_args(argv)[0].method)
+    chosen = OneLineArgumentParser(add_help=False)  # --help comes after the method's options are added
+    chosen.add_argument("--method", choices=METHODS)
+    method = filter_class(chosen.parse_known_args(argv)[0].method or METHODS[0])
     add_options(parser, method)
     if method.uses_runner:
         add_runner_arguments(parser, default="ray")

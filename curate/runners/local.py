@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -18,6 +19,8 @@ from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
 from curate.runners.base import Runner, ShardJob, encode_output
 
+# The variables native thread pools size themselves by when a process starts.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # What each pool process holds after its initializer ran: the set-up job, or a map's function and shared data.
 _worker_state: dict[str, Any] = {}
 
@@ -60,10 +63,25 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def _pool(self, initializer, initargs, jobs: int) -> ProcessPoolExecutor:
+    @contextlib.contextmanager
+    def _pool(self, initializer, initargs, jobs: int) -> Iterator[ProcessPoolExecutor]:
+        """Yields a pool of spawned workers whose native thread pools (BLAS, OpenMP: numpy, faiss, torch) share the
+        machine's CPUs among them instead of each taking all of them."""
         # spawn, not fork: the parent may hold torch or Ray threads that a forked child would inherit locked.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(min(self.workers or 1, jobs), context, initializer, initargs)
+        size = min(self.workers or 1, jobs)
+        threads = str(max(1, (os.cpu_count() or 1) // size))
+        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, threads))  # read by each worker as it starts
+        try:
+            with ProcessPoolExecutor(size, context, initializer, initargs) as pool:
+                yield pool
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def run_shards(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
         """Processes and commits each shard, in order in this process or as pool processes finish them."""

@@ -1,11 +1,15 @@
-"""Whole-pool methods: selections computed over every embedded sample at once (DFN, SemDeDup, DBP, ...).
+"""Whole-pool methods: selections decided over every embedded sample, and the in-memory kind of them.
 
-A method is a frozen dataclass of its options (declared with curate.options.option) that keeps only its
-mathematics: `compute(pool) -> PoolResult`, one value per embedded sample for each of its declared `columns`.
-This base does the rest, the same way for every method: it checks the keep fraction, plans the step in the
-stage graph (refusing one that would make its own input stale), runs the stages it needs first, selects its
-input with `where`, enforces the `<name>_` column prefix and computes; only then does it record the stage (a method
-that refuses its input records nothing), write scores/<name>/ and concepts/<name>.parquet, and rebuild the catalog.
+SelectionMethod is what every whole-pool method shares: a frozen dataclass of its options (declared with
+curate.options.option), its stage, columns and inputs. Its kinds differ in where they compute:
+curate.concepts.clustering.ClusterMethod (SemDeDup, DBP, DQ) one task per bucket of the k-means partition,
+curate.stages.threshold.ThresholdMethod (DFN, random) one task per embedding file, and PoolMethod here (neardup,
+decontaminate) on the pool's vectors in memory in this process: `compute(pool) -> PoolResult`, one value per
+embedded sample for each of its declared `columns`. This base does the rest, the same way for every method: it
+checks the keep fraction, plans the step in the stage graph (refusing one that would make its own input stale),
+runs the stages it needs first, selects its input with `where`, enforces the `<name>_` column prefix and computes;
+only then does it record the stage (a method that refuses its input records nothing), write scores/<name>/ and
+concepts/<name>.parquet, and rebuild the catalog.
 """
 
 from __future__ import annotations

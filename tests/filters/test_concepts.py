@@ -101,5 +101,7 @@ def test_prune_pipeline_script(pruned_run, tmp_path):
     dbp = script("--method", "dbp", "--keep-fraction", "0.5", "--clusters", "3", "--runner", "local", "--workers", "2")
     assert dbp.returncode == 0, dbp.stderr
     assert connect(run).execute("SELECT count(*) FILTER (dbp_keep) FROM samples").fetchone() == (66,)
+    shown = script("--method", "dbp", "--help")  # the chosen method's options, the methods from the registry
+    assert shown.returncode == 0 and "--tau" in shown.stdout and "{semdedup,dbp,dq}" in shown.stdout
     bad = script("--method", "dbp")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--keep-fraction" in bad.stderr
