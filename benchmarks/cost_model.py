@@ -4,7 +4,8 @@
 
 From the measured run it takes, per stage, the seconds per unit of work on one core, where a stage's work is what
 its tasks compute (the units below), and projects wall time on `nodes` x `cores` for DataComp medium (128M) and
-large (1.28B) at 768-d (L14) float16, with the mean cluster size of the measurement kept (k = N / that size):
+large (1.28B) at 768-d (L14) float16, with k = round(sqrt(N)), curate's default (it balances the assignment, which
+grows with k, against the within-cluster work, which grows with N / k):
 
     k-means assignment + partition   N k d      (every embedding against every centroid; then the rows regrouped)
     SemDeDup                         N^2/k d    (each cluster's members against the earlier ones)
@@ -30,7 +31,6 @@ from common import RESULTS, write_results
 
 POOLS = {"DataComp medium": 128_000_000, "DataComp large": 1_280_000_000}
 DIM, BYTES = 768, 2  # L14 embeddings as DataComp ships them, float16
-POINTS_PER_CENTROID = 64
 
 
 def work_units(n: float, k: float, d: float) -> dict[str, float]:
@@ -42,21 +42,21 @@ def fitted_rates(measured: dict) -> dict[str, float]:
     """Returns core-seconds per unit of work of each stage in the measured run."""
     n, k, d, workers = measured["samples"], measured["clusters"], measured["dim"], measured["workers"]
     units = work_units(n, k, d)
-    return {stage: measured["commands"][stage]["seconds"] * workers / units[stage] for stage in units}
+    return {stage: measured["commands"][stage]["seconds"] * workers / units[stage] for stage in units
+            if stage in measured["commands"]}
 
 
 def project(measured: dict, nodes: int, cores: int) -> dict:
     """Returns, per pool, the projected wall seconds of each stage, the driver's memory and disk per pass."""
-    rates, cluster_size = fitted_rates(measured), measured["samples"] / measured["clusters"]
-    workers = measured["workers"]
+    rates, workers = fitted_rates(measured), measured["workers"]
     per_worker = (measured["commands"]["semdedup"]["peak_tree_mib"]
                   - measured["commands"]["semdedup"]["peak_driver_mib"]) / workers
     out = {}
     for name, n in POOLS.items():
-        k = round(n / cluster_size)
+        k = round(n ** 0.5)
         seconds = {stage: rates[stage] * units / (nodes * cores)
-                   for stage, units in work_units(n, k, DIM).items()}
-        train = POINTS_PER_CENTROID * k
+                   for stage, units in work_units(n, k, DIM).items() if stage in rates}
+        train = measured["points_per_centroid"] * k
         out[name] = dict(
             samples=n, clusters=k, hours={stage: round(s / 3600, 2) for stage, s in seconds.items()},
             total_hours=round(sum(seconds.values()) / 3600, 1), worker_mib=round(per_worker),

@@ -137,9 +137,9 @@ def build_run(folder: Path, samples: int, dim: int, shard_size: int, components:
     return run
 
 
-def commands(run: Path, clusters: int, workers: int, text: bool) -> dict[str, list[str]]:
-    """Returns the measured `curate filter` command lines, by method."""
-    common = ["--clusters", str(clusters), "--max-points-per-centroid", "64", "--runner", "local",
+def commands(run: Path, clusters: int, points: int, workers: int, text: bool) -> dict[str, list[str]]:
+    """Returns the measured `curate filter` command lines, by method (k-means first, on its own)."""
+    common = ["--clusters", str(clusters), "--max-points-per-centroid", str(points), "--runner", "local",
               "--workers", str(workers)]
     filters = {"semdedup": ["--eps", "0.01", *common], "dbp": ["--keep-fraction", "0.5", *common],
                "dq": ["--keep-fraction", "0.3", "--bins", "10", *common]}
@@ -147,8 +147,8 @@ def commands(run: Path, clusters: int, workers: int, text: bool) -> dict[str, li
         filters["dfn"] = ["--keep-fraction", "0.3", "--runner", "local", "--workers", str(workers)]
     kmeans = ("from curate.concepts.kmeans import KMeansConfig; from curate.concepts.partition import "
               "ensure_partition; from curate.rundir import RunDir; from curate.runners import make_runner; "
-              f"ensure_partition(RunDir({str(run)!r}), KMeansConfig({clusters}, max_points_per_centroid=64), 'image', "
-              f"make_runner('local', {workers}))")
+              f"ensure_partition(RunDir({str(run)!r}), KMeansConfig({clusters}, max_points_per_centroid={points}), "
+              f"'image', make_runner('local', {workers}))")
     return {"kmeans": ["-c", kmeans]} | {
         name: ["-m", "curate.cli.main", "filter", name, str(run), *args] for name, args in filters.items()}
 
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=100_000)
     parser.add_argument("--components", type=int, default=3000)
     parser.add_argument("--clusters", type=int, default=3000)
+    parser.add_argument("--points-per-centroid", type=int, default=64, help="k-means's training sample per cluster")
+    parser.add_argument("--methods", default="semdedup,dbp,dq,dfn", help="which commands to measure after k-means")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate_web_scale"))
     parser.add_argument("--compare", action="store_true", help="also compute the decisions in memory and compare")
@@ -231,12 +233,17 @@ def main() -> None:
     start = time.perf_counter()
     run = build_run(args.work, args.samples, args.dim, args.shard_size, args.components, args.text)
     results = dict(machine=machine(), samples=args.samples, dim=args.dim, dtype="float16", clusters=args.clusters,
-                   workers=args.workers, build_seconds=round(time.perf_counter() - start, 1), commands={})
-    for name, argv in commands(run.path, args.clusters, args.workers, args.text).items():
+                   points_per_centroid=args.points_per_centroid, workers=args.workers,
+                   build_seconds=round(time.perf_counter() - start, 1), commands={})
+    chosen = {"kmeans", *args.methods.split(",")}
+    for name, argv in commands(run.path, args.clusters, args.points_per_centroid, args.workers, args.text).items():
+        if name not in chosen:
+            continue
         command = "k-means and the partition (what the first ClusterMethod runs)" if name == "kmeans" else \
             "curate " + " ".join(argv[2:])
         results["commands"][name] = measured(argv) | dict(command=command)
         print(name, json.dumps(results["commands"][name]), flush=True)
+        write_results(f"web_scale_{args.samples}", results)  # what is measured so far survives a stop
     results["disk_mib"] = {sub: round(sum(p.stat().st_size for p in (run.path / sub).rglob("*") if p.is_file())
                                       / 2**20) for sub in ("embeddings", "partitions", "scores")}
     if args.compare:
