@@ -4,10 +4,6 @@ A shard job runs on an actor pool, one shard per call. A model job runs as a pip
 
     shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each if any) -> driver
 
-The actors are not restarted (Ray Data's default restarts them, and with their constructor arguments in the object
-store Ray's core worker prints an error-level notice about it on every run): an actor that dies fails the stage,
-and a rerun resumes from the shards already committed, as after any kill.
-
 Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes them: ingest and
 embed need the run folder visible to the driver only. The whole-pool stages' map tasks read the run's embedding
 files and write their buckets' files themselves (each write-once and atomic, so a retried task is harmless): on a
@@ -163,7 +159,6 @@ class RayRunner(Runner):
         results = shard_items(tasks).map_batches(
             _ShardJobActor, fn_constructor_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
             num_cpus=job.resources.cpus, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
-            max_restarts=0,
         )
         for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in batch.to_pylist():
@@ -203,8 +198,7 @@ class RayRunner(Runner):
             .map_batches(
                 _ModelActor, fn_constructor_kwargs={"job": job, "threads": pool["threads"]},
                 batch_size=job.resources.batch_size, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), max_restarts=0,
-                **pool["resources"],
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), **pool["resources"],
             )
         )
         by_id = {t.shard_id: t for t in busy}
