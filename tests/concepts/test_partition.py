@@ -2,6 +2,10 @@
 algorithm as it ran before the partition), with many buckets; resuming a partition; the budget and broken files."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -143,3 +147,43 @@ def test_dq_per_cluster_on_the_partition_bins_and_draws_as_the_in_memory_oracle(
             for rank, row in enumerate(members):
                 expected[embeddings.uids[row].as_py()] = (k, rank, bool(np.isin(row, kept)))
     assert catalog(run, "dq_bin, dq_rank, dq_keep") == expected
+
+
+def tmpfs_works() -> bool:
+    """Returns whether this machine lets a test mount a tmpfs in a mount namespace of its own."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+CHECK_FILES = """
+import sys, pathlib, pyarrow.parquet as pq
+run = pathlib.Path(sys.argv[1])
+for path in run.rglob("*.parquet"):
+    pq.read_metadata(path)  # every file under its final name is whole
+print("whole", len(list(run.rglob("*.parquet"))))
+"""
+
+
+@pytest.mark.skipif(not tmpfs_works(), reason="needs unshare and mount (root in a mount namespace)")
+def test_a_full_disk_while_partitioning_is_one_line_and_resumes_with_room(run, tmp_path):
+    expected = tmp_path / "expected"
+    shutil.copytree(run.path, expected)
+    SemDeDup(eps=0.002, **KMEANS).apply(RunDir(expected), progress=False)
+    used = sum(p.stat().st_size for p in run.path.rglob("*") if p.is_file())
+    command = [sys.executable, "-m", "curate.cli.main", "filter", "semdedup", "/mnt/run", "--eps", "0.002",
+               *(f"--{k.replace('_', '-')}={v}" for k, v in KMEANS.items())]
+    script = (f'mount -t tmpfs -o size={used + 400_000} tmpfs /mnt && cp -a "$1" /mnt/run && shift && '
+              f'"$@"; echo "rc=$?"; {sys.executable} -c "$CHECK" /mnt/run && '
+              f'mount -o remount,size=64m /mnt && "$@" >/dev/null 2>&1 && cp -a /mnt/run "$RESULT"')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(run.path), *command], capture_output=True,
+                          text=True, env=os.environ | {"CHECK": CHECK_FILES, "RESULT": str(tmp_path / "after"),
+                                                        "PYTHONPATH": os.getcwd(), BUCKET_BYTES_VARIABLE: "20000"})
+    assert "rc=1" in done.stdout and "whole" in done.stdout, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("curate: error")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    resumed = RunDir(tmp_path / "after")
+    assert catalog(resumed, "cluster_id, semdedup_keep, semdedup_dup_of") == catalog(
+        RunDir(expected), "cluster_id, semdedup_keep, semdedup_dup_of")
