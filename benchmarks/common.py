@@ -32,10 +32,10 @@ def dfn_scored_run(synth: Path, work: Path, keep_fraction: float, seed: int = 0,
 
     from curate.filters.dfn import DFNFilter
     from curate.models import ModelSpec
-    from curate.models.dfn import train_dfn
     from curate.rundir import RunDir
     from curate.stages.embed import embed
     from curate.stages.ingest import ingest
+    from curate.stages.training import train_dfn
 
     model_dir, run = work / "dfn", RunDir(work / run_name)
     timings = {}

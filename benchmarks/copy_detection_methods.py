@@ -68,7 +68,7 @@ def tiny_dfn(context: Context) -> Path:
     it (train_dfn, seed 0), into work/dfn the first time."""
     import shutil
 
-    from curate.models.dfn import train_dfn
+    from curate.stages.training import train_dfn
 
     model_dir = context.work / "dfn"
     if not (model_dir / "open_clip_config.json").exists():

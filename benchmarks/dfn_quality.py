@@ -22,10 +22,11 @@ from common import ALIGNED, RESULTS, timed, truth_connection, write_results
 
 from curate.filters.dfn import DFNFilter
 from curate.models import ModelSpec
-from curate.models.dfn import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, train_dfn
+from curate.models.dfn import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 from curate.rundir import RunDir
 from curate.stages.embed import embed
 from curate.stages.ingest import ingest
+from curate.stages.training import train_dfn
 
 FRACTIONS = (0.3, 0.5, 0.7)
 NEGATIVES = ("misaligned", "junk_caption")

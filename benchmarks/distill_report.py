@@ -91,9 +91,9 @@ def plot_curve(summary: list[dict], path: Path, methods: tuple[str, ...] = ("tes
 
 
 def set_grid(syn: dict, task: dict, path: Path, title: str) -> Path:
-    """Writes a distilled set's images (un-standardized) as a grid, one row per class (curate.distill.grid);
+    """Writes a distilled set's images (un-standardized) as a grid, one row per class (curate.grids);
     returns the path."""
-    from curate.distill.grid import image_grid
+    from curate.grids import image_grid
 
     return image_grid(to_pixels(syn["images"], task), syn["labels"].numpy(), task["classnames"], title, path)
 

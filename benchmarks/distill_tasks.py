@@ -66,7 +66,7 @@ def digits_task(args: argparse.Namespace) -> dict:
 
 def synth_task(args: argparse.Namespace) -> dict:
     """Returns the synth task (as digits_task), generated into args.work the first time."""
-    from curate.evaluate.heldout import load_heldout
+    from curate.models.heldout import load_heldout
 
     train = load_heldout(ensure_synth(args.work / f"synth-train-{args.per_class}", 4, hq_samples=0, seed=1,
                                       heldout_per_concept=args.per_class) / "heldout.parquet", args.synth_size)

@@ -6,7 +6,7 @@ rebuilds the rest, at patch-drop 0 / 0.25 / 0.5, on dq_quality.py's digits and s
 Per task: the DQ subset at --fraction (gradient features, as in dq_quality.py), an MAE trained from scratch on
 the task's training images (`curate train-mae`'s trainer; digits at 16 px in 2 px patches, one patch per
 original pixel; synth at 32 px in 4 px patches), patches ranked by GradCAM of the gradient features' CNN
-(curate.pixels.saliency.classifier_saliency) or, as a control, at random; the lowest share dropped, the images
+(curate.models.saliency.classifier_saliency) or, as a control, at random; the lowest share dropped, the images
 rebuilt (kept patches exact, the rest the MAE's), and the CNN trained on the rebuilt subset and tested on real
 held-out images. Bytes: the kept patches as curate stores them (a lossless PNG with the dropped patches black, the
 mask JSON) against the same images whole as PNG. Writes benchmarks/results/dq_pixels.json and .png (a run of
@@ -30,9 +30,9 @@ from PIL import Image
 
 from curate.dynamic.classify import ClassifyConfig, accuracy, train_classifier
 from curate.models.mae import MAEConfig, reconstruct
+from curate.models.saliency import classifier_saliency
 from curate.models.train_mae import MAETrainConfig, scratch_mae, train_mae_model
 from curate.pixels import encode_patches, select_patches
-from curate.pixels.saliency import classifier_saliency
 
 DROPS = (0.0, 0.25, 0.5)
 PATCH = {"digits": (16, 2), "synth": (32, 4)}  # MAE input size, patch size

@@ -79,7 +79,7 @@ def digits_task() -> dict:
 
 def synth_task(args: argparse.Namespace) -> dict:
     """Returns the synth task (as digits_task), generated into args.work the first time."""
-    from curate.evaluate.heldout import load_heldout
+    from curate.models.heldout import load_heldout
 
     train = ensure_synth(args.work / f"train-{args.per_class}", 4, hq_samples=0, seed=1,
                          heldout_per_concept=args.per_class)

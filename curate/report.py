@@ -67,10 +67,10 @@ class DecodedPNGs(Sequence):
 
 
 def distilled_grid(run: RunDir, name: str, out: Path) -> Path:
-    """Writes the finished distilled set `name` as an image grid (curate.distill.grid: a row per class, the first
+    """Writes the finished distilled set `name` as an image grid (curate.grids: a row per class, the first
     classes and images when there are many) to `out`; returns the path."""
-    from curate.distill.grid import image_grid
     from curate.distill.output import read_set
+    from curate.grids import image_grid
 
     meta, rows = read_set(run, name)
     labels = "soft" if meta.get("soft_labels") else "hard"

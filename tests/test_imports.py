@@ -1,5 +1,6 @@
 """The import graph of the curate package runs one way: no module imports, directly or through others, a module
-that imports it back; and the package installs from pyproject.toml without remapping folders."""
+that imports it back, and no subpackage does so with another; and the package installs from pyproject.toml without
+remapping folders."""
 
 import ast
 from pathlib import Path
@@ -80,6 +81,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_module_import_graph_has_no_cycles():
     graph = import_graph()
     assert len(graph) > 50 and "curate.stages.pool" in graph["curate.filters.dfn"]
+    assert cycles(graph) == []
+
+
+def package_of(module: str) -> str:
+    """Returns the package a module belongs to: curate.<subpackage>, or the top-level module itself."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_packages_import_one_way_too():
+    graph: dict[str, set[str]] = {}
+    for module, imports in import_graph().items():
+        graph.setdefault(package_of(module), set()).update(package_of(i) for i in imports)
+    graph = {package: imports - {package} for package, imports in graph.items()}
+    assert "curate.models" in graph["curate.stages"] and "curate.stages" in graph["curate.concepts"]
     assert cycles(graph) == []
 
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Trains the DFN and prints a summary as JSON; returns 0."""
     from curate.models import ModelSpec
-    from curate.models.dfn import train_dfn
+    from curate.stages.training import train_dfn
 
     if args.pretrained is not None and args.init is None:
         raise UsageError("--pretrained needs --init MODEL (the tiny default trains from scratch)")

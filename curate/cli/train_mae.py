@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from curate.errors import UsageError
     from curate.models.mae_config import MAEConfig, MAETrainConfig
     from curate.models.mae_io import default_heads
-    from curate.models.train_mae import train_mae
+    from curate.stages.training import train_mae
 
     if args.image_size % args.patch_size:
         raise UsageError(f"--patch-size {args.patch_size} must divide --image-size {args.image_size}")

@@ -1,6 +1,6 @@
 """Evaluation image sets to decontaminate against, in any held-out form: a Parquet file of image bytes (a jpg, png,
 image, ... column, as curate.io reads image shards; held-out files as curate.evaluate reads them), a folder of
-images (recursive, any of curate.evaluate.heldout.IMAGE_SUFFIXES, e.g. ImageNet's class folders), WebDataset .tar
+images (recursive, any of curate.models.heldout.IMAGE_SUFFIXES, e.g. ImageNet's class folders), WebDataset .tar
 shards (a file, a folder of them, a glob or a brace pattern such as eval-{000..009}.tar), or a mix in one folder.
 
 Every image has an id that says which one it is: a folder's image its path relative to the folder; a member of a
@@ -21,9 +21,9 @@ from pathlib import Path
 import fsspec
 
 from curate.errors import UsageError
-from curate.evaluate.heldout import IMAGE_SUFFIXES
 from curate.io.parquet_shards import IMAGE_COLUMNS, KEY_COLUMNS, image_value_bytes
 from curate.io.tars import read_tar_samples
+from curate.models.heldout import IMAGE_SUFFIXES
 
 FORMS = "a Parquet file of images, a folder of images, or WebDataset .tar shards (a file, folder, glob or {a..b})"
 PATTERN_CHARS = "*?[{"

@@ -67,8 +67,8 @@ def neardup_sheet(run: RunDir, out: Path, groups: int = GROUPS, members: int = M
     """Writes the contact sheet of the `groups` largest near-duplicate groups (at most `members` images each) to
     `out`; returns its path, or None when the neardup stage is not current, found no group, or the run holds no
     image to show (DataComp metadata-only)."""
-    from curate.distill.grid import image_grid
     from curate.graph import status
+    from curate.grids import image_grid
 
     if status(run).get("neardup") != "current":
         return None

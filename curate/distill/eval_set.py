@@ -141,7 +141,7 @@ def test_tensors(meta: dict, path: str) -> tuple[torch.Tensor, torch.Tensor, int
     held-out set at `path`; raises UsageError when it holds a class the set does not have."""
     import torch
 
-    from curate.evaluate.heldout import load_heldout
+    from curate.models.heldout import load_heldout
 
     try:
         heldout = load_heldout(path, int(meta["options"]["image_size"]))

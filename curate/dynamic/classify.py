@@ -61,7 +61,7 @@ def load_labelled(path: str | Path, image_size: int,
     import torch
 
     from curate.errors import UsageError
-    from curate.evaluate.heldout import load_heldout
+    from curate.models.heldout import load_heldout
 
     held = load_heldout(path, image_size)
     names = list(held.classnames)

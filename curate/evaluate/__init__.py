@@ -4,7 +4,6 @@ seen (DataComp's fixed compute), then score it on a held-out set (zero-shot accu
 `evaluate_subset(run, where, heldout)` does it all; `load_heldout` and the metric functions stand alone.
 """
 
-from curate.evaluate.heldout import HeldOut, load_heldout
 from curate.evaluate.metrics import (
     TEMPLATES,
     class_prompts,
@@ -14,6 +13,7 @@ from curate.evaluate.metrics import (
     zeroshot_weights,
 )
 from curate.evaluate.run import DEFAULT_SAMPLES_SEEN, evaluate_subset
+from curate.models.heldout import HeldOut, load_heldout
 
 __all__ = [
     "DEFAULT_SAMPLES_SEEN", "TEMPLATES", "HeldOut", "class_prompts", "evaluate_subset", "hits_at_k",

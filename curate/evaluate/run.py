@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from curate.errors import UsageError
-from curate.evaluate.heldout import HeldOut, load_heldout
 from curate.evaluate.metrics import TEMPLATES, class_prompts, retrieval_recall, topk_accuracy, zeroshot_weights
+from curate.models.heldout import HeldOut, load_heldout
 from curate.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, config_of, resolve_model, scratch_model
 from curate.rundir import RunDir, parquet_bytes
 

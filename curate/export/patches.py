@@ -1,7 +1,7 @@
 """Patch-drop webdataset exports (the pixel half of Dataset Quantization) and their MAE reconstruction.
 
 `curate export RUN --format webdataset --patch-drop F --mae MODEL` resizes each selected image whole to the MAE's
-square input, ranks its patches by the run's CLIP (curate.pixels.saliency.clip_saliency), and writes per sample
+square input, ranks its patches by the run's CLIP (curate.models.saliency.clip_saliency), and writes per sample
 {uid}.patches.png (the kept patches, lossless) instead of the image, beside the usual {uid}.txt and {uid}.json,
 whose "patch_mask" field holds the mask (curate.pixels.codec; in the json rather than a member of its own, since
 every tar member costs a 512-byte header and padding, more than a small image's saved bytes). Readers rebuild images
@@ -88,7 +88,7 @@ class PatchDropper:
     def drop(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """Returns (uint8 N x S x S x 3 pixels at the MAE's input, bool N x L keep masks, original sizes)."""
         from curate.models.encode import square_pixels
-        from curate.pixels.saliency import clip_saliency
+        from curate.models.saliency import clip_saliency
 
         config = self.mae.config
         images = table.column("image").to_pylist()

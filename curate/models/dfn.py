@@ -7,7 +7,6 @@ ImageNet accuracy: a DFN trained on a small trusted set filters better than one 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from curate.errors import UsageError
@@ -20,9 +19,7 @@ from curate.models.loading import (
     resolve_model,
     scratch_model,
 )
-from curate.models.pairs import load_pairs
-from curate.models.train import TrainConfig, config_dict, save_model_folder, train_clip
-from curate.rundir import RunDir
+from curate.models.train import TrainConfig
 
 TRUSTED_RUN = "trusted_run"
 
@@ -77,34 +74,3 @@ def train_config(init: ModelSpec | None, epochs: int, seed: int, batch_size: int
         lr=lr or (SCRATCH_LR if scratch else FINETUNE_LR),
         warmup_steps=SCRATCH_WARMUP if scratch else FINETUNE_WARMUP, seed=seed, progress=progress,
     )
-
-
-def train_dfn(
-    inputs: list[str], out: Path, init: ModelSpec | None = None, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
-    batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None, samples_seen: int | None = None,
-    where: str | None = None, runner: str = "local", device: str = "auto", progress: bool = True,
-) -> dict:
-    """Trains a DFN on the trusted shards and writes it as a model folder at `out`; returns a summary dict.
-
-    The shards are ingested into out/trusted_run first (bad samples are quarantined there; a rerun with the
-    same inputs resumes), `where` optionally narrows them (SQL on the samples view), then the model (tiny
-    from scratch, or `init` fine-tuned) trains on the pairs and is saved with train_info.json beside it.
-    Summary keys: model, trusted (ingest counts), pairs, samples_seen, steps, seconds, first/final/min_loss.
-    """
-    from curate.stages.ingest import ingest
-
-    out = Path(out)
-    check_out(out)
-    config = train_config(init, epochs, seed, batch_size, lr, samples_seen, progress)
-    loaded, model_cfg = build_model(init, seed, device)
-    run = RunDir(out / TRUSTED_RUN)
-    counts = ingest(inputs, run, runner, progress=progress)
-    pairs = load_pairs(run, where, loaded.image_size, progress=progress)
-    result = train_clip(loaded, pairs, config)
-    info = dict(
-        data=dict(inputs=list(inputs), trusted_run=TRUSTED_RUN, where=where, pairs=len(pairs), ingest=counts),
-        init=None if init is None else asdict(init), config=config_dict(config), seed=seed,
-        training=result.summary(), device=loaded.device,
-    )
-    save_model_folder(loaded.model, model_cfg, dict(loaded.model.visual.preprocess_cfg), out, info)
-    return dict(model=str(out), trusted=counts, pairs=len(pairs), **result.summary())

@@ -9,9 +9,7 @@ comes from generators seeded with `seed`: the same inputs and seed give the same
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,10 +18,9 @@ from tqdm import tqdm
 from curate.errors import UsageError
 from curate.models.mae import MaskedAutoencoderViT, dropped_loss, random_keep
 from curate.models.mae_config import MAEConfig, MAETrainConfig
-from curate.models.mae_io import WEIGHTS_FILE, save_mae
-from curate.models.pairs import load_pairs, normalize, random_resized_crop
-from curate.models.train import TrainResult, learning_rate, param_groups, versions
-from curate.rundir import RunDir
+from curate.models.mae_io import WEIGHTS_FILE
+from curate.models.pairs import normalize, random_resized_crop
+from curate.models.train import TrainResult, learning_rate, param_groups
 
 TRAIN_RUN = "train_run"
 INFO_FILE = "train_info.json"
@@ -80,31 +77,3 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out} is a file; give a folder for the MAE")
     if out.is_dir() and any(out.iterdir()) and not ((out / WEIGHTS_FILE).exists() or (out / TRAIN_RUN).exists()):
         raise UsageError(f"--out {out} holds other files; give a new folder (or an earlier train-mae output)")
-
-
-def train_mae(inputs: list[str], out: str | Path, model: MAEConfig | None = None,
-              config: MAETrainConfig | None = None, where: str | None = None, runner: str = "local",
-              device: str = "auto") -> dict:
-    """Trains an MAE from scratch on the images of `inputs` (shards: paths, globs, folders or URLs) and writes
-    out/mae.pth (official layout, loadable by load_mae) and out/train_info.json; returns a summary dict
-    (model, images, samples_seen, steps, seconds, first/final/min_loss).
-
-    The shards are ingested into out/train_run first (a rerun with the same inputs resumes), `where` optionally
-    narrows them (SQL on the samples view).
-    """
-    from curate.models.loading import pick_device
-    from curate.stages.ingest import ingest
-
-    out, model, config = Path(out), model or MAEConfig(), config or MAETrainConfig()
-    check_out(out)
-    device = pick_device(device)
-    counts = ingest(inputs, RunDir(out / TRAIN_RUN), runner, progress=config.progress)
-    pairs = load_pairs(RunDir(out / TRAIN_RUN), where, model.img_size, progress=config.progress, square=True)
-    mae = scratch_mae(model, config.seed)
-    result = train_mae_model(mae, pairs.pixels, config, device)
-    save_mae(mae, out / WEIGHTS_FILE)
-    info = dict(data=dict(inputs=list(inputs), where=where, images=len(pairs), ingest=counts),
-                model=asdict(model), config=asdict(config), training=result.summary(), device=device,
-                versions=versions())
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    return dict(model=str(out / WEIGHTS_FILE), images=len(pairs), **result.summary())

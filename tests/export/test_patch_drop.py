@@ -18,9 +18,9 @@ from curate.models.encode import square_pixels
 from curate.models.loading import ModelSpec, load_model
 from curate.models.mae import MAEConfig
 from curate.models.mae_io import load_mae, save_mae
+from curate.models.saliency import classifier_saliency, clip_saliency
 from curate.models.train_mae import scratch_mae
 from curate.pixels import decode_patches, encode_patches, kept_count, select_patches
-from curate.pixels.saliency import classifier_saliency, clip_saliency
 from tests.shards import ingested_tars
 
 TINY = MAEConfig(embed_dim=64, depth=1, num_heads=1, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1)

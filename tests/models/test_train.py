@@ -9,12 +9,12 @@ import torch
 from curate.cli.main import COMMANDS, OneLineArgumentParser, guarded, main
 from curate.errors import UsageError
 from curate.models import ModelSpec, load_model
-from curate.models.dfn import train_dfn
 from curate.models.encode import encode_batch, image_to_pixels
 from curate.models.pairs import load_pairs, random_resized_crop, stored_size
 from curate.models.train import TrainConfig, contrastive_losses, save_model_folder, train_clip
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
+from curate.stages.training import train_dfn
 from curate.synth import generate_pool
 from tests.shards import clean_shard, image_bytes, sample_members, write_tar
 

@@ -1,5 +1,5 @@
-"""Image grids of distilled sets: one row per class (labelled with its class name), the class's images across; for
-`curate report` and benchmarks/distill.py."""
+"""Image grids: one row per class (labelled with its class name), the class's images across; for distilled sets in
+`curate report` and benchmarks/distill.py, and for copy-detection sheets."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from curate.cli.main import main
-from curate.distill.grid import cap_note, grid_cells, image_grid, short_name
+from curate.grids import cap_note, grid_cells, image_grid, short_name
 from tests.distill.test_distill_cli import TINY
 from tests.shards import ingested_tars
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from curate.errors import UsageError
-from curate.evaluate.heldout import load_heldout
+from curate.models.heldout import load_heldout
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> bytes:
