@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import machine, write_results
+from common import RESULTS, machine, write_results
 
 DUP_SHARE = 0.05
 
@@ -224,17 +224,26 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate_web_scale"))
     parser.add_argument("--compare", action="store_true", help="also compute the decisions in memory and compare")
     parser.add_argument("--text", action="store_true", help="write text embeddings too, and measure DFN")
+    parser.add_argument("--reuse", action="store_true", help="measure on the run --work already holds (built before)")
     parser.add_argument("--oracle", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.oracle:
         return in_memory_decisions(*args.oracle)
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
     start = time.perf_counter()
-    run = build_run(args.work, args.samples, args.dim, args.shard_size, args.components, args.text)
+    if args.reuse:
+        from curate.rundir import RunDir
+
+        run = RunDir(args.work / "run")
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+        run = build_run(args.work, args.samples, args.dim, args.shard_size, args.components, args.text)
+    previous = RESULTS / f"web_scale_{args.samples}.json"
     results = dict(machine=machine(), samples=args.samples, dim=args.dim, dtype="float16", clusters=args.clusters,
                    points_per_centroid=args.points_per_centroid, workers=args.workers,
                    build_seconds=round(time.perf_counter() - start, 1), commands={})
+    if args.reuse and previous.exists():  # keep what the run's earlier measurements found
+        results = json.loads(previous.read_text()) | {"machine": results["machine"]}
     chosen = {"kmeans", *args.methods.split(",")}
     for name, argv in commands(run.path, args.clusters, args.points_per_centroid, args.workers, args.text).items():
         if name not in chosen:
