@@ -244,7 +244,7 @@ def main() -> None:
                    build_seconds=round(time.perf_counter() - start, 1), commands={})
     if args.reuse and previous.exists():  # keep what the run's earlier measurements found
         results = json.loads(previous.read_text()) | {"machine": results["machine"]}
-    chosen = {"kmeans", *args.methods.split(",")}
+    chosen = {*args.methods.split(","), *({"kmeans"} - set(results["commands"]))}  # k-means once per run
     for name, argv in commands(run.path, args.clusters, args.points_per_centroid, args.workers, args.text).items():
         if name not in chosen:
             continue
