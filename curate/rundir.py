@@ -52,6 +52,22 @@ class RunDir:
         os.replace(temp, target)
         return target
 
+    def write_table(self, relative: str, table: pa.Table) -> Path:
+        """Writes `table` as Parquet (zstd, the bytes parquet_bytes makes) straight to a temporary file beside the
+        target and renames it, so a large table is never held a second time as bytes; returns the final path."""
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            pq.write_table(table, temp, compression="zstd")
+            with open(temp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return target
+
     def write_json(self, relative: str, obj) -> Path:
         """Writes `obj` as indented, key-sorted JSON atomically; returns the final path."""
         return self.write_bytes(relative, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

@@ -8,7 +8,7 @@ The kmeans stage owns these files:
   concepts/kmeans.parquet             cluster_id, size, mean_distance, bucket
   partitions/kmeans/<bucket>.parquet  uid, position, cluster_id, dist_to_centroid, vector; sorted by cluster, then
                                       by position (the sample's row in the run's embedding files)
-A bucket is a run of consecutive clusters holding at most CURATE_PARTITION_BYTES of vectors (default 1 GiB), so a
+A bucket is a run of consecutive clusters holding at most CURATE_PARTITION_BYTES of vectors (default 256 MiB), so a
 task that reads one holds a bounded amount. The driver holds the training sample (at most k x
 max_points_per_centroid rows) and per-cluster figures; every pass is resumable: an embedding file's assignment is
 marked done, a bucket is written once, whole.
@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.concepts.kmeans import KMeansConfig, assign, train_centroids
 from curate.errors import UsageError
 from curate.graph import StageRun, current_versions, entries, version_of
-from curate.rundir import DONE, RunDir, parquet_bytes
+from curate.rundir import DONE, RunDir
 from curate.runners import Runner, quiet
 from curate.stages.embeddings import (
     normalized,
@@ -45,12 +46,13 @@ STAGE = "kmeans"
 COLUMNS = ("cluster_id", "dist_to_centroid")
 PARTITION = f"partitions/{STAGE}"
 BUCKET_BYTES_VARIABLE = "CURATE_PARTITION_BYTES"
-DEFAULT_BUCKET_BYTES = 1 << 30
+DEFAULT_BUCKET_BYTES = 256 << 20  # a task holds about 3x its bucket's vectors (read, sorted or in float32)
+ASSIGN_ROWS = 32768  # rows normalized and assigned at a time
 MIN_BUCKETS = 16  # so that a small pool still spreads over the workers
 
 
 def bucket_bytes() -> int:
-    """Returns the most bytes of vectors one bucket (one task's input) may hold: $CURATE_PARTITION_BYTES or 1 GiB."""
+    """Returns the most bytes of vectors one bucket (one task's input) may hold: $CURATE_PARTITION_BYTES or 256 MiB."""
     value = os.environ.get(BUCKET_BYTES_VARIABLE, "")
     if not value:
         return DEFAULT_BUCKET_BYTES
@@ -234,21 +236,31 @@ def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
     if not run.is_done(STAGE, stem):
         table = pq.read_table(path, columns=["uid", column])
         uids, stored = table["uid"].combine_chunks(), table[column].combine_chunks()
-        cluster, distance = assign(normalized(raw_vectors(stored)), centroids)
-        run.write_bytes(f"scores/{STAGE}/{stem}.parquet", parquet_bytes(pa.table(
-            {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance})))
+        cluster, distance = _assign_in_blocks(stored, centroids)
+        run.write_table(f"scores/{STAGE}/{stem}.parquet", pa.table(
+            {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance}))
         rows = pa.table({  # the vectors as the run stores them: a task normalizes them as read_vectors does
             "uid": uids, "position": pa.array(first + np.arange(len(uids)), pa.int64()), "cluster_id": cluster,
             "dist_to_centroid": distance, "vector": stored})
         buckets = bucket_of[cluster]
         for b in np.unique(buckets):
             chunk = rows.filter(pa.array(buckets == b))
-            run.write_bytes(f"{PARTITION}/parts/{b:05d}/{stem}.parquet", parquet_bytes(chunk))
+            run.write_table(f"{PARTITION}/parts/{b:05d}/{stem}.parquet", chunk)
         run.write_json(run.marker(STAGE, stem), dict(rows=len(uids)))
     scores = pq.read_table(run.path / "scores" / STAGE / f"{stem}.parquet", columns=list(COLUMNS))
     cluster = scores["cluster_id"].to_numpy()
     return (np.bincount(cluster, minlength=k),
             np.bincount(cluster, weights=scores["dist_to_centroid"].to_numpy().astype(np.float64), minlength=k))
+
+
+def _assign_in_blocks(stored: pa.Array, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns each stored vector's nearest centroid and cosine distance, normalizing ASSIGN_ROWS rows at a time (a
+    file's float32 copy is never made whole)."""
+    parts = [assign(normalized(raw_vectors(stored.slice(start, ASSIGN_ROWS))), centroids)
+             for start in range(0, len(stored), ASSIGN_ROWS)]
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _write_bucket(shared: tuple, bucket: int) -> None:
@@ -259,8 +271,8 @@ def _write_bucket(shared: tuple, bucket: int) -> None:
     if not (run.path / relative).exists():
         tables = [pq.read_table(p) for p in sorted(parts.glob("*.parquet"))]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
-        run.write_bytes(relative, parquet_bytes(table.sort_by([("cluster_id", "ascending"),
-                                                               ("position", "ascending")])))
+        order = pc.sort_indices(table, [("cluster_id", "ascending"), ("position", "ascending")])
+        run.write_table(relative, table.take(order))
     shutil.rmtree(parts, ignore_errors=True)
 
 

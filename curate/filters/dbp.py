@@ -34,7 +34,7 @@ from curate.concepts.quotas import (
 )
 from curate.graph import entries
 from curate.options import option, positive_float, positive_int
-from curate.rundir import RunDir, parquet_bytes
+from curate.rundir import RunDir
 from curate.runners import Runner
 
 INPUTS = "partitions/dbp"
@@ -110,6 +110,6 @@ def _keep_bucket(shared: tuple, item: tuple) -> int:
     bucket, selected = item
     table = bucket_input(bucket, selected, ["uid", "cluster_id", "dist_to_centroid"])
     kept = keep_in_clusters(table["cluster_id"].to_numpy(), table["dist_to_centroid"].to_numpy(), quota, keep, seed)
-    RunDir(run_path).write_bytes(f"scores/dbp/{os.path.basename(bucket)}", parquet_bytes(pa.table(
-        {"uid": table["uid"], "dbp_keep": pa.array(kept)})))
+    RunDir(run_path).write_table(f"scores/dbp/{os.path.basename(bucket)}", pa.table(
+        {"uid": table["uid"], "dbp_keep": pa.array(kept)}))
     return int(kept.sum())

@@ -34,7 +34,7 @@ from curate.concepts.quantization import SIMILARITIES, bin_sizes, graphcut_bins,
 from curate.errors import UsageError
 from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
-from curate.rundir import RunDir, parquet_bytes
+from curate.rundir import RunDir
 from curate.runners import Runner
 from curate.stages.embeddings import load_embeddings, normalized, raw_vectors
 from curate.stages.pool import embedding_stage
@@ -151,7 +151,7 @@ class DQ(ClusterMethod):
         vectors = embeddings.vectors[rows[order]]
         table = pa.table({"uid": embeddings.uids.take(pa.array(rows[order])), "cluster_id": groups[order],
                           "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])})
-        return [(str(run.write_bytes(f"{WORK}/groups.parquet", parquet_bytes(table))), None)]
+        return [(str(run.write_table(f"{WORK}/groups.parquet", table)), None)]
 
     def write(self, run: RunDir, partition: Partition | None, plan: BinPlan, runner: Runner) -> tuple[dict, dict]:
         """Bins every bucket's groups and draws from each bin; returns the counts and the bins table."""
@@ -209,6 +209,6 @@ def _bin_bucket(shared: tuple, item: tuple) -> tuple[list[dict], list[np.ndarray
             records.append(dict(group=int(group[start]), bin=k, size=len(members), kept=len(drawn),
                                 to_bin_centroid=_centroid_similarity(x.sum(0), len(x), x.mean(0))))
             sums.append(x.sum(0))
-    RunDir(run_path).write_bytes(f"scores/dq/{bucket.rsplit('/', 1)[-1]}", parquet_bytes(pa.table({
-        "uid": table["uid"], "dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep})))
+    RunDir(run_path).write_table(f"scores/dq/{bucket.rsplit('/', 1)[-1]}", pa.table({
+        "uid": table["uid"], "dq_bin": bin_of, "dq_rank": rank, "dq_keep": keep}))
     return records, sums

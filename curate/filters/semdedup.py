@@ -24,7 +24,7 @@ from curate.concepts.partition import Partition
 from curate.concepts.similarity import cluster_similarities, eps_for_fraction, gather_scores
 from curate.errors import UsageError
 from curate.options import option
-from curate.rundir import RunDir, parquet_bytes
+from curate.rundir import RunDir
 from curate.runners import Runner, quiet
 from curate.stages.embeddings import normalized, raw_vectors
 from curate.stages.ranks import ColumnRanks
@@ -93,10 +93,10 @@ def _search_bucket(shared: tuple, item: tuple) -> None:
     members = [rows for _, rows in sorted_members(cluster, table["dist_to_centroid"].to_numpy(), keep, seed)]
     scores = gather_scores(len(table), members, cluster_similarities(vectors, members))
     earlier = table["uid"].take(pa.array(np.maximum(scores.earlier_row, 0)))
-    run.write_bytes(relative, parquet_bytes(pa.table({
+    run.write_table(relative, pa.table({
         "uid": table["uid"], "cluster_id": table["cluster_id"],
         "semdedup_max_sim": pa.array(scores.max_similarity, mask=np.isnan(scores.max_similarity)),
-        "earlier_uid": pa.array(earlier.to_numpy(zero_copy_only=False), pa.string(), mask=scores.earlier_row < 0)})))
+        "earlier_uid": pa.array(earlier.to_numpy(zero_copy_only=False), pa.string(), mask=scores.earlier_row < 0)}))
 
 
 def _decide_bucket(shared: tuple, path: str) -> np.ndarray:
@@ -106,7 +106,7 @@ def _decide_bucket(shared: tuple, path: str) -> np.ndarray:
     similarity = table["semdedup_max_sim"].to_numpy(zero_copy_only=False).astype(np.float32)
     kept = ~(similarity > np.float32(1 - eps))  # NaN, a cluster's first member, is kept
     dup_of = table["earlier_uid"].to_numpy(zero_copy_only=False)
-    RunDir(run_path).write_bytes(f"scores/semdedup/{path.rsplit('/', 1)[-1]}", parquet_bytes(pa.table({
+    RunDir(run_path).write_table(f"scores/semdedup/{path.rsplit('/', 1)[-1]}", pa.table({
         "uid": table["uid"], "semdedup_max_sim": table["semdedup_max_sim"],
-        "semdedup_dup_of": pa.array(dup_of, pa.string(), mask=kept), "semdedup_keep": pa.array(kept)})))
+        "semdedup_dup_of": pa.array(dup_of, pa.string(), mask=kept), "semdedup_keep": pa.array(kept)}))
     return np.bincount(table["cluster_id"].to_numpy(), weights=kept, minlength=k).astype(np.int64)

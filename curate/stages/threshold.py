@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import UsageError
-from curate.rundir import RunDir, parquet_bytes
+from curate.rundir import RunDir
 from curate.runners import Runner, as_runner, quiet
 from curate.stages.embeddings import pool_files
 from curate.stages.pool import SelectionMethod
@@ -82,7 +82,7 @@ def _score_file(shared: tuple, item: tuple) -> None:
     run = RunDir(run_path)
     if not (run.path / relative).exists():
         uids, scores = method.file_scores(path)
-        run.write_bytes(relative, parquet_bytes(pa.table({"uid": uids, f"{method.name}_score": scores})))
+        run.write_table(relative, pa.table({"uid": uids, f"{method.name}_score": scores}))
 
 
 def _keep_file(shared: tuple, path: str) -> int:
@@ -91,6 +91,6 @@ def _keep_file(shared: tuple, path: str) -> int:
     table = pq.read_table(path)
     scores = table[f"{name}_score"].to_numpy()
     keep = scores >= scores.dtype.type(cut)
-    RunDir(run_path).write_bytes(f"scores/{name}/{Path(path).name}", parquet_bytes(table.append_column(
-        f"{name}_keep", pa.array(keep))))
+    RunDir(run_path).write_table(f"scores/{name}/{Path(path).name}", table.append_column(
+        f"{name}_keep", pa.array(keep)))
     return int(keep.sum())
