@@ -48,7 +48,8 @@ PARTITION = f"partitions/{STAGE}"
 BUCKET_BYTES_VARIABLE = "CURATE_PARTITION_BYTES"
 DEFAULT_BUCKET_BYTES = 256 << 20  # a task holds about 3x its bucket's vectors (read, sorted or in float32)
 ASSIGN_ROWS = 32768  # rows normalized and assigned at a time
-MIN_BUCKETS = 16  # so that a small pool still spreads over the workers
+MIN_BUCKETS = 16  # so that a pool spreads over the workers...
+MIN_BUCKET_BYTES = 16 << 20  # ...unless it is small: a pool under 16 MiB of vectors is one bucket
 
 
 def bucket_bytes() -> int:
@@ -191,8 +192,10 @@ def _check_budget(sizes: np.ndarray, row_bytes: int) -> None:
 
 def bucket_bounds(sizes: np.ndarray, row_bytes: int) -> np.ndarray:
     """Returns the first cluster of each bucket and k at the end: consecutive clusters filled up to the smaller of
-    4/5 of the bucket budget (sizes may be estimates) and 1/MIN_BUCKETS of the pool; a cluster may fill one alone."""
-    target = min(bucket_bytes() * 4 // 5, max(row_bytes, int(sizes.sum() * row_bytes) // MIN_BUCKETS))
+    4/5 of the bucket budget (sizes may be estimates) and 1/MIN_BUCKETS of the pool (at least MIN_BUCKET_BYTES); a
+    cluster may fill one alone."""
+    share = max(MIN_BUCKET_BYTES, int(sizes.sum() * row_bytes) // MIN_BUCKETS)
+    target = min(bucket_bytes() * 4 // 5, share)
     starts, filled = [0], 0.0
     for cluster, size in enumerate(sizes):
         if filled and filled + size * row_bytes > target:

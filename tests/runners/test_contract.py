@@ -76,8 +76,8 @@ def test_a_whole_pool_method_writes_identical_files_in_fresh_folders_on_every_ru
         ingest([str(tmp_path / "*.parquet")], run, progress=False)
         counts = SemDeDup(eps=0.01, clusters=3).apply(run, name, workers=workers, progress=False)
         outputs.append((counts, run_files(run, "scores/semdedup", "concepts", "partitions")))
-    # a bucket per cluster (3) in scores/ and in each partitions/ folder, and 3 concepts tables
-    assert outputs[0][0]["dropped"] == 12 and len(outputs[0][1]) == 12
+    # a small pool is one bucket: its file in scores/ and in each partitions/ folder, and 3 concepts tables
+    assert outputs[0][0]["dropped"] == 12 and len(outputs[0][1]) == 6
     assert all(other == outputs[0] for other in outputs[1:])
 
 

@@ -2,9 +2,11 @@
 both nodes, the local runner's decisions, and a worker SIGKILLed mid-stage retried to the same decisions."""
 
 import json
+import os
 import subprocess
 import sys
 
+from curate.concepts.partition import BUCKET_BYTES_VARIABLE
 from tests.benchmarks import BENCHMARKS
 
 
@@ -12,7 +14,8 @@ def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path):
     out = tmp_path / "multinode.json"
     done = subprocess.run([sys.executable, str(BENCHMARKS / "multinode.py"), "--samples", "1200", "--dim", "16",
                            "--shard-size", "300", "--clusters", "8", "--nodes", "2", "--kill", "--work",
-                           str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True)
+                           str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True,
+                          env=os.environ | {BUCKET_BYTES_VARIABLE: "12000"})  # buckets of a few clusters each
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["same_decisions"] and result["decided"] == 1200
