@@ -39,15 +39,20 @@ def cluster_members(assignment: np.ndarray, distance: np.ndarray, keep: str, see
     return members
 
 
+def segments(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Returns the (start, end) row spans of the runs of equal values in `ids` (rows grouped by id), in order."""
+    starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 1)) if len(ids) else np.zeros(0, np.int64)
+    return list(zip(starts.tolist(), [*starts[1:].tolist(), len(ids)], strict=True))
+
+
 def sorted_members(cluster: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[tuple[int, np.ndarray]]:
     """Returns (cluster id, row indices in SemDeDup order) for each cluster present in rows already grouped by
     cluster (in row order within each, as a partition bucket holds them)."""
     if keep not in MEMBER_ORDERS:
         raise UsageError(f"unknown --keep {keep!r}; choose one of {', '.join(MEMBER_ORDERS)}")
     order = MEMBER_ORDERS[keep]
-    starts = np.flatnonzero(np.diff(cluster, prepend=cluster[0] - 1)) if len(cluster) else np.zeros(0, np.int64)
     out = []
-    for start, end in zip(starts, [*starts[1:], len(cluster)][: len(starts)], strict=True):
+    for start, end in segments(cluster):
         rows = np.arange(start, end)
         rng = np.random.default_rng([seed, int(cluster[start])])
         out.append((int(cluster[start]), rows[order(distance[rows], rng)]))

@@ -35,7 +35,6 @@ from curate.stages.embeddings import (
     normalized,
     raw_vectors,
     read_vectors,
-    row_counts,
     vector_files,
     write_clusters_table,
 )
@@ -131,14 +130,15 @@ def _embedding_files(run: RunDir, kind: str) -> _Files:
     if missing:
         raise UsageError(f"{run.path}/embeddings lacks {len(missing)} embedded shards' files (first: {missing[0]}); "
                          f"rerun `curate embed` in a new run, or restore the files")
-    for path in paths:
+    rows = []
+    for path in paths:  # each footer read once: its row count, or the file named as unreadable
         try:
-            pq.ParquetFile(path).close()
+            rows.append(pq.ParquetFile(path).metadata.num_rows)
         except (OSError, pa.ArrowException) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise UsageError(f"{path} is unreadable ({reason}); rerun the {stage} stage in a new run, or restore the "
                              "file") from None
-    return _Files(paths, column, row_counts(paths))
+    return _Files(paths, column, np.array(rows, dtype=np.int64))
 
 
 def _centroids(run: RunDir, files: _Files, config: KMeansConfig, runner: Runner, version: str) -> Partition:

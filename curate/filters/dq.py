@@ -29,6 +29,7 @@ from curate.catalogs import connect
 from curate.catalogs.selection import selected_query, selected_uids
 from curate.catalogs.views import require_columns
 from curate.concepts.clustering import EMBEDDED, ClusterMethod, bucket_input, route_selection
+from curate.concepts.members import segments
 from curate.concepts.partition import Partition
 from curate.concepts.quantization import SIMILARITIES, bin_sizes, graphcut_bins, group_bin_count, keep_counts
 from curate.errors import UsageError
@@ -197,8 +198,7 @@ def _bin_bucket(shared: tuple, item: tuple) -> tuple[list[dict], list[np.ndarray
     bin_of, rank, keep = (np.full(len(table), -1, np.int32), np.full(len(table), -1, np.int32),
                           np.zeros(len(table), bool))
     records, sums, first_bin = [], [], plan.first_bin
-    starts = np.flatnonzero(np.diff(group, prepend=-1)) if len(group) else np.zeros(0, np.int64)
-    for start, end in zip(starts, [*starts[1:], len(group)][: len(starts)], strict=True):
+    for start, end in segments(group):
         first = first_bin[int(group[start])]
         count = int(plan.bins[np.searchsorted(plan.groups, group[start])])
         for k, picks in enumerate(graphcut_bins(vectors[start:end], count, similarity)):

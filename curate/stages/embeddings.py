@@ -132,11 +132,6 @@ def read_vectors(path, column: str, rows: np.ndarray | None = None) -> tuple[pa.
     return table["uid"].combine_chunks(), normalized(raw_vectors(table[column].combine_chunks()))
 
 
-def row_counts(files: list) -> np.ndarray:
-    """Returns the number of rows of each Parquet file, from its footer (no data read)."""
-    return np.array([pq.ParquetFile(path).metadata.num_rows for path in files], dtype=np.int64)
-
-
 def selected_rows(run: RunDir, embeddings: RunEmbeddings, where: str | None) -> np.ndarray:
     """Returns a boolean mask of the embedding rows whose samples the SQL predicate `where` selects."""
     if where is None:
