@@ -41,8 +41,10 @@ def cluster_members(assignment: np.ndarray, distance: np.ndarray, keep: str, see
 
 def segments(ids: np.ndarray) -> list[tuple[int, int]]:
     """Returns the (start, end) row spans of the runs of equal values in `ids` (rows grouped by id), in order."""
-    starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 1)) if len(ids) else np.zeros(0, np.int64)
-    return list(zip(starts.tolist(), [*starts[1:].tolist(), len(ids)], strict=True))
+    if not len(ids):
+        return []
+    starts = np.flatnonzero(np.diff(ids, prepend=ids[0] - 1)).tolist()
+    return list(zip(starts, [*starts[1:], len(ids)], strict=True))
 
 
 def sorted_members(cluster: np.ndarray, distance: np.ndarray, keep: str, seed: int) -> list[tuple[int, np.ndarray]]:
