@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,11 +55,18 @@ class RunDir:
     def write_table(self, relative: str, table: pa.Table) -> Path:
         """Writes `table` as Parquet (zstd, the bytes parquet_bytes makes) straight to a temporary file beside the
         target and renames it, so a large table is never held a second time as bytes; returns the final path."""
+        return self.write_batches(relative, table.schema, [table])
+
+    def write_batches(self, relative: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> Path:
+        """Writes the `tables` (each of `schema`) one after another as one Parquet file (zstd), which appears whole
+        by rename once all are written; returns the final path."""
         target = self.path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex}")
         try:
-            pq.write_table(table, temp, compression="zstd")
+            with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
+                for table in tables:
+                    writer.write_table(table)
             with open(temp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(temp, target)

@@ -6,8 +6,8 @@ The kmeans stage owns these files:
   scores/kmeans/<shard>.parquet       uid, cluster_id, dist_to_centroid (columns of the `samples` view)
   concepts/kmeans_centroids.parquet   cluster_id, centroid
   concepts/kmeans.parquet             cluster_id, size, mean_distance, bucket
-  partitions/kmeans/<bucket>.parquet  uid, position, cluster_id, dist_to_centroid, vector; sorted by cluster, then
-                                      by position (the sample's row in the run's embedding files)
+  partitions/kmeans/<bucket>.parquet  uid, position, cluster_id, dist_to_centroid, vector (packed bytes); sorted by
+                                      cluster, then by position (the sample's row in the run's embedding files)
 A bucket is a run of consecutive clusters holding at most CURATE_PARTITION_BYTES of vectors (default 256 MiB), so a
 task that reads one holds a bounded amount. The driver holds the training sample (at most k x
 max_points_per_centroid rows) and per-cluster figures; every pass is resumable: an embedding file's assignment is
@@ -33,6 +33,8 @@ from curate.rundir import DONE, RunDir
 from curate.runners import Runner, quiet
 from curate.stages.embeddings import (
     normalized,
+    packed,
+    packed_field,
     raw_vectors,
     read_vectors,
     vector_files,
@@ -47,6 +49,7 @@ PARTITION = f"partitions/{STAGE}"
 BUCKET_BYTES_VARIABLE = "CURATE_PARTITION_BYTES"
 DEFAULT_BUCKET_BYTES = 256 << 20  # a task holds about 3x its bucket's vectors (read, sorted or in float32)
 ASSIGN_ROWS = 32768  # rows normalized and assigned at a time
+WRITE_ROWS = 65536  # rows of a bucket gathered and written at a time
 MIN_BUCKETS = 16  # so that a pool spreads over the workers...
 MIN_BUCKET_BYTES = 16 << 20  # ...unless it is small: a pool under 16 MiB of vectors is one bucket
 
@@ -215,13 +218,13 @@ def _partition(run: RunDir, files: _Files, plan: Partition, runner: Runner) -> d
                                                       plan.centroids.shape[1])}, metadata={"seed": str(plan.seed)}))
     if not (run.path / PARTITION / "parts").exists():  # nothing left to gather: files marked done assign again
         shutil.rmtree(run.path / DONE / STAGE, ignore_errors=True)
+    schema = pa.schema([pa.field("uid", pa.string()), pa.field("position", pa.int64()),
+                        pa.field("cluster_id", pa.int32()), pa.field("dist_to_centroid", pa.float32()),
+                        packed_field("vector", _value_type(files).to_pandas_dtype(), plan.centroids.shape[1])])
     items = [(str(path), files.column, int(first)) for path, first in zip(files.paths, files.firsts, strict=True)]
-    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket), items, desc="kmeans")
+    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket, schema), items, desc="kmeans")
     sizes = np.sum([f[0] for f in figures], axis=0) if figures else np.zeros(k, np.int64)
     distance = np.sum([f[1] for f in figures], axis=0) if figures else np.zeros(k)
-    schema = pa.schema({"uid": pa.string(), "position": pa.int64(), "cluster_id": pa.int32(),
-                        "dist_to_centroid": pa.float32(),
-                        "vector": pa.list_(_value_type(files), plan.centroids.shape[1])})
     quiet(runner).map(_write_bucket, (str(run.path), schema), list(range(buckets)), desc="kmeans partition")
     write_clusters_table(run, STAGE, pa.table({
         "cluster_id": pa.array(np.arange(k, dtype=np.int32)), "size": pa.array(sizes.astype(np.int64)),
@@ -233,18 +236,18 @@ def _partition(run: RunDir, files: _Files, plan: Partition, runner: Runner) -> d
 def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Assigns one embedding file (once: a marked file is read back) and writes its kmeans scores and its rows of
     each bucket; returns its per-cluster (count, summed distance)."""
-    run_path, centroids, bucket_of = shared
+    run_path, centroids, bucket_of, schema = shared
     path, column, first = item
     run, stem, k = RunDir(run_path), Path(path).stem, len(centroids)
     if not run.is_done(STAGE, stem):
         table = pq.read_table(path, columns=["uid", column])
-        uids, stored = table["uid"].combine_chunks(), table[column].combine_chunks()
+        uids, stored = table["uid"].combine_chunks(), raw_vectors(table[column].combine_chunks())
         cluster, distance = _assign_in_blocks(stored, centroids)
         run.write_table(f"scores/{STAGE}/{stem}.parquet", pa.table(
             {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance}))
-        rows = pa.table({  # the vectors as the run stores them: a task normalizes them as read_vectors does
-            "uid": uids, "position": pa.array(first + np.arange(len(uids)), pa.int64()), "cluster_id": cluster,
-            "dist_to_centroid": distance, "vector": stored})
+        rows = pa.table([  # the vectors as the run stores them: a task normalizes them as read_vectors does
+            uids, pa.array(first + np.arange(len(uids)), pa.int64()), cluster, distance, packed(stored)],
+            schema=schema)
         buckets = bucket_of[cluster]
         for b in np.unique(buckets):
             chunk = rows.filter(pa.array(buckets == b))
@@ -256,10 +259,10 @@ def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
             np.bincount(cluster, weights=scores["dist_to_centroid"].to_numpy().astype(np.float64), minlength=k))
 
 
-def _assign_in_blocks(stored: pa.Array, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _assign_in_blocks(stored: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Returns each stored vector's nearest centroid and cosine distance, normalizing ASSIGN_ROWS rows at a time (a
     file's float32 copy is never made whole)."""
-    parts = [assign(normalized(raw_vectors(stored.slice(start, ASSIGN_ROWS))), centroids)
+    parts = [assign(normalized(stored[start:start + ASSIGN_ROWS]), centroids)
              for start in range(0, len(stored), ASSIGN_ROWS)]
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.float32)
@@ -275,7 +278,8 @@ def _write_bucket(shared: tuple, bucket: int) -> None:
         tables = [pq.read_table(p) for p in sorted(parts.glob("*.parquet"))]
         table = pa.concat_tables(tables) if tables else schema.empty_table()
         order = pc.sort_indices(table, [("cluster_id", "ascending"), ("position", "ascending")])
-        run.write_table(relative, table.take(order))
+        slices = (table.take(order[start:start + WRITE_ROWS]) for start in range(0, len(order), WRITE_ROWS))
+        run.write_batches(relative, schema, slices)
     shutil.rmtree(parts, ignore_errors=True)
 
 

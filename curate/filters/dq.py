@@ -37,7 +37,7 @@ from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
 from curate.rundir import RunDir
 from curate.runners import Runner
-from curate.stages.embeddings import load_embeddings, normalized, raw_vectors
+from curate.stages.embeddings import load_embeddings, normalized, packed, packed_field, unpacked
 from curate.stages.pool import embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
@@ -150,8 +150,9 @@ class DQ(ClusterMethod):
         embeddings = load_embeddings(run, self.embedding, progress=False)
         order = np.argsort(groups, kind="stable")
         vectors = embeddings.vectors[rows[order]]
-        table = pa.table({"uid": embeddings.uids.take(pa.array(rows[order])), "cluster_id": groups[order],
-                          "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])})
+        schema = pa.schema([pa.field("uid", pa.string()), pa.field("cluster_id", pa.int64()),
+                            packed_field("vector", vectors.dtype, vectors.shape[1])])
+        table = pa.table([embeddings.uids.take(pa.array(rows[order])), groups[order], packed(vectors)], schema=schema)
         return [(str(run.write_table(f"{WORK}/groups.parquet", table)), None)]
 
     def write(self, run: RunDir, partition: Partition | None, plan: BinPlan, runner: Runner) -> tuple[dict, dict]:
@@ -193,7 +194,7 @@ def _bin_bucket(shared: tuple, item: tuple) -> tuple[list[dict], list[np.ndarray
     run_path, similarity, seed, plan = shared
     bucket, selected = item
     table = bucket_input(bucket, selected, ["uid", "cluster_id", "vector"])
-    vectors = normalized(raw_vectors(table["vector"].combine_chunks()))
+    vectors = normalized(unpacked(table))
     group = table["cluster_id"].to_numpy().astype(np.int64)
     bin_of, rank, keep = (np.full(len(table), -1, np.int32), np.full(len(table), -1, np.int32),
                           np.zeros(len(table), bool))

@@ -26,7 +26,7 @@ from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir
 from curate.runners import Runner, quiet
-from curate.stages.embeddings import normalized, raw_vectors
+from curate.stages.embeddings import normalized, unpacked
 from curate.stages.ranks import ColumnRanks
 
 SEARCHES = "partitions/semdedup"
@@ -88,7 +88,7 @@ def _search_bucket(shared: tuple, item: tuple) -> None:
     if (run.path / relative).exists():
         return
     table = pq.read_table(bucket)
-    vectors = normalized(raw_vectors(table["vector"].combine_chunks()))
+    vectors = normalized(unpacked(table))
     cluster = table["cluster_id"].to_numpy()
     members = [rows for _, rows in sorted_members(cluster, table["dist_to_centroid"].to_numpy(), keep, seed)]
     scores = gather_scores(len(table), members, cluster_similarities(vectors, members))

@@ -56,6 +56,32 @@ def raw_vectors(column: pa.Array) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
 
 
+def packed_field(name: str, dtype: np.dtype, dim: int) -> pa.Field:
+    """Returns the field of a packed vector column: one fixed-size binary value per row, the row's `dim` numbers of
+    `dtype` (named in the field's metadata). Parquet reads and writes it without the repetition levels of a list
+    column: about a tenth of the memory and time for a partition bucket."""
+    dtype = np.dtype(dtype)
+    return pa.field(name, pa.binary(dim * dtype.itemsize), nullable=False, metadata={b"dtype": dtype.str.encode()})
+
+
+def packed(vectors: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """Returns the rows of an N x d array as a packed column (its bytes, not copied when already contiguous)."""
+    vectors = np.ascontiguousarray(vectors)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(vectors.shape[1] * vectors.itemsize), len(vectors),
+                                                [None, pa.py_buffer(vectors)])
+
+
+def unpacked(table: pa.Table, name: str = "vector") -> np.ndarray:
+    """Returns the packed column `name` of `table` as an N x d array in its stored dtype (float16 or float32)."""
+    dtype = np.dtype(table.schema.field(name).metadata[b"dtype"].decode())
+    column = table[name].combine_chunks()
+    width = column.type.byte_width
+    if not len(column):
+        return np.zeros((0, width // dtype.itemsize), dtype)
+    data = np.frombuffer(column.buffers()[1], np.uint8)[column.offset * width:(column.offset + len(column)) * width]
+    return data.view(dtype).reshape(len(column), width // dtype.itemsize)
+
+
 def embedding_files(run: RunDir) -> list:
     """Returns the run's embeddings/*.parquet paths in shard order; raises UsageError when it has none."""
     files = sorted((run.path / "embeddings").glob("*.parquet"))
