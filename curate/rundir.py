@@ -201,6 +201,7 @@ def check_run_folder(path: str | os.PathLike) -> None:
         raise UsageError(f"--run {path} is inside the run folder {outer}; choose a folder outside it")
     if path.exists() and not path.is_dir():
         raise UsageError(f"--run {path} is a file; give a folder for the run")
-    ours = (LOCK,)  # left by a writer killed before it wrote the manifest
-    if path.is_dir() and not (path / MANIFEST).exists() and any(p.name not in ours for p in path.iterdir()):
+    # a writer killed before its manifest appeared leaves its lock and the manifest's unfinished temporary
+    others = [p for p in path.iterdir() if p.name != LOCK and not TEMPORARY.match(p.name)] if path.is_dir() else []
+    if others and not (path / MANIFEST).exists():
         raise UsageError(f"--run {path} holds other files and is not a curate run; give a new or empty folder")

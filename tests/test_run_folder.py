@@ -67,6 +67,16 @@ def test_a_file_or_a_foreign_folder_is_not_a_run(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "a.tar"), "--run", str(tmp_path / "empty")]) == 0
 
 
+def test_a_run_killed_while_writing_its_first_manifest_is_still_curates(tmp_path):
+    clean_shard(tmp_path / "a.tar", 2)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / LOCK).write_text("")
+    (killed / f"manifest.json.tmp-{'ab' * 16}").write_text('{"stages"')
+    assert main(["ingest", str(tmp_path / "a.tar"), "--run", str(killed)]) == 0
+    assert sorted(p.name for p in killed.iterdir() if ".tmp-" in p.name) == []
+
+
 def test_only_curates_own_temporaries_are_deleted(tmp_path):
     run = ingested_tars(tmp_path, shards=1, per_shard=2)
     mine = [run.path / "notes.tmp-old", run.path / "samples" / "x.tmp-1234"]
