@@ -24,13 +24,35 @@ CANDIDATES = 32  # nearest pool samples searched per sample for those neighbours
 MEDIAN_SAMPLE = 10_000  # pool samples whose background gives the median (a seeded draw past this many)
 
 
-def background_similarity(vectors: np.ndarray, rows: np.ndarray, copy_level: float, runner=None) -> np.ndarray:
-    """Returns, for each of `rows` of the unit `vectors`, the mean similarity to its NEIGHBOURS nearest other rows
-    that are not its copies (similarity < copy_level) among its CANDIDATES nearest; NaN where there is none."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0 or len(vectors) < 2:
+class VectorNeighbours:
+    """The pool as vectors in memory, searched with faiss (curate.copydetect.search) on `runner`'s workers."""
+
+    def __init__(self, vectors: np.ndarray, runner=None):
+        self.vectors, self.runner = vectors, runner
+
+    def __len__(self) -> int:
+        """Returns the number of pool rows."""
+        return len(self.vectors)
+
+    def nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (sims, found), len(rows) x k: each row's k nearest pool rows, best first."""
+        return nearest(self.vectors[rows], self.vectors, k, self.runner)
+
+
+def _neighbours(pool, runner):
+    """Returns `pool` as a neighbour search: itself when it is one (e.g. curate.stages.filesearch's), else its
+    vectors in memory."""
+    return VectorNeighbours(pool, runner) if isinstance(pool, np.ndarray) else pool
+
+
+def background_similarity(pool, rows: np.ndarray, copy_level: float, runner=None) -> np.ndarray:
+    """Returns, for each of `rows` of the pool (unit vectors, or a neighbour search over them), the mean similarity
+    to its NEIGHBOURS nearest other rows that are not its copies (similarity < copy_level) among its CANDIDATES
+    nearest; NaN where there is none."""
+    pool, rows = _neighbours(pool, runner), np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0 or len(pool) < 2:
         return np.full(len(rows), np.nan)
-    sims, found = nearest(vectors[rows], vectors, min(len(vectors), CANDIDATES + 1), runner)
+    sims, found = pool.nearest(rows, min(len(pool), CANDIDATES + 1))
     usable = (found >= 0) & (found != rows[:, None]) & (sims < np.float32(copy_level - TOLERANCE))
     taken = usable & (np.cumsum(usable, axis=1) <= NEIGHBOURS)
     count = taken.sum(axis=1)
@@ -38,23 +60,26 @@ def background_similarity(vectors: np.ndarray, rows: np.ndarray, copy_level: flo
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def background_excess(vectors: np.ndarray, rows: np.ndarray, copy_level: float, runner=None) -> np.ndarray:
+def background_excess(pool, rows: np.ndarray, copy_level: float, runner=None) -> np.ndarray:
     """Returns, for each of `rows`, how far its background similarity is above the pool's median one (0 where it
     is below or unknown): what normalization subtracts from that sample's similarities."""
-    rows, n = np.asarray(rows, dtype=np.int64), len(vectors)
+    pool, rows = _neighbours(pool, runner), np.asarray(rows, dtype=np.int64)
+    n = len(pool)
     if len(rows) == 0:
         return np.zeros(0)
     sample = np.arange(n) if n <= MEDIAN_SAMPLE else np.sort(
         np.random.default_rng(0).choice(n, MEDIAN_SAMPLE, replace=False))
-    typical = background_similarity(vectors, sample, copy_level, runner)
-    if not np.isfinite(typical).any():
-        return np.zeros(len(rows))
     # rows the median's sample already covers (all of them up to MEDIAN_SAMPLE) are not searched again
     position = np.minimum(np.searchsorted(sample, rows), len(sample) - 1)
     sampled = sample[position] == rows
+    searched = np.concatenate([sample, rows[~sampled]])
+    found = background_similarity(pool, searched, copy_level)
+    typical = found[:len(sample)]
+    if not np.isfinite(typical).any():
+        return np.zeros(len(rows))
     background = np.empty(len(rows))
     background[sampled] = typical[position[sampled]]
-    background[~sampled] = background_similarity(vectors, rows[~sampled], copy_level, runner)
+    background[~sampled] = found[len(sample):]
     return np.nan_to_num(np.maximum(background - np.median(typical[np.isfinite(typical)]), 0), nan=0.0)
 
 

@@ -3,13 +3,15 @@ evaluation images, found with the same copy descriptor as the pool's (the descri
 input size, as `curate embed RUN --model DIR --as copy` recorded them).
 
 Each pool sample's nearest evaluation image is searched with faiss (curate.copydetect.search; the eval set is the
-index, the pool's chunks go to --runner's workers); a sample whose cosine similarity to it is >= --threshold is
-removed. The default 0.75 is SSCD's operating point (Pizzi et al. 2022, the sscd_disc_mixup README): DISC pairs
-above it are copies with 90% precision. A descriptor trained on the run itself (curate train-copy-detector) has
-a scale of its own: check `decontam_sim` of known copies before trusting the default.
+index, built once on the driver), one task of --runner per descriptor file; a sample whose cosine similarity to it
+is >= --threshold is removed. No process holds the pool: a task reads one file, and the background of score
+normalization is searched by tasks too (curate.stages.filesearch). The default 0.75 is SSCD's operating point
+(Pizzi et al. 2022, the sscd_disc_mixup README): DISC pairs above it are copies with 90% precision. A descriptor
+trained on the run itself (curate train-copy-detector) has a scale of its own: check `decontam_sim` of known copies
+before trusting the default.
 
 With --score-norm pool (the default) a similarity at or above the threshold is normalized as SSCD does, one-sided
-(curate.copydetect.scorenorm): less how far the sample's mean similarity to its 3 nearest pool samples that are
+(curate.copydetect.scorenorm): less how far the sample's mean similarity to its 3 nearest input samples that are
 not its copies lies above the pool's median of that. A sample in a dense part of the pool (close to many images it
 is not a copy of) needs a higher similarity to count as a copy; an identical image always counts. --score-norm
 none compares the raw similarity.
@@ -32,20 +34,26 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.copydetect.evalsets import EvalSource, eval_fingerprint, eval_sources, iter_eval_images
+from curate.stages.filesearch import FileNeighbours
 from curate.copydetect.scorenorm import SCORE_NORMS, background_excess, normalized
-from curate.copydetect.search import TOLERANCE, nearest
+from curate.copydetect.search import TOLERANCE, SearchTask, build_index
 from curate.errors import UsageError
 from curate.filters.neardup import descriptor_stage
 from curate.graph import entries
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.embeddings import EMBEDDING_COLUMNS
-from curate.stages.pool import Pool, PoolMethod, PoolResult
+from curate.runners import Runner, as_runner, quiet
+from curate.stages.embeddings import EMBEDDING_COLUMNS, vector_files
+from curate.stages.inputfiles import input_files
+from curate.stages.pool import SelectionMethod
+from curate.stages.step import stage_step
 
 DEFAULT_THRESHOLD = 0.75  # SSCD's sscd_disc_mixup: DISC pairs above it are copies with 90% precision
 BATCH = 256  # evaluation images decoded and described at a time
+WORK = "partitions/decontam"  # the input routed per file, and each file's matches (a resumed run keeps them)
 
 
 @dataclass
@@ -92,7 +100,7 @@ def describe_eval_set(config: dict, sources: list[EvalSource], name: str,
 
 
 @dataclass(frozen=True, kw_only=True)
-class Decontaminate(PoolMethod):
+class Decontaminate(SelectionMethod):
     """Removal of the pool's copies of evaluation images."""
 
     name = "decontam"
@@ -142,37 +150,83 @@ class Decontaminate(PoolMethod):
         """Returns the descriptor set's stage; raises UsageError saying how to make it when the run has none."""
         return (descriptor_stage(run, self.descriptor),)
 
-    def compute(self, pool: Pool) -> PoolResult:
-        """Returns each input sample's nearest evaluation image, similarity and score, and decontam_keep."""
-        stage = descriptor_stage(pool.run, self.descriptor)
-        evals = describe_eval_set(entries(pool.run)[stage]["config"], self.sources, self.descriptor,
-                                  self.trust_torchscript)
-        vectors = pool.embeddings(self.descriptor).vectors
-        rows = np.flatnonzero(pool.rows)
-        if evals.vectors.shape[1] != vectors.shape[1]:
-            raise UsageError(f"the {self.descriptor!r} descriptors have {vectors.shape[1]} dimensions, the model now "
-                             f"gives {evals.vectors.shape[1]}; rerun `curate embed RUN --model DIR --as "
-                             f"{self.descriptor}`")
-        inputs = vectors if len(rows) == len(vectors) else vectors[rows]
-        sims, found = nearest(inputs, evals.vectors, 1, pool.runner)
-        sims, found = sims[:, 0], found[:, 0]
-        scores = sims.copy()
-        if self.score_norm == "pool":
-            candidates = np.flatnonzero(sims >= np.float32(self.threshold - TOLERANCE))
-            excess = background_excess(inputs, candidates, self.threshold, pool.runner)
-            scores[candidates] = normalized(sims[candidates], excess)
-        removed = scores >= np.float32(self.threshold - TOLERANCE)
-        n = len(pool.index)
-        keep, sim, score = np.ones(n, bool), np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
-        match = np.full(n, None, dtype=object)
-        keep[rows], sim[rows], score[rows] = ~removed, sims, scores
-        ids = np.array(evals.ids, dtype=object)
-        match[rows[removed]] = ids[found[removed]]
-        dropped = int(removed.sum())
-        return PoolResult(
-            columns={"decontam_keep": pa.array(keep), "decontam_match": pa.array(match, pa.string()),
-                     "decontam_sim": pa.array(sim, mask=np.isnan(sim)),
-                     "decontam_score": pa.array(score, mask=np.isnan(score))},
-            counts=dict(scored=len(rows), kept=len(rows) - dropped, dropped=dropped, threshold=self.threshold,
-                        eval_images=len(evals.ids), eval_skipped=evals.skipped,
-                        eval_matched=len(set(found[removed].tolist()))))
+    def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
+        """Matches every input sample to its nearest evaluation image by tasks per descriptor file, normalizes the
+        scores at the threshold, and writes the keep flags; returns the counts."""
+        runner = as_runner(runner, **runner_options)
+        with run.writing():
+            step = self.step(run)
+            with stage_step(run, step, lambda: self._described(run)) as (record, evals):
+                record["counts"] = self._decide(run, step.where, evals, runner)
+        return record["counts"]
+
+    def _described(self, run: RunDir) -> EvalDescriptors:
+        """Returns the evaluation set's descriptors; raises UsageError when they cannot be compared with the run's."""
+        stage = descriptor_stage(run, self.descriptor)
+        evals = describe_eval_set(entries(run)[stage]["config"], self.sources, self.descriptor, self.trust_torchscript)
+        paths, column = vector_files(run, self.descriptor)
+        dim = pq.read_schema(paths[0]).field(column).type.list_size
+        if evals.vectors.shape[1] != dim:
+            raise UsageError(f"the {self.descriptor!r} descriptors have {dim} dimensions, the model now gives "
+                             f"{evals.vectors.shape[1]}; rerun `curate embed RUN --model DIR --as {self.descriptor}`")
+        return evals
+
+    def _decide(self, run: RunDir, where: str | None, evals: EvalDescriptors, runner: Runner) -> dict:
+        """Writes scores/decontam/ for the input samples; returns the counts."""
+        files = input_files(run, self.descriptor, where, f"{WORK}/input")
+        index = SearchTask(build_index(evals.vectors), np.zeros((0, evals.vectors.shape[1]), np.float32))
+        items = [(file, f"{WORK}/match/{file.stem}.parquet") for file in files]
+        matched = runner.map(_match_file, (str(run.path), index, self.threshold), items, desc="decontaminate")
+        counts = [count for count, _, _ in matched]
+        rescored = [sims for _, _, sims in matched]
+        if self.score_norm == "pool" and any(len(c) for _, c, _ in matched):
+            neighbours = FileNeighbours(files, counts, runner)
+            candidates = np.concatenate([first + c for first, (_, c, _) in zip(neighbours.firsts, matched,
+                                                                                strict=True)])
+            excess = np.split(background_excess(neighbours, candidates, self.threshold),
+                              np.cumsum([len(c) for _, c, _ in matched])[:-1])
+            rescored = [normalized(sims, e) for sims, e in zip(rescored, excess, strict=True)]
+        work = [(relative, file.stem, c, scores) for (_, relative), (_, c, _), file, scores
+                in zip(items, matched, files, rescored, strict=True)]
+        kept = quiet(runner).map(_keep_file, (str(run.path), np.array(evals.ids, dtype=object), self.threshold),
+                                 work, desc="decontaminate keep")
+        scored, dropped = sum(counts), sum(len(m) for m in kept)
+        return dict(scored=scored, kept=scored - dropped, dropped=dropped, threshold=self.threshold,
+                    eval_images=len(evals.ids), eval_skipped=evals.skipped,
+                    eval_matched=len(set().union(*[set(m.tolist()) for m in kept])))
+
+
+def _match_file(shared: tuple, item: tuple) -> tuple[int, np.ndarray, np.ndarray]:
+    """Writes each input sample's nearest evaluation image and similarity for one descriptor file (once); returns
+    its number of input rows, and the rows at the threshold with their similarities."""
+    run_path, index, threshold = shared
+    file, relative = item
+    run = RunDir(run_path)
+    if not (run.path / relative).exists():
+        uids, vectors = file.read()
+        sims, found = index.live_index().search(vectors, 1) if len(vectors) else (np.zeros((0, 1)), np.zeros((0, 1)))
+        run.write_table(relative, pa.table({"uid": uids, "sim": pa.array(np.where(found[:, 0] >= 0, sims[:, 0],
+                                                                                     -np.inf).astype(np.float32)),
+                                             "match": pa.array(found[:, 0].astype(np.int64))}))
+    sims = pq.read_table(run.path / relative, columns=["sim"])["sim"].to_numpy()
+    at = np.flatnonzero(sims >= np.float32(threshold - TOLERANCE))
+    return len(sims), at, sims[at]
+
+
+def _keep_file(shared: tuple, item: tuple) -> np.ndarray:
+    """Writes one file's scores/decontam/<shard>.parquet from its matches and its rows' rescored similarities;
+    returns the indices of the evaluation images its removed samples matched."""
+    run_path, ids, threshold = shared
+    relative, stem, at, rescored = item
+    run = RunDir(run_path)
+    table = pq.read_table(run.path / relative)
+    sims, found = table["sim"].to_numpy(), table["match"].to_numpy()
+    scores = sims.copy()
+    scores[at] = rescored
+    removed = scores >= np.float32(threshold - TOLERANCE)
+    finite = np.isfinite(sims)
+    run.write_table(f"scores/decontam/{stem}.parquet", pa.table({
+        "uid": table["uid"], "decontam_keep": pa.array(~removed),
+        "decontam_match": pa.array(np.where(removed, ids[np.maximum(found, 0)], None), pa.string()),
+        "decontam_sim": pa.array(sims, mask=~finite), "decontam_score": pa.array(scores, mask=~finite)}))
+    return found[removed]

@@ -5,6 +5,7 @@ the stage graph (a changed eval set, threshold or descriptor model); Ray; one-li
 import functools
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -12,10 +13,12 @@ import pytest
 from curate.catalogs import connect
 from curate.cli.main import main
 from curate.copydetect.evalsets import eval_sources, iter_eval_images
+from curate.copydetect.scorenorm import background_excess, normalized
 from curate.errors import UsageError
 from curate.filters.decontaminate import DEFAULT_THRESHOLD, Decontaminate
 from curate.filters.neardup import NearDup
 from curate.graph import status
+from curate.stages.embeddings import load_embeddings, selected_rows
 from tests.filters.test_neardup import encoded, image_run, pattern, pool_image, thumbnail_model
 from tests.shards import write_tar
 
@@ -154,10 +157,23 @@ def test_score_norm_none_compares_the_raw_similarity_and_pool_the_normalized_one
     Trusted(against=against, threshold=0.9, score_norm="none").apply(run, progress=False)
     differs = "SELECT count(*) FROM samples WHERE decontam_score IS DISTINCT FROM decontam_sim"
     assert connect(run).execute(differs).fetchone()[0] == 0
-    Trusted(against=against, threshold=0.1).apply(run, progress=False)  # most samples candidates
+    where = "key <> '00001'"  # the input routed to each shard's task
+    Trusted(against=against, threshold=0.1, where=where).apply(run, progress=False)  # most samples candidates
     assert run.manifest()["stages"]["decontam"]["config"]["score_norm"] == "pool"
     con = connect(run)
     assert con.execute(differs).fetchone()[0] > 0  # those with more background than the pool's median
+    # the background searched by tasks per shard is the one searched in memory over the input's vectors
+    vectors = load_embeddings(run, "copy", progress=False)
+    inputs = selected_rows(run, vectors, where)
+    sims = dict(con.execute("SELECT uid, decontam_sim FROM samples WHERE decontam_sim IS NOT NULL").fetchall())
+    uids = vectors.uids.filter(pa.array(inputs)).to_pylist()
+    assert sorted(uids) == sorted(sims)
+    raw = np.array([sims[u] for u in uids], np.float32)
+    candidates = np.flatnonzero(raw >= np.float32(0.1 - 1e-6))
+    expected = raw.copy()
+    expected[candidates] = normalized(raw[candidates], background_excess(vectors.vectors[inputs], candidates, 0.1))
+    scores = dict(con.execute("SELECT uid, decontam_score FROM samples WHERE decontam_score IS NOT NULL").fetchall())
+    np.testing.assert_allclose([scores[u] for u in uids], expected, atol=1e-5)
     assert con.execute("SELECT bool_and(decontam_score <= decontam_sim) FROM samples").fetchone()[0]
     assert con.execute("SELECT decontam_score FROM samples WHERE key = '00002'").fetchone()[0] == pytest.approx(1)
     assert main(["decontaminate", str(run.path), "--against", against, "--score-norm", "sscd"]) == 2
