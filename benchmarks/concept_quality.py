@@ -141,8 +141,8 @@ def main() -> None:
         print(f"eps {g['eps']:<7}: exact {g['exact_dup_recall']:.3f}  near {g['near_dup_recall']:.3f}"
               f"  distinct clean removed {g['false_removals']:.3f}")
     SemDeDup(eps=chosen["eps"], clusters=clusters).apply(run, progress=False)
-    dbp = DBP(keep_fraction=args.final_fraction, where="semdedup_keep AND dfn_keep", clusters=clusters).apply(
-        run, progress=False)
+    dbp = DBP(keep_fraction=args.final_fraction, fraction_of="pool", where="semdedup_keep AND dfn_keep",
+              clusters=clusters).apply(run, progress=False)
     size = dbp["kept"]
     subsets = {"DFN+DBP": "dbp_keep",
                "DFN alone": f"uid IN (SELECT uid FROM samples ORDER BY dfn_score DESC, uid LIMIT {size})",

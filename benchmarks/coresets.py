@@ -20,7 +20,7 @@ def class_budgets(labels: np.ndarray, fraction: float) -> dict[int, int]:
     """Returns per class how many samples every method keeps: int(N * fraction) in all, shared as DQ shares its
     bins (the same share of each class, largest remainders rounding up)."""
     classes, sizes = np.unique(labels, return_counts=True)
-    return dict(zip(classes.tolist(), keep_counts(sizes, fraction).tolist(), strict=True))
+    return dict(zip(classes.tolist(), keep_counts(sizes, int(len(labels) * fraction)).tolist(), strict=True))
 
 
 def dq(x: np.ndarray, labels: np.ndarray, budgets: dict[int, int], seed: int, bins: int = 10) -> np.ndarray:
@@ -29,8 +29,7 @@ def dq(x: np.ndarray, labels: np.ndarray, budgets: dict[int, int], seed: int, bi
     for c, budget in budgets.items():
         rows = np.flatnonzero(labels == c)
         class_bins = [rows[b] for b in graphcut_bins(x[rows], bins)]
-        counts = keep_counts(np.array([len(b) for b in class_bins]), budget / len(rows), allow_empty=True)
-        counts[np.argmax(counts < [len(b) for b in class_bins])] += budget - counts.sum()  # int() rounding
+        counts = keep_counts(np.array([len(b) for b in class_bins]), budget, allow_empty=True)
         chosen.append(sample_bins(class_bins, counts, seed * 1000 + c))
     return np.sort(np.concatenate(chosen))
 

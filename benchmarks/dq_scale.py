@@ -45,7 +45,8 @@ def measure(n: int, dim: int, bins: int) -> dict:
     groups = [np.flatnonzero(clustering.assignment == c) for c in range(COMPONENTS)]
     all_bins = [rows[b] for rows in groups if len(rows)
                 for b in graphcut_bins(x[rows], group_bin_count(len(rows), bins, KEEP))]
-    kept = sample_bins(all_bins, keep_counts(np.array([len(b) for b in all_bins]), KEEP, allow_empty=True), seed=0)
+    counts = keep_counts(np.array([len(b) for b in all_bins]), int(len(x) * KEEP), allow_empty=True)
+    kept = sample_bins(all_bins, counts, seed=0)
     dq = time.perf_counter() - start
     peak = peak_rss_gib()
     largest = sorted(groups, key=len)[-5:]

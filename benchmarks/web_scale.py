@@ -141,7 +141,8 @@ def commands(run: Path, clusters: int, points: int, workers: int, text: bool) ->
     """Returns the measured `curate filter` command lines, by method (k-means first, on its own)."""
     common = ["--clusters", str(clusters), "--max-points-per-centroid", str(points), "--runner", "local",
               "--workers", str(workers)]
-    filters = {"semdedup": ["--eps", "0.01", *common], "dbp": ["--keep-fraction", "0.5", *common],
+    filters = {"semdedup": ["--eps", "0.01", *common],
+               "dbp": ["--keep-fraction", "0.5", "--fraction-of", "pool", *common],
                "dq": ["--keep-fraction", "0.3", "--bins", "10", *common]}
     if text:
         filters["dfn"] = ["--keep-fraction", "0.3", "--runner", "local", "--workers", str(workers)]
@@ -184,7 +185,8 @@ def in_memory_decisions(run_path: str, out: str) -> None:
         rows = np.flatnonzero(assignment == cluster)
         bins += [rows[b] for b in graphcut_bins(embeddings.vectors[rows], group_bin_count(len(rows), 10, 0.3))]
     dq = np.zeros(len(uids), bool)
-    dq[sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), 0.3, allow_empty=True), 0)] = True
+    counts = keep_counts(np.array([len(b) for b in bins]), int(len(uids) * 0.3), allow_empty=True)
+    dq[sample_bins(bins, counts, 0)] = True
     columns = dict(uid=uids, semdedup_keep=semdedup, dbp_keep=dbp, dq_keep=dq)
     if pq.read_table(run.path / "embeddings" / "000000.parquet", columns=["text_embedding"])[0].null_count == 0:
         from curate.filters.dfn import DFNFilter

@@ -111,20 +111,19 @@ def graphcut_bins_dense(x: np.ndarray, bins: int, similarity: str = "cosine", la
     return result
 
 
-def keep_counts(sizes: np.ndarray, fraction: float, allow_empty: bool = False) -> np.ndarray:
-    """Returns how many samples to draw from each bin: the same share of every bin, rounded so the total is
-    exactly int(sum(sizes) * fraction) (the largest remainders round up, ties to the earlier bin). Raises
-    UsageError when a bin would keep none, unless allow_empty."""
+def keep_counts(sizes: np.ndarray, total: int, allow_empty: bool = False) -> np.ndarray:
+    """Returns how many samples to draw from each bin: the same share of every bin, rounded so that they sum to
+    `total` (the largest remainders round up, ties to the earlier bin). Raises UsageError when a bin would keep
+    none, unless allow_empty."""
     sizes = np.asarray(sizes, dtype=np.int64)
-    total = int(sizes.sum() * fraction)
     exact = sizes * (total / max(1, sizes.sum()))  # no bins at all: an empty input keeps nothing
     counts = np.floor(exact).astype(np.int64)
     order = np.lexsort((np.arange(len(sizes)), -(exact - counts)))
     counts[order[: total - int(counts.sum())]] += 1
     if not allow_empty and (counts == 0).any():
-        raise UsageError(f"--keep-fraction {fraction} keeps {total} of {int(sizes.sum())} samples, none from some of "
-                         f"the {len(sizes)} bins (the smallest holds {int(sizes.min())}): pass fewer --bins or a "
-                         "larger --keep-fraction")
+        raise UsageError(f"--keep-fraction keeps {total} of {int(sizes.sum())} samples, none from some of the "
+                         f"{len(sizes)} bins (the smallest holds {int(sizes.min())}): pass fewer --bins or a larger "
+                         "--keep-fraction")
     return counts
 
 

@@ -2,7 +2,8 @@
 
 Runs on what remains after the earlier steps (by default the SemDeDup survivors when SemDeDup has run; any
 SQL predicate with --where, e.g. "semdedup_keep AND dfn_keep"), on the same k-means clusters. The number kept
-is int(N_pool * keep_fraction), N_pool being every embedded sample, so fractions compare with the DFN filter's.
+is int(N * keep_fraction), N its input; `--fraction-of pool` makes N every embedded sample, as the paper states
+DBP's kept sizes against the whole pool after SemDeDup.
 Columns in the samples view: dbp_keep (NULL for samples DBP was not given); the `clusters` view gains each
 cluster's input size, d_intra, d_inter, complexity, probability and quota.
 
@@ -36,6 +37,7 @@ from curate.graph import entries
 from curate.options import option, positive_float, positive_int
 from curate.rundir import RunDir
 from curate.runners import Runner
+from curate.stages.pool import FractionOf
 
 INPUTS = "partitions/dbp"
 
@@ -49,14 +51,14 @@ class Quotas:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DBP(ClusterMethod):
+class DBP(FractionOf, ClusterMethod):
     """DBP over the embedded samples `where` selects (default: SemDeDup's survivors when SemDeDup ran)."""
 
     name = "dbp"
     columns = ("dbp_keep",)
     hint = "curate filter dbp RUN --keep-fraction F"
 
-    keep_fraction: float = option(help="keep int(N * this) samples, N = every embedded sample of the run")
+    keep_fraction: float = option(help="keep int(N * this) samples, N its input (or the pool: --fraction-of)")
     where: str | None = option(None, "SQL predicate choosing DBP's input (default: semdedup_keep if SemDeDup ran)")
     tau: float = option(DEFAULT_TAU, "softmax temperature", type=positive_float)
     neighbors: int = option(DEFAULT_NEIGHBORS, "nearest centroids in d_inter", type=positive_int)
@@ -84,7 +86,8 @@ class DBP(ClusterMethod):
         finally:
             con.close()
         stats = cluster_complexity(partition.centroids, size, distance, self.neighbors, self.tau)
-        return Quotas(stats, quotas(stats.probability, size, int(partition.sizes.sum() * self.keep_fraction)))
+        total = self.kept_total(self.keep_fraction, int(size.sum()), int(partition.sizes.sum()))
+        return Quotas(stats, quotas(stats.probability, size, total))
 
     def write(self, run: RunDir, partition: Partition, plan: Quotas, runner: Runner) -> tuple[dict, dict]:
         """Routes the input's uids to their buckets, keeps each cluster's quota; returns counts and quotas."""

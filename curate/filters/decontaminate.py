@@ -37,7 +37,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.copydetect.evalsets import EvalSource, eval_fingerprint, eval_sources, iter_eval_images
-from curate.stages.filesearch import FileNeighbours
 from curate.copydetect.scorenorm import SCORE_NORMS, background_excess, normalized
 from curate.copydetect.search import TOLERANCE, SearchTask, build_index
 from curate.errors import UsageError
@@ -47,6 +46,7 @@ from curate.options import option
 from curate.rundir import RunDir
 from curate.runners import Runner, as_runner, quiet
 from curate.stages.embeddings import EMBEDDING_COLUMNS, vector_files
+from curate.stages.filesearch import FileNeighbours
 from curate.stages.inputfiles import input_files
 from curate.stages.pool import SelectionMethod
 from curate.stages.step import stage_step

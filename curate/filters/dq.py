@@ -6,10 +6,10 @@ clusters (`--per cluster`, the default: cost grows with the sum of squared clust
 values of a label column (`--per label --label-column C`, as the reference does per class), or over the whole input
 (`--per none`, for small inputs). A cluster too small for --bins bins that each keep a sample gets fewer (k-means
 makes many small clusters on a web pool; the reference's classes never are). `--where` chooses the input, as DBP's
-does; the kept total is int(N_input * keep_fraction). Columns in the samples view: dq_bin (the bin a sample fell in,
-in generation order within its group), dq_rank (its pick order within the bin) and dq_keep. The dq_bins view has per
-bin its group, size, kept count, and the mean similarity of its members to the bin's own centroid and to the
-input's.
+does; the kept total is int(N * keep_fraction), N its input (every embedded sample with --fraction-of pool).
+Columns in the samples view: dq_bin (the bin a sample fell in, in generation order within its group), dq_rank (its
+pick order within the bin) and dq_keep. The dq_bins view has per bin its group, size, kept count, and the mean
+similarity of its members to the bin's own centroid and to the input's.
 
 Per cluster it runs on the partition: the catalog counts the input per cluster, so the bins' sizes and the number
 each keeps are settled on the driver before anything is written (the reference's exact total, no trial), then one
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curate.catalogs import connect
 from curate.catalogs.selection import selected_query, selected_uids
@@ -37,8 +38,8 @@ from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
 from curate.rundir import RunDir
 from curate.runners import Runner
-from curate.stages.embeddings import load_embeddings, normalized, packed, packed_field, unpacked
-from curate.stages.pool import embedding_stage
+from curate.stages.embeddings import load_embeddings, normalized, packed, packed_field, pool_files, unpacked
+from curate.stages.pool import FractionOf, embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
 BINS_SCHEMA = pa.schema([("group", pa.int64()), ("bin", pa.int64()), ("size", pa.int64()), ("kept", pa.int64()),
@@ -63,14 +64,14 @@ class BinPlan:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DQ(ClusterMethod):
+class DQ(FractionOf, ClusterMethod):
     """DQ over the embedded samples `where` selects, binned within concept clusters, label groups or the input."""
 
     name = "dq"
     columns = ("dq_bin", "dq_rank", "dq_keep")
     hint = "curate filter dq RUN --keep-fraction F --bins K"
 
-    keep_fraction: float = option(help="keep int(N * this) samples, N = the samples DQ is given")
+    keep_fraction: float = option(help="keep int(N * this) samples, N its input (or the pool: --fraction-of)")
     bins: int = option(10, "GraphCut bins per group (K)", type=positive_int)
     per: str = option("cluster", "group to bin within: cluster (k-means concepts), label (--label-column) or none "
                       "(the whole input)", choices=GROUPINGS)
@@ -107,10 +108,14 @@ class DQ(ClusterMethod):
         the whole input are the user's choice: one smaller than --bins, or a bin keeping none, raises UsageError."""
         if self.per == "cluster":
             groups, sizes = _cluster_sizes(run, where)
-            bins = np.array([group_bin_count(int(n), self.bins, self.keep_fraction) for n in sizes], np.int64)
         else:
-            labels = self.input_groups(run, where)[1]
-            groups, sizes = np.unique(labels, return_counts=True)
+            groups, sizes = np.unique(self.input_groups(run, where)[1], return_counts=True)
+        pool = sum(pq.ParquetFile(path).metadata.num_rows for path in pool_files(run))
+        total = self.kept_total(self.keep_fraction, int(sizes.sum()), pool)
+        share = self.keep_fraction * (pool / max(1, int(sizes.sum())) if self.fraction_of == "pool" else 1)
+        if self.per == "cluster":
+            bins = np.array([group_bin_count(int(n), self.bins, share) for n in sizes], np.int64)
+        else:
             small = np.flatnonzero(sizes < self.bins)
             if len(small):
                 raise UsageError(f"group {groups[small[0]]} of --per {self.per} holds {sizes[small[0]]} samples, "
@@ -118,7 +123,7 @@ class DQ(ClusterMethod):
                                  "cluster")
             bins = np.full(len(groups), self.bins, np.int64)
         per_bin = np.array([s for n, k in zip(sizes, bins, strict=True) for s in bin_sizes(int(n), int(k))], np.int64)
-        keep = keep_counts(per_bin, self.keep_fraction, allow_empty=self.per == "cluster")
+        keep = keep_counts(per_bin, total, allow_empty=self.per == "cluster")
         return BinPlan(groups.astype(np.int64), bins, per_bin, keep)
 
     def input_groups(self, run: RunDir, where: str | None) -> tuple[np.ndarray, np.ndarray]:

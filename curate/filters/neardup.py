@@ -16,7 +16,8 @@ member's mean similarity to its 3 nearest pool samples that are not its copies l
 Two renderings in a dense part of the pool need a higher similarity to be linked; identical images always are.
 neardup_max_sim stays the raw similarity. --score-norm none links on the raw similarity, as --keep-fraction does.
 
-`--keep-fraction F` keeps round(F x input) samples: each sample's NEIGHBOURS nearest neighbours bound the threshold
+`--keep-fraction F` keeps int(F x N) samples (at least one), N its input or with --fraction-of pool every embedded
+sample: each sample's NEIGHBOURS nearest neighbours bound the threshold
 from below (the groups of those links alone are never fewer than the full search's), a range search at that bound
 finds every pair above it, and the threshold leaving that many groups is read off those pairs (Kruskal's order).
 Pairs tied at the deciding similarity all link, so ties keep a little less than the fraction; F = 1 links nothing.
@@ -40,7 +41,7 @@ from curate.graph import column_owners, entries
 from curate.options import option
 from curate.rundir import RunDir
 from curate.stages.embeddings import EMBEDDING_COLUMNS
-from curate.stages.pool import Pool, PoolMethod, PoolResult, embedding_stage_of
+from curate.stages.pool import FractionOf, Pool, PoolMethod, PoolResult, embedding_stage_of
 
 NEIGHBOURS = 16  # candidate links per sample that bound the --keep-fraction threshold
 
@@ -57,7 +58,7 @@ def descriptor_stage(run: RunDir, name: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class NearDup(PoolMethod):
+class NearDup(FractionOf, PoolMethod):
     """Near-duplicate groups over the run's descriptors, one member kept per group."""
 
     name = "neardup"
@@ -105,7 +106,7 @@ class NearDup(PoolMethod):
         vectors = pool.embeddings(self.descriptor).vectors
         rows = np.flatnonzero(pool.rows)
         x = vectors if len(rows) == len(vectors) else vectors[rows]
-        threshold, (i, j, sims) = self._links(x, pool.runner)
+        threshold, (i, j, sims) = self._links(x, pool.runner, len(pool.index))
         groups = duplicate_groups(len(rows), i, j, keep_rank(pool.run, pool.index.uids.take(pa.array(rows)),
                                                              self.keep))
         max_sim = np.full(len(rows), -np.inf, np.float32)
@@ -115,14 +116,16 @@ class NearDup(PoolMethod):
         result.counts["threshold"] = threshold
         return result
 
-    def _links(self, x: np.ndarray, runner) -> tuple[float | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Returns (the threshold, the pairs i < j linked at it); the threshold is None when nothing is linked."""
+    def _links(self, x: np.ndarray, runner, pool: int) -> tuple[float | None, tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]]:
+        """Returns (the threshold, the pairs i < j linked at it) of the input `x` from a pool of `pool` samples;
+        the threshold is None when nothing is linked."""
         if self.threshold is not None:
             pairs = similar_pairs(x, self.threshold, runner)
             return self.threshold, pairs if self.score_norm == "none" else normalized_links(x, pairs, self.threshold,
                                                                                             runner)
         n = len(x)
-        target = max(1, round(self.keep_fraction * n))
+        target = max(1, self.kept_total(self.keep_fraction, n, pool))  # a group keeps one: never none
         if target >= n:
             return None, (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
         ki, kj, ks = knn_edges(x, NEIGHBOURS, runner)

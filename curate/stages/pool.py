@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from curate.errors import UsageError
 from curate.graph import StageRun, entries
-from curate.options import option_values
+from curate.options import option, option_values
 from curate.rundir import RunDir
 from curate.runners import Runner, as_runner
 from curate.stages.embeddings import (
@@ -133,6 +133,28 @@ class SelectionMethod(ABC):
     @abstractmethod
     def apply(self, run: RunDir, runner: str | Runner = "local", **runner_options) -> dict:
         """Runs the method over the run's whole embedded pool as a stage; returns its counts."""
+
+
+FRACTION_OF = ("input", "pool")  # what --keep-fraction counts: the method's input, or every embedded sample
+
+
+@dataclass(frozen=True, kw_only=True)
+class FractionOf:
+    """The option of a method whose input a predicate chooses: what its --keep-fraction F counts. Every method
+    keeps int(N x F) samples (those tied at a score cut too); N is its input by default, or with --fraction-of
+    pool every embedded sample (as DBP's paper budgets after earlier filters)."""
+
+    fraction_of: str = option("input", "what --keep-fraction counts: input (the samples --where selects) or pool "
+                              "(every embedded sample)", choices=FRACTION_OF)
+
+    def kept_total(self, fraction: float, inputs: int, pool: int) -> int:
+        """Returns int(N x fraction), N the input or the pool per --fraction-of; raises UsageError when that is
+        more than the input holds."""
+        total = int((pool if self.fraction_of == "pool" else inputs) * fraction)
+        if total > inputs:
+            raise UsageError(f"--keep-fraction {fraction} of the pool's {pool} samples keeps {total}, more than the "
+                             f"{inputs} of the input: lower it, or count the input with --fraction-of input")
+        return total
 
 
 @dataclass(frozen=True, kw_only=True)

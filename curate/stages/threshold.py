@@ -1,11 +1,12 @@
 """Whole-pool methods that score each sample on its own and keep those whose score reaches a threshold set by the
 whole pool: DFN and the random baseline.
 
-With --keep-fraction the threshold follows DataComp's baselines: the score at index int(N * fraction) of the
-descending order, and a sample is kept when its score is >= it (ties kept); never per shard. One task per
-embedding file scores it into partitions/<name>/<shard>.parquet, the threshold is an exact rank over those files
-(curate.stages.ranks), and a second task per file writes scores/<name>/<shard>.parquet: uid, <name>_score,
-<name>_keep. No process holds the pool's scores.
+With --keep-fraction F the threshold is the score of the int(N x F)-th best sample of the pool, and a sample is
+kept when its score is >= it (ties kept); never per shard. (DataComp's baseline code takes the score at index int(N
+x F) of the descending order, one sample further.) One task per embedding file scores it into
+partitions/<name>/<shard>.parquet, the threshold is an exact rank over those files (curate.stages.ranks), and a
+second task per file writes scores/<name>/<shard>.parquet: uid, <name>_score, <name>_keep. No process holds the
+pool's scores.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from curate.stages.step import stage_step
 
 
 def fraction_threshold(ranks: ColumnRanks, fraction: float) -> float:
-    """Returns DataComp's threshold keeping the top `fraction` of the ranked scores (ties kept); -inf for none."""
+    """Returns the score of the int(N x fraction)-th best of the N ranked scores: the threshold keeping that many
+    (and the samples tied at it); +inf when that is none, -inf for no scores."""
     if not 0 < fraction <= 1:
         raise UsageError(f"--keep-fraction must be in (0, 1], got {fraction}")
     n = len(ranks)
     if n == 0:
         return float("-inf")
-    index = int(n * fraction)  # in descending order: the (n - index)-th smallest
-    return ranks.kth_smallest(1 if index >= n else n - index)
+    kept = int(n * fraction)
+    return ranks.kth_smallest(n - kept + 1) if kept else float("inf")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,7 +90,7 @@ def test_semdedup_and_dbp_on_the_partition_decide_as_the_in_memory_oracle(run):
     assert [got[u][1] for u in uids] == dup
     assert np.array_equal([np.nan if got[u][2] is None else got[u][2] for u in uids], similarity, equal_nan=True)
 
-    DBP(keep_fraction=0.5, **KMEANS).apply(run, "local", progress=False)
+    DBP(keep_fraction=0.5, fraction_of="pool", **KMEANS).apply(run, "local", progress=False)
     stats = complexity(clustering.centroids, clustering.assignment[kept], clustering.distance[kept])
     quota = quotas(stats.probability, stats.size, 300)
     expected = keep_in_clusters(clustering.assignment[kept], clustering.distance[kept], quota, "hard", 0)
@@ -139,7 +139,7 @@ def test_dq_per_cluster_on_the_partition_bins_and_draws_as_the_in_memory_oracle(
         count = group_bin_count(len(rows), 4, 0.3)
         per_group.append([rows[b] for b in graphcut_bins(embeddings.vectors[rows], count)])
     bins = [b for group in per_group for b in group]
-    kept = sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), 0.3, allow_empty=True), 0)
+    kept = sample_bins(bins, keep_counts(np.array([len(b) for b in bins]), int(600 * 0.3), allow_empty=True), 0)
     assert counts["kept"] == len(kept) == int(600 * 0.3) and counts["bins"] == len(bins)
     expected = {}
     for group in per_group:

@@ -48,14 +48,13 @@ def test_bins_have_round_n_over_k_members_and_the_last_the_rest():
 
 
 def test_keep_counts_take_the_same_share_of_every_bin_and_sum_exactly():
-    assert keep_counts(np.array([10, 10, 10]), 0.5).tolist() == [5, 5, 5]
-    counts = keep_counts(np.array([7, 7, 7, 9]), 0.3)  # int(30 * 0.3) = 9 over shares 2.1, 2.1, 2.1, 2.7
+    assert keep_counts(np.array([10, 10, 10]), 15).tolist() == [5, 5, 5]
+    counts = keep_counts(np.array([7, 7, 7, 9]), 9)  # 9 of 30 over shares 2.1, 2.1, 2.1, 2.7
     assert counts.tolist() == [2, 2, 2, 3] and counts.sum() == 9
-    for fraction in (0.25, 0.6, 1.0):
-        sizes = np.array([13, 8, 21, 5])
-        assert keep_counts(sizes, fraction).sum() == int(47 * fraction)
+    for total in (11, 28, 47):
+        assert keep_counts(np.array([13, 8, 21, 5]), total).sum() == total
     with pytest.raises(UsageError, match=r"keeps 4 of 47 samples, none from some of the 4 bins \(the smallest holds 5"):
-        keep_counts(np.array([13, 8, 21, 5]), 0.1)
+        keep_counts(np.array([13, 8, 21, 5]), 4)
 
 
 def test_bin_sampling_is_seeded_and_draws_from_each_bin():

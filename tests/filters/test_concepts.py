@@ -50,7 +50,7 @@ def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
     run, _, _ = pruned_run
     counts = SemDeDup(keep_fraction=0.5, **KMEANS).apply(run, progress=False)
     assert counts["kept"] == 66
-    dbp = DBP(keep_fraction=0.25, **KMEANS).apply(run, progress=False)
+    dbp = DBP(keep_fraction=0.5, **KMEANS).apply(run, progress=False)  # int(0.5 x its input of 66)
     assert dbp == dict(input=66, kept=33, dropped=33, pool=132, clusters=3)
     con = connect(run)
     unscored = con.execute("SELECT count(*) FROM samples WHERE NOT semdedup_keep AND dbp_keep IS NOT NULL")
@@ -64,7 +64,8 @@ def test_keep_fraction_and_dbp_after_semdedup(pruned_run):
                           " WHERE s2.cluster_id = s.cluster_id AND s2.semdedup_keep AND NOT s2.dbp_keep))"
                           " FROM samples s WHERE dbp_keep").fetchone()
     assert hardest == (True,)
-    again = DBP(keep_fraction=0.25, **KMEANS).apply(run, progress=False)
+    con.close()  # DuckDB shares one instance per file in a process: a connection held open pins the old catalog
+    again = DBP(keep_fraction=0.25, fraction_of="pool", **KMEANS).apply(run, progress=False)  # 0.25 x 132
     assert again == dbp
     figure = write_report(run)[-1]
     assert figure == run.path / "report" / "clusters.png"
@@ -80,8 +81,8 @@ def test_new_clusters_discard_old_decisions(pruned_run):
     con = connect(run)
     assert con.execute("SELECT count(DISTINCT cluster_id) FROM samples").fetchone() == (4,)
     assert "dbp_keep" not in [c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE samples)").fetchall()]
-    with pytest.raises(UsageError, match="cannot keep 132 samples from 120"):
-        DBP(keep_fraction=1.0, clusters=4).apply(run, progress=False)
+    with pytest.raises(UsageError, match="of the pool's 132 samples keeps 132, more than the 120 of the input"):
+        DBP(keep_fraction=1.0, fraction_of="pool", clusters=4).apply(run, progress=False)
     with pytest.raises(UsageError, match="invalid --where"):
         DBP(keep_fraction=0.5, where="no_such_column", clusters=4).apply(run, progress=False)
 
@@ -98,7 +99,8 @@ def test_prune_pipeline_script(pruned_run, tmp_path):
 
     done = script("--method", "semdedup", "--eps", "0.01", "--clusters", "3", "--runner", "local")
     assert done.returncode == 0, done.stderr
-    dbp = script("--method", "dbp", "--keep-fraction", "0.5", "--clusters", "3", "--runner", "local", "--workers", "2")
+    dbp = script("--method", "dbp", "--keep-fraction", "0.5", "--fraction-of", "pool", "--clusters", "3", "--runner",
+                 "local", "--workers", "2")
     assert dbp.returncode == 0, dbp.stderr
     assert connect(run).execute("SELECT count(*) FILTER (dbp_keep) FROM samples").fetchone() == (66,)
     shown = script("--method", "dbp", "--help")  # the chosen method's options, the methods from the registry

@@ -24,9 +24,10 @@ def ranked(folder, *parts) -> ColumnRanks:
 def test_fraction_threshold_follows_datacomp(tmp_path):
     scores = np.array([0.1, 0.9, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0], np.float32)
     ranks = ranked(tmp_path, scores[:4], scores[4:])
-    # descending: .9 .8 .7 .6 .5 ...; index int(10 * 0.3) = 3 -> 0.6, and >= keeps 4
-    assert fraction_threshold(ranks, 0.3) == pytest.approx(0.6)
-    assert (scores >= np.float32(fraction_threshold(ranks, 0.3))).sum() == 4
+    # descending: .9 .8 .7 .6 .5 ...; the int(10 * 0.3) = 3rd best is 0.7, and >= keeps 3
+    assert fraction_threshold(ranks, 0.3) == pytest.approx(0.7)
+    assert (scores >= np.float32(fraction_threshold(ranks, 0.3))).sum() == 3
+    assert fraction_threshold(ranks, 0.05) == float("inf")  # int(10 * 0.05) = 0: none
     assert fraction_threshold(ranks, 1.0) == pytest.approx(0.0)
     (tmp_path / "empty").mkdir()
     assert fraction_threshold(ranked(tmp_path / "empty", []), 0.5) == float("-inf")
@@ -48,11 +49,11 @@ def test_keep_is_decided_over_the_whole_pool(embedded_run):
     ).fetchall()
     scores = np.array([r[0] for r in rows], np.float32)
     np.testing.assert_allclose(scores, [r[2] for r in rows], atol=1e-5)
-    expected_cut = -np.sort(-scores)[int(21 * 0.3)]
+    expected_cut = -np.sort(-scores)[int(21 * 0.3) - 1]
     assert counts["threshold"] == pytest.approx(expected_cut)
     assert [r[1] for r in rows] == [s >= expected_cut for s in scores]
-    assert counts["kept"] == 7 and counts["kept"] + counts["dropped"] == 21
-    assert con.execute("SELECT kept, dropped FROM stage_counts WHERE stage = 'dfn_keep'").fetchone() == (7, 14)
+    assert counts["kept"] == 6 and counts["kept"] + counts["dropped"] == 21
+    assert con.execute("SELECT kept, dropped FROM stage_counts WHERE stage = 'dfn_keep'").fetchone() == (6, 15)
 
 
 def test_threshold_and_rerun_with_other_options(embedded_run):

@@ -23,12 +23,12 @@ def test_draws_depend_on_uid_and_seed_only():
 def test_keeps_the_fraction_of_the_pool_from_the_command_line(tmp_path, capsys):
     run, _, _ = planted_datacomp_run(tmp_path)
     assert main(["filter", "random", str(run.path), "--keep-fraction", "0.25", "--seed", "7"]) == 0
-    # DataComp's rule: the threshold is the score at index int(132 * 0.25) = 33, kept when >= it: 34 samples
+    # int(132 * 0.25) = 33 kept: the threshold is the 33rd best score, kept when >= it
     counts = json.loads(capsys.readouterr().out)
-    assert (counts["scored"], counts["kept"], counts["dropped"]) == (132, 34, 98)
+    assert (counts["scored"], counts["kept"], counts["dropped"]) == (132, 33, 99)
     draws = -np.sort(-uid_draws(open_run(run.path).sql("SELECT uid FROM samples")["uid"].to_list(), 7))
-    assert counts["threshold"] == draws[33]  # exact, in float64
+    assert counts["threshold"] == draws[32]  # exact, in float64
     kept = open_run(run.path).sql("SELECT uid FROM samples WHERE random_keep ORDER BY random_score DESC")
-    assert kept.height == 34
+    assert kept.height == 33
     with pytest.raises(UsageError, match=r"keep-fraction must be in \(0, 1\]"):
         RandomBaseline(keep_fraction=0)

@@ -43,9 +43,9 @@ def test_pipeline_ingests_embeds_and_keeps_a_fraction(tmp_path, checkpoint):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["ingest"] == dict(read=11, kept=10, quarantined=1, shard_errors=0)
-    assert summary["embed"] == {"embedded": 10} and summary["dfn"]["kept"] == 6
+    assert summary["embed"] == {"embedded": 10} and summary["dfn"]["kept"] == 5
     con = connect(RunDir(run))
-    assert con.execute("SELECT count(*) FILTER (dfn_keep), count(dfn_score) FROM samples").fetchone() == (6, 10)
+    assert con.execute("SELECT count(*) FILTER (dfn_keep), count(dfn_score) FROM samples").fetchone() == (5, 10)
 
 
 def test_pipeline_bad_arguments_are_one_line(tmp_path):

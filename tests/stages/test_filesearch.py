@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.copydetect import scorenorm
-from curate.stages.filesearch import FileNeighbours
 from curate.copydetect.scorenorm import background_excess
 from curate.runners import as_runner
+from curate.stages.filesearch import FileNeighbours
 from curate.stages.inputfiles import InputFile
 
 
