@@ -59,8 +59,14 @@ class DuplicateScores:
     earlier_row: np.ndarray
 
     def keep(self, eps: float) -> np.ndarray:
-        """Returns the rows SemDeDup keeps at eps: no earlier member with similarity > 1 - eps."""
-        return ~(self.max_similarity > np.float32(1 - eps))
+        """Returns the rows SemDeDup keeps at eps (kept_at)."""
+        return kept_at(self.max_similarity, eps)
+
+
+def kept_at(max_similarity: np.ndarray, eps: float) -> np.ndarray:
+    """Returns SemDeDup's keep flags at eps: a row is kept unless an earlier member of its cluster has similarity
+    > 1 - eps to it (NaN, a cluster's first member, is kept)."""
+    return ~(max_similarity > np.float32(1 - eps))
 
 
 def gather_scores(n: int, members: list[np.ndarray], results: list[tuple[np.ndarray, np.ndarray]]) -> DuplicateScores:

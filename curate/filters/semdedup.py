@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from curate.concepts.clustering import CLUSTERS, ClusterMethod
 from curate.concepts.members import MEMBER_ORDERS, sorted_members
 from curate.concepts.partition import Partition
-from curate.concepts.similarity import cluster_similarities, eps_for_fraction, gather_scores
+from curate.concepts.similarity import cluster_similarities, eps_for_fraction, gather_scores, kept_at
 from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir
@@ -104,7 +104,7 @@ def _decide_bucket(shared: tuple, path: str) -> np.ndarray:
     run_path, eps, k = shared
     table = pq.read_table(path)
     similarity = table["semdedup_max_sim"].to_numpy(zero_copy_only=False).astype(np.float32)
-    kept = ~(similarity > np.float32(1 - eps))  # NaN, a cluster's first member, is kept
+    kept = kept_at(similarity, eps)
     dup_of = table["earlier_uid"].to_numpy(zero_copy_only=False)
     RunDir(run_path).write_table(f"scores/semdedup/{path.rsplit('/', 1)[-1]}", pa.table({
         "uid": table["uid"], "semdedup_max_sim": table["semdedup_max_sim"],
