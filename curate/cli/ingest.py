@@ -7,6 +7,7 @@ from curate.cli.options import add_runner_arguments, runner_from
 from curate.io.images import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from curate.io.inputs import INPUT_FORMATS
 from curate.io.samples import DEFAULT_MAX_CAPTION_BYTES, DEFAULT_MAX_MEMBER_BYTES, ReadOptions
+from curate.io.schema import EMBEDDING_DTYPES
 from curate.options import positive_float, positive_int
 from curate.rundir import RunDir
 
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-column", help="Parquet shards: key column (default: key, else row index)")
     parser.add_argument("--datacomp-embeddings", choices=("l14", "b32"), default="l14",
                         help="which DataComp .npz embeddings to ingest (default l14)")
+    parser.add_argument("--dtype", choices=tuple(EMBEDDING_DTYPES), default="float32",
+                        help="how DataComp .npz embeddings are stored in the run: float32, or float16 (the .npz's "
+                             "own type: half the disk and reads for the whole-pool stages, values within 1e-3)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, max_side=args.max_image_side, max_aspect=args.max_aspect_ratio,
         max_member_bytes=args.max_member_bytes, max_caption_bytes=args.max_caption_bytes,
         image_column=args.image_column, caption_column=args.caption_column,
-        key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings,
+        key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings, embedding_dtype=args.dtype,
     )
     counts = ingest(args.inputs, RunDir(args.run), runner_from(args), options, args.input_format)
     print(json.dumps(counts))

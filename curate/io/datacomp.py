@@ -40,7 +40,7 @@ def read_datacomp(url: str, tables: ShardTables) -> dict[str, pa.Table]:
     embeddings = _read_npz(url, meta.num_rows, tables)
     if embeddings is not None:
         image, text = (_normalized(e[positions]) for e in embeddings)
-        extra["embeddings"] = _embedding_table(accepted, image, text)
+        extra["embeddings"] = _embedding_table(accepted, image, text, tables.options.embedding_dtype)
     return extra
 
 
@@ -88,11 +88,12 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def _embedding_table(uids: pa.Array, image: np.ndarray, text: np.ndarray) -> pa.Table:
+def _embedding_table(uids: pa.Array, image: np.ndarray, text: np.ndarray, dtype: str) -> pa.Table:
     dim = image.shape[1]
-    schema = embeddings_schema(dim)
+    schema = embeddings_schema(dim, dtype)
+    value = schema.field("image_embedding").type.value_type
 
     def column(v):
-        return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1), pa.float32()), dim)
+        return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1).astype(value.to_pandas_dtype()), value), dim)
 
     return pa.Table.from_arrays([uids, column(image), column(text)], schema=schema)

@@ -46,6 +46,7 @@ class ReadOptions:
     uid_column: str = "uid"
     url_column: str = "url"
     datacomp_embeddings: str = "l14"
+    embedding_dtype: str = "float32"  # how DataComp .npz embeddings are stored in the run (float16 halves them)
 
 
 @dataclass

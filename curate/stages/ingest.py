@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass
 from curate.catalogs import build_catalog, connect
 from curate.catalogs.connection import open_database, run_file
 from curate.catalogs.views import DUPLICATES
+from curate.errors import UsageError
 from curate.graph import StageRun
 from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
 from curate.io.inputs import ShardTask, expand_inputs
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
-from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+from curate.io.schema import EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.rundir import RunDir, check_run_folder, parquet_bytes
 from curate.runners import Runner, ShardJob, as_runner, run_shard_job
 from curate.stages.step import stage_step
@@ -41,9 +42,12 @@ def ingest(
     The inputs and options are recorded before the first shard runs, so a rerun with others is refused even
     after a kill."""
     options = options or ReadOptions()
+    if options.embedding_dtype not in EMBEDDING_DTYPES:
+        raise UsageError(f"unknown --dtype {options.embedding_dtype!r}; choose one of {', '.join(EMBEDDING_DTYPES)}")
     runner = as_runner(runner, **runner_options)
     tasks = expand_inputs(inputs, input_format)
-    config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=asdict(options))
+    recorded = {k: v for k, v in asdict(options).items() if k != "embedding_dtype" or v != "float32"}
+    config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=recorded)  # as before dtypes
     check_run_folder(run.path)
     step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
                     score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")

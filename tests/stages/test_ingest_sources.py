@@ -2,9 +2,12 @@
 
 import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.catalogs import connect
+from curate.cli.main import main
 from curate.errors import UsageError
 from curate.io.samples import ReadOptions, default_uid
 from curate.rundir import RunDir
@@ -70,6 +73,23 @@ def test_datacomp_metadata_and_embeddings(tmp_path):
     assert got[0][2:] == (f"text {first}", 640)
     scores = con.execute("SELECT count(clip_l14_similarity_score) FROM samples").fetchone()[0]
     assert scores == 6
+
+
+def test_datacomp_embeddings_stored_as_float16_decide_as_float32(tmp_path, capsys):
+    _datacomp_shard(tmp_path, 6)
+    half, full = RunDir(tmp_path / "half"), RunDir(tmp_path / "full")
+    assert main(["ingest", str(tmp_path / "0000.parquet"), "--run", str(half.path), "--dtype", "float16"]) == 0
+    ingest([str(tmp_path / "0000.parquet")], full, progress=False)
+    assert "dtype" not in str(full.manifest()["stages"]["ingest"]["config"])  # runs ingested before dtypes resume
+    assert half.manifest()["stages"]["ingest"]["config"]["options"]["embedding_dtype"] == "float16"
+    query = "SELECT image_embedding FROM embeddings ORDER BY uid"
+    vectors, expected = (np.array(connect(r).execute(query).fetchall(), np.float32)[:, 0] for r in (half, full))
+    np.testing.assert_allclose(vectors, expected, atol=1e-3)
+    stored = pq.read_schema(next((half.path / "embeddings").glob("*.parquet"))).field("image_embedding").type
+    assert stored.value_type == pa.float16()
+    capsys.readouterr()
+    assert main(["ingest", str(tmp_path / "0000.parquet"), "--run", str(half.path)]) == 2  # another dtype: refused
+    assert "other inputs or options" in capsys.readouterr().err
 
 
 def test_datacomp_npz_with_wrong_row_count_is_reported(tmp_path):
