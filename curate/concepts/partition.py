@@ -35,7 +35,7 @@ from curate.stages.embeddings import (
     normalized,
     packed,
     packed_field,
-    raw_vectors,
+    read_stored,
     read_vectors,
     vector_files,
     write_clusters_table,
@@ -240,8 +240,7 @@ def _assign_file(shared: tuple, item: tuple) -> tuple[np.ndarray, np.ndarray]:
     path, column, first = item
     run, stem, k = RunDir(run_path), Path(path).stem, len(centroids)
     if not run.is_done(STAGE, stem):
-        table = pq.read_table(path, columns=["uid", column])
-        uids, stored = table["uid"].combine_chunks(), raw_vectors(table[column].combine_chunks())
+        uids, [stored] = read_stored(path, [column])
         cluster, distance = _assign_in_blocks(stored, centroids)
         run.write_table(f"scores/{STAGE}/{stem}.parquet", pa.table(
             {"uid": uids, "cluster_id": cluster, "dist_to_centroid": distance}))
@@ -264,9 +263,8 @@ def _assign_in_blocks(stored: np.ndarray, centroids: np.ndarray) -> tuple[np.nda
     file's float32 copy is never made whole)."""
     parts = [assign(normalized(stored[start:start + ASSIGN_ROWS]), centroids)
              for start in range(0, len(stored), ASSIGN_ROWS)]
-    if not parts:
-        return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return (np.concatenate([np.zeros(0, np.int32), *(p[0] for p in parts)]),
+            np.concatenate([np.zeros(0, np.float32), *(p[1] for p in parts)]))
 
 
 def _write_bucket(shared: tuple, bucket: int) -> None:

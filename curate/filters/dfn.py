@@ -9,12 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.embeddings import embedding_files, raw_vectors
+from curate.stages.embeddings import embedding_files, read_stored
 from curate.stages.pool import embedding_stage
 from curate.stages.threshold import ThresholdMethod
 
@@ -50,7 +49,6 @@ class DFNFilter(ThresholdMethod):
 
     def file_scores(self, path: str) -> tuple[pa.Array, np.ndarray]:
         """Returns the uids and cosine(image, text) of one embedding file (the stored vectors, as embed wrote them)."""
-        table = pq.read_table(path, columns=["uid", "image_embedding", "text_embedding"])
-        image, text = (raw_vectors(table[c].combine_chunks()).astype(np.float32)
-                       for c in ("image_embedding", "text_embedding"))
-        return table["uid"], np.einsum("ij,ij->i", image, text).astype(np.float32)
+        uids, stored = read_stored(path, ["image_embedding", "text_embedding"])
+        image, text = (v.astype(np.float32) for v in stored)
+        return uids, np.einsum("ij,ij->i", image, text).astype(np.float32)

@@ -149,13 +149,33 @@ def load_embeddings(run: RunDir, kind: str | None = "image", progress: bool = Tr
     return RunEmbeddings(pa.concat_arrays(uids), vectors, shards)
 
 
+READ_ROWS = 32768  # rows of a vector file decoded at a time: Parquet decodes a list column at ~10x its values
+
+
+def read_stored(path, columns: list[str], rows: np.ndarray | None = None) -> tuple[pa.Array, list[np.ndarray]]:
+    """Returns a vector file's uids and, per column, its vectors as stored (N x d, float16 or float32), only the
+    sorted row positions `rows` when given. Decoded READ_ROWS rows at a time, so the file is held as its values."""
+    parquet = pq.ParquetFile(path)
+    fields = [parquet.schema_arrow.field(c).type for c in columns]
+    uids = [pa.array([], pa.string())]
+    stored = [[np.zeros((0, f.list_size), f.value_type.to_pandas_dtype())] for f in fields]
+    start = 0
+    for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=["uid", *columns]):
+        chosen = None if rows is None else rows[(rows >= start) & (rows < start + batch.num_rows)] - start
+        start += batch.num_rows
+        if chosen is not None:
+            batch = batch.take(pa.array(chosen, pa.int64()))
+        uids.append(batch.column(0))
+        for values, vectors in zip(stored, batch.columns[1:], strict=True):
+            values.append(raw_vectors(vectors).copy())  # its own buffer: the batch is let go
+    return pa.concat_arrays(uids), [np.concatenate(v) for v in stored]
+
+
 def read_vectors(path, column: str, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
     """Returns (uids, L2-normalized float32 vectors) of one embedding or descriptor file (float16 or float32
-    stored), only the row positions `rows` when given."""
-    table = pq.read_table(path, columns=["uid", column])
-    if rows is not None:
-        table = table.take(pa.array(rows, pa.int64()))
-    return table["uid"].combine_chunks(), normalized(raw_vectors(table[column].combine_chunks()))
+    stored), only the sorted row positions `rows` when given."""
+    uids, [vectors] = read_stored(path, [column], rows)
+    return uids, normalized(vectors)
 
 
 def selected_rows(run: RunDir, embeddings: RunEmbeddings, where: str | None) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from curate.catalogs import connect
 from curate.catalogs.selection import selected_query
 from curate.rundir import RunDir
-from curate.stages.embeddings import normalized, raw_vectors, vector_files
+from curate.stages.embeddings import normalized, read_stored, vector_files
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,13 @@ class InputFile:
     def read(self, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
         """Returns (uids, L2-normalized float32 vectors) of the file's input rows, or of the input rows at the
         positions `rows` among them."""
-        table = pq.read_table(self.path, columns=["uid", self.column])
+        uids, [stored] = read_stored(self.path, [self.column])
         if self.selected is not None:
-            chosen = pq.read_table(self.selected)["uid"].combine_chunks()
-            table = table.filter(pc.is_in(table["uid"], value_set=chosen))
+            chosen = pc.is_in(uids, value_set=pq.read_table(self.selected)["uid"].combine_chunks())
+            uids, stored = uids.filter(chosen), stored[chosen.to_numpy(zero_copy_only=False)]
         if rows is not None:
-            table = table.take(pa.array(rows, pa.int64()))
-        return table["uid"].combine_chunks(), normalized(raw_vectors(table[self.column].combine_chunks()))
+            uids, stored = uids.take(pa.array(rows, pa.int64())), stored[rows]
+        return uids, normalized(stored)
 
 
 def input_files(run: RunDir, kind: str, where: str | None, folder: str) -> list[InputFile]:
