@@ -193,7 +193,7 @@ def in_memory_decisions(run_path: str, out: str) -> None:
 
         scores = np.concatenate([DFNFilter(threshold=0).file_scores(str(p))[1]
                                  for p in sorted((run.path / "embeddings").glob("*.parquet"))])
-        cut = -np.sort(-scores)[int(len(scores) * 0.3)]
+        cut = -np.sort(-scores)[int(len(scores) * 0.3) - 1]  # the int(N x F)-th best, as the product's rule
         columns["dfn_keep"] = scores >= cut
     pq.write_table(pa.table(columns), out)
 
