@@ -162,3 +162,24 @@ def noise_heldout(path: Path, classnames: list[str], per_class: int, seed: int =
             labels.append(name)
     pq.write_table(pa.table({"jpg": pa.array(images, pa.binary()), "label": labels}), path)
     return path
+
+
+def vector_input_files(tmp_path, vectors, sizes, chosen):
+    """Writes `vectors` as descriptor files of `sizes` rows (float16 in one of them), and a selection for each
+    file from the mask `chosen`; returns the InputFiles and the selected rows of `vectors`."""
+    from curate.stages.inputfiles import InputFile
+
+    files, start = [], 0
+    for f, size in enumerate(sizes):
+        block = vectors[start:start + size].astype(np.float16 if f == 1 else np.float32)
+        uids = pa.array([f"u{start + i}" for i in range(size)], pa.string())
+        path, selected = tmp_path / f"{f:03d}.parquet", tmp_path / f"{f:03d}.uids.parquet"
+        pq.write_table(pa.table({"uid": uids, "descriptor": pa.FixedSizeListArray.from_arrays(
+            pa.array(block.reshape(-1)), vectors.shape[1])}), path)
+        pq.write_table(pa.table({"uid": uids.filter(pa.array(chosen[start:start + size]))}), selected)
+        files.append(InputFile(str(path), "descriptor", str(selected)))
+        start += size
+    rows = np.flatnonzero(chosen)
+    stored = np.concatenate([vectors[:sizes[0]], vectors[sizes[0]:sizes[0] + sizes[1]].astype(np.float16),
+                             vectors[sizes[0] + sizes[1]:]]).astype(np.float32)[rows]
+    return files, stored / np.linalg.norm(stored, axis=1, keepdims=True)

@@ -16,7 +16,6 @@ marked done, a bucket is written once, whole.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,9 +27,10 @@ import pyarrow.parquet as pq
 
 from curate.concepts.kmeans import KMeansConfig, assign, train_centroids
 from curate.errors import UsageError
-from curate.graph import StageRun, current_versions, entries, version_of
+from curate.graph import StageRun, current_versions, entries
 from curate.rundir import DONE, RunDir
 from curate.runners import Runner, quiet
+from curate.stages.buckets import BUCKET_BYTES_VARIABLE, bucket_bytes, bucket_target
 from curate.stages.embeddings import (
     normalized,
     packed,
@@ -41,27 +41,13 @@ from curate.stages.embeddings import (
     write_clusters_table,
 )
 from curate.stages.pool import embedding_stage
-from curate.stages.step import stage_step
+from curate.stages.step import stage_step, step_version
 
 STAGE = "kmeans"
 COLUMNS = ("cluster_id", "dist_to_centroid")
 PARTITION = f"partitions/{STAGE}"
-BUCKET_BYTES_VARIABLE = "CURATE_PARTITION_BYTES"
-DEFAULT_BUCKET_BYTES = 256 << 20  # a task holds about 3x its bucket's vectors (read, sorted or in float32)
 ASSIGN_ROWS = 32768  # rows normalized and assigned at a time
 WRITE_ROWS = 65536  # rows of a bucket gathered and written at a time
-MIN_BUCKETS = 16  # so that a pool spreads over the workers...
-MIN_BUCKET_BYTES = 16 << 20  # ...unless it is small: a pool under 16 MiB of vectors is one bucket
-
-
-def bucket_bytes() -> int:
-    """Returns the most bytes of vectors one bucket (one task's input) may hold: $CURATE_PARTITION_BYTES or 256 MiB."""
-    value = os.environ.get(BUCKET_BYTES_VARIABLE, "")
-    if not value:
-        return DEFAULT_BUCKET_BYTES
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"{BUCKET_BYTES_VARIABLE} must be a positive number of bytes, got {value!r}")
-    return int(value)
 
 
 def kmeans_step(run: RunDir, config: KMeansConfig, kind: str) -> StageRun:
@@ -110,9 +96,8 @@ def ensure_partition(run: RunDir, config: KMeansConfig, kind: str, runner: Runne
     """Returns the run's Partition under these k-means options, clustering and partitioning first unless the run
     holds it current (a kill part-way resumes where it stopped)."""
     step = kmeans_step(run, config, kind)
-    versions = current_versions(entries(run))
-    version = version_of(step, {n: versions.get(n) for n in step.inputs})
-    stored = read_partition(run) if versions.get(STAGE) == version else None
+    version = step_version(run, step)
+    stored = read_partition(run) if current_versions(entries(run)).get(STAGE) == version else None
     if stored is not None:
         return stored
     files = _embedding_files(run, kind)
@@ -194,11 +179,9 @@ def _check_budget(sizes: np.ndarray, row_bytes: int) -> None:
 
 
 def bucket_bounds(sizes: np.ndarray, row_bytes: int) -> np.ndarray:
-    """Returns the first cluster of each bucket and k at the end: consecutive clusters filled up to the smaller of
-    4/5 of the bucket budget (sizes may be estimates) and 1/MIN_BUCKETS of the pool (at least MIN_BUCKET_BYTES); a
-    cluster may fill one alone."""
-    share = max(MIN_BUCKET_BYTES, int(sizes.sum() * row_bytes) // MIN_BUCKETS)
-    target = min(bucket_bytes() * 4 // 5, share)
+    """Returns the first cluster of each bucket and k at the end: consecutive clusters filled up to the pool's
+    bucket_target (curate.stages.buckets); a cluster may fill one alone."""
+    target = bucket_target(sizes.sum() * row_bytes)
     starts, filled = [0], 0.0
     for cluster, size in enumerate(sizes):
         if filled and filled + size * row_bytes > target:

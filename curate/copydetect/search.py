@@ -133,10 +133,10 @@ def similar_pairs(vectors: np.ndarray, threshold: float, runner=None, exact_limi
     if found > 2 * max_pairs:
         raise UsageError(f"--threshold {threshold} makes over {max_pairs:,} similar pairs among {n:,} vectors: "
                          "that is not near-duplication; raise the threshold")
-    return _unique_pairs(n, *(np.concatenate(c) for c in zip(*parts, strict=True)))
+    return unique_pairs(n, *(np.concatenate(c) for c in zip(*parts, strict=True)))
 
 
-def _unique_pairs(n: int, rows: np.ndarray, found: np.ndarray,
+def unique_pairs(n: int, rows: np.ndarray, found: np.ndarray,
                   sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns the pairs (i < j) of the directed results, each once (found from either member), sorted."""
     valid = (found >= 0) & (found != rows)
@@ -174,4 +174,4 @@ def knn_edges(vectors: np.ndarray, k: int, runner=None, exact_limit: int = EXACT
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     sims, found = nearest(vectors, vectors, min(n, k + 1), runner, exact_limit, nprobe, chunk)
     rows = np.repeat(np.arange(n, dtype=np.int64), found.shape[1])
-    return _unique_pairs(n, rows, found.reshape(-1), sims.reshape(-1))
+    return unique_pairs(n, rows, found.reshape(-1), sims.reshape(-1))

@@ -1,5 +1,5 @@
 """Selection methods, one module each. FILTERS maps a method's name to its class: a dataclass of its options
-with `apply(run, runner) -> dict`, either a per-shard ScoreStage or a whole-pool PoolMethod. A method is added
+with `apply(run, runner) -> dict`, either a per-shard ScoreStage or a whole-pool SelectionMethod. A method is added
 by its module, one line here and its test."""
 
 from __future__ import annotations

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from curate.catalogs import connect
-from curate.catalogs.selection import selected_uids
 from curate.errors import UsageError
 from curate.rundir import RunDir, parquet_bytes
 
@@ -176,29 +173,6 @@ def read_vectors(path, column: str, rows: np.ndarray | None = None) -> tuple[pa.
     stored), only the sorted row positions `rows` when given."""
     uids, [vectors] = read_stored(path, [column], rows)
     return uids, normalized(vectors)
-
-
-def selected_rows(run: RunDir, embeddings: RunEmbeddings, where: str | None) -> np.ndarray:
-    """Returns a boolean mask of the embedding rows whose samples the SQL predicate `where` selects."""
-    if where is None:
-        return np.ones(len(embeddings), dtype=bool)
-    con = connect(run)
-    try:
-        uids = selected_uids(con, where)
-    finally:
-        con.close()
-    return pc.is_in(embeddings.uids, value_set=uids.combine_chunks()).to_numpy(zero_copy_only=False)
-
-
-def write_scores(run: RunDir, stage: str, embeddings: RunEmbeddings, columns: dict[str, pa.Array],
-                 rows: np.ndarray | None = None) -> None:
-    """Writes scores/<stage>/<shard>.parquet: uid plus `columns` (one value per embedding row), restricted to
-    the rows where the mask `rows` is true; every shard gets a file, empty when none of its rows are in."""
-    for shard_id, start, end in embeddings.shards:
-        table = pa.table({"uid": embeddings.uids[start:end], **{k: v[start:end] for k, v in columns.items()}})
-        if rows is not None:
-            table = table.filter(pa.array(rows[start:end]))
-        run.write_bytes(f"scores/{stage}/{shard_id}.parquet", parquet_bytes(table))
 
 
 def write_clusters_table(run: RunDir, name: str, table: pa.Table) -> None:

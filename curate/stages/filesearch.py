@@ -10,6 +10,7 @@ where the in-memory search uses an inverted file (past 100,000 vectors) this one
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from curate.runners import Runner, quiet
 from curate.stages.inputfiles import InputFile, input_firsts
@@ -31,15 +32,29 @@ class FileNeighbours:
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         """Returns the unit vectors at the input `positions` (any order), read by one task per file holding any."""
+        blocks = self._gather(positions, _read_rows, "gather")
+        out = np.concatenate([b for b, _ in blocks]) if blocks else np.zeros((0, 0), np.float32)
+        result = np.empty_like(out)
+        result[np.concatenate([o for _, o in blocks])] = out
+        return result
+
+    def uids(self, positions: np.ndarray) -> pa.Array:
+        """Returns the uids at the input `positions` (any order), read by one task per file holding any."""
+        blocks = self._gather(positions, _read_uids, "gather uids")
+        if not blocks:
+            return pa.array([], pa.string())
+        uids = pa.concat_arrays([b for b, _ in blocks])
+        return uids.take(pa.array(np.argsort(np.concatenate([o for _, o in blocks]), kind="stable")))
+
+    def _gather(self, positions: np.ndarray, read, desc: str) -> list:
+        """Returns [(read((file, rows)), where those rows go in `positions`)] for each file holding any of them."""
         positions = np.asarray(positions, dtype=np.int64)
         order = np.argsort(positions, kind="stable")
         owner = np.searchsorted(self.firsts, positions[order], side="right") - 1
-        items = [(self.files[f], positions[order][owner == f] - self.firsts[f]) for f in np.unique(owner)]
-        blocks = self.runner.map(_read_rows, None, items, desc="gather")
-        out = np.concatenate(blocks) if blocks else np.zeros((0, 0), np.float32)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+        files = np.unique(owner)
+        items = [(self.files[f], positions[order][owner == f] - self.firsts[f]) for f in files]
+        return list(zip(self.runner.map(read, None, items, desc=desc), [order[owner == f] for f in files],
+                        strict=True))
 
     def nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Returns (sims, found), len(rows) x k: each input row's k nearest input rows by inner product, best first
@@ -50,13 +65,18 @@ class FileNeighbours:
         best_sims = np.full((len(rows), k), -np.inf, np.float32)
         best_rows = np.full((len(rows), k), -1, np.int64)
         for sims, found in self.runner.map(_file_nearest, (queries, k), items, desc="background"):
-            best_sims, best_rows = _top(np.hstack([best_sims, sims]), np.hstack([best_rows, found]), k)
+            best_sims, best_rows = best_k(np.hstack([best_sims, sims]), np.hstack([best_rows, found]), k)
         return best_sims, best_rows
 
 
 def _read_rows(_, item: tuple[InputFile, np.ndarray]) -> np.ndarray:
     file, rows = item
     return file.read(rows)[1]
+
+
+def _read_uids(_, item: tuple[InputFile, np.ndarray]) -> pa.Array:
+    file, rows = item
+    return file.stored(rows)[0]
 
 
 def _file_nearest(shared: tuple[np.ndarray, int], item: tuple[InputFile, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +88,13 @@ def _file_nearest(shared: tuple[np.ndarray, int], item: tuple[InputFile, int]) -
     for start in range(0, len(queries), QUERY_BLOCK):
         block = queries[start:start + QUERY_BLOCK] @ base.T
         rows = np.broadcast_to(np.arange(base.shape[0], dtype=np.int64) + first, block.shape)
-        top_sims, top_rows = _top(block, rows, k)
+        top_sims, top_rows = best_k(block, rows, k)
         sims.append(top_sims)
         found.append(top_rows)
     return np.vstack(sims), np.vstack(found)
 
 
-def _top(sims: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def best_k(sims: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns the k highest `sims` per row with their `rows`, best first (ties to the lower row), padded with
     -inf and -1 when a row has fewer."""
     if sims.shape[1] < k:

@@ -37,8 +37,8 @@ class InputFile:
         """Returns the file's shard id (its name without .parquet)."""
         return Path(self.path).stem
 
-    def read(self, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
-        """Returns (uids, L2-normalized float32 vectors) of the file's input rows, or of the input rows at the
+    def stored(self, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
+        """Returns (uids, vectors as the file stores them) of the file's input rows, or of the input rows at the
         positions `rows` among them."""
         uids, [stored] = read_stored(self.path, [self.column])
         if self.selected is not None:
@@ -46,6 +46,12 @@ class InputFile:
             uids, stored = uids.filter(chosen), stored[chosen.to_numpy(zero_copy_only=False)]
         if rows is not None:
             uids, stored = uids.take(pa.array(rows, pa.int64())), stored[rows]
+        return uids, stored
+
+    def read(self, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
+        """Returns (uids, L2-normalized float32 vectors) of the file's input rows, or of the input rows at the
+        positions `rows` among them."""
+        uids, stored = self.stored(rows)
         return uids, normalized(stored)
 
 

@@ -37,6 +37,12 @@ def predicate_stages(run: RunDir, where: str | None) -> tuple[str, ...]:
     return tuple(sorted({owners[c] for c in predicate_columns(where) if c in owners}))
 
 
+def step_version(run: RunDir, step: StageRun) -> str:
+    """Returns the version the step has on the run as it stands (its options and its inputs' versions)."""
+    versions = current_versions(entries(run))
+    return version_of(step, {n: versions.get(n) for n in step.inputs})
+
+
 def check_plan(run: RunDir, steps: list[StageRun]) -> None:
     """Raises UsageError when running `steps` in order would invalidate a stage a later step (or the step itself)
     reads, or a step reads its own columns or a stage that is missing or stale; changes nothing."""

@@ -18,7 +18,7 @@ from curate.errors import UsageError
 from curate.filters.decontaminate import DEFAULT_THRESHOLD, Decontaminate
 from curate.filters.neardup import NearDup
 from curate.graph import status
-from curate.stages.embeddings import load_embeddings, selected_rows
+from curate.stages.embeddings import load_embeddings
 from tests.filters.test_neardup import encoded, image_run, pattern, pool_image, thumbnail_model
 from tests.shards import write_tar
 
@@ -164,7 +164,8 @@ def test_score_norm_none_compares_the_raw_similarity_and_pool_the_normalized_one
     assert con.execute(differs).fetchone()[0] > 0  # those with more background than the pool's median
     # the background searched by tasks per shard is the one searched in memory over the input's vectors
     vectors = load_embeddings(run, "copy", progress=False)
-    inputs = selected_rows(run, vectors, where)
+    chosen = [u for (u,) in con.execute(f"SELECT uid FROM samples WHERE {where}").fetchall()]
+    inputs = np.isin(vectors.uids.to_numpy(zero_copy_only=False), chosen)
     sims = dict(con.execute("SELECT uid, decontam_sim FROM samples WHERE decontam_sim IS NOT NULL").fetchall())
     uids = vectors.uids.filter(pa.array(inputs)).to_pylist()
     assert sorted(uids) == sorted(sims)

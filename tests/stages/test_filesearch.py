@@ -2,7 +2,6 @@
 vectors in memory, with the input selected per file, on both runners."""
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -10,26 +9,7 @@ from curate.copydetect import scorenorm
 from curate.copydetect.scorenorm import background_excess
 from curate.runners import as_runner
 from curate.stages.filesearch import FileNeighbours
-from curate.stages.inputfiles import InputFile
-
-
-def pool_files(tmp_path, vectors, sizes, chosen):
-    """Writes `vectors` as descriptor files of `sizes` rows (float16 in one of them), and a selection for each
-    file from the mask `chosen`; returns the InputFiles and the selected rows of `vectors`."""
-    files, start = [], 0
-    for f, size in enumerate(sizes):
-        block = vectors[start:start + size].astype(np.float16 if f == 1 else np.float32)
-        uids = pa.array([f"u{start + i}" for i in range(size)])
-        path, selected = tmp_path / f"{f:03d}.parquet", tmp_path / f"{f:03d}.uids.parquet"
-        pq.write_table(pa.table({"uid": uids, "descriptor": pa.FixedSizeListArray.from_arrays(
-            pa.array(block.reshape(-1)), vectors.shape[1])}), path)
-        pq.write_table(pa.table({"uid": uids.filter(pa.array(chosen[start:start + size]))}), selected)
-        files.append(InputFile(str(path), "descriptor", str(selected)))
-        start += size
-    rows = np.flatnonzero(chosen)
-    stored = np.concatenate([vectors[:sizes[0]], vectors[sizes[0]:sizes[0] + sizes[1]].astype(np.float16),
-                             vectors[sizes[0] + sizes[1]:]]).astype(np.float32)[rows]
-    return files, stored / np.linalg.norm(stored, axis=1, keepdims=True)
+from tests.shards import vector_input_files
 
 
 @pytest.mark.parametrize("runner", ["local", "ray"])
@@ -42,7 +22,7 @@ def test_file_tasks_find_the_neighbours_and_background_of_the_vectors_in_memory(
     vectors = (centres[rng.integers(0, 6, 300)] + 0.4 * rng.normal(size=(300, 16))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     chosen = rng.random(300) < 0.8
-    files, x = pool_files(tmp_path, vectors, [90, 70, 0, 50, 90], chosen)
+    files, x = vector_input_files(tmp_path, vectors, [90, 70, 0, 50, 90], chosen)
     counts = [pq.read_table(f.selected).num_rows for f in files]
     pool = FileNeighbours(files, counts, as_runner(runner, workers=2 if runner == "ray" else None))
     assert len(pool) == len(x)

@@ -16,8 +16,9 @@ from curate.filters.semdedup import SemDeDup
 from curate.graph import require_current, status
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.pool import Pool, PoolMethod, PoolResult
+from curate.stages.pool import SelectionMethod
 from curate.stages.score import ScoreStage
+from curate.stages.step import stage_step
 from tests.shards import ingested_tars, planted_datacomp_run
 
 
@@ -107,15 +108,20 @@ def test_a_column_clash_is_refused_and_a_column_without_the_prefix_cannot_be_dec
 
 
 @dataclass(frozen=True, kw_only=True)
-class Failing(PoolMethod):
-    """A whole-pool method that fails while computing, as a broken one would."""
+class Failing(SelectionMethod):
+    """A whole-pool method that fails while computing its decisions, before it writes any (as neardup computes its
+    groups), as a broken one would."""
 
     name = "failing"
     columns = ("failing_keep",)
     keep_fraction: float = option(0.5, "share")
 
-    def compute(self, pool: Pool) -> PoolResult:
-        raise RuntimeError("halfway")
+    def apply(self, run, runner="local", **runner_options) -> dict:
+        def decide():
+            raise RuntimeError("halfway")
+
+        with stage_step(run, self.step(run), decide):
+            return {}
 
 
 @dataclass(kw_only=True)
