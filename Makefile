@@ -39,9 +39,11 @@ demo: venv
 	@$(BIN)/curate report $(DEMO)/run | grep png
 	@echo "Query it:  $(BIN)/curate sql $(DEMO)/run \"SELECT caption, dfn_score FROM samples ORDER BY dfn_score LIMIT 5\""
 
+# Two pytest-xdist workers, one per core of the 2-core machines it is timed on; tests/conftest.py decides what runs
+# together on a worker (a module's tests, every Ray test).
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py

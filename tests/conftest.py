@@ -1,11 +1,99 @@
+import ast
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from curate.catalogs import connect
 from curate.rundir import RunDir
 
+TESTS = Path(__file__).parent
+# Tests that start or reach a Ray cluster besides those taking the ray_local fixture: a local Ray in a subprocess,
+# and a two-node cluster whose test SIGKILLs Ray task processes it finds on the machine.
+RAY_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py")
+
+
+@functools.cache
+def ray_tests() -> frozenset[str]:
+    """Returns "path::function" of every test function that takes the ray_local fixture (read from the sources: the
+    pytest-xdist controller, which schedules, collects no tests)."""
+    found = set()
+    for path in TESTS.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(a.arg == "ray_local" for a in node.args.args):
+                found.add(f"{path.relative_to(TESTS.parent).as_posix()}::{node.name}")
+    return frozenset(found)
+
+
+def xdist_group(nodeid: str) -> str:
+    """Returns the group a test runs in under pytest-xdist: "ray" for the tests that use Ray, else its module."""
+    path = nodeid.split("::")[0]
+    return "ray" if path in RAY_MODULES or nodeid.split("[")[0] in ray_tests() else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With `-n N` (`make test`) and no other --dist: each group of xdist_group on one worker, the Ray group first.
+    One local Ray serves every Ray test (its warm workers reused, and the multinode test's kills reach no other
+    test's tasks), and a module's fixtures are built once. (xdist's own `--dist loadgroup` does not group under
+    pytest 9.2: it renames item._nodeid, which pytest no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return Groups(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a pytest-xdist worker, puts the Ray tests first (their group, the longest, is scheduled first), and
+    refuses a test that reaches ray_local through another fixture, which ray_tests() cannot see."""
+    if not hasattr(config, "workerinput"):
+        return
+    hidden = [i.nodeid for i in items if "ray_local" in i.fixturenames and xdist_group(i.nodeid) != "ray"]
+    if hidden:
+        raise pytest.UsageError(f"take the ray_local fixture as an argument of the test itself: {hidden}")
+    items.sort(key=lambda item: xdist_group(item.nodeid) != "ray")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_ray_tmpdir():
+    """Ray's state (sessions, and the address file `ray.init()` looks for an existing cluster in) lives in a folder
+    of this test process's own, inherited by its subprocesses: a Ray cluster of another test process on the machine
+    (another pytest-xdist worker, another checkout's test run) is never joined, nor ours by theirs. Short, under
+    /tmp: Ray's socket paths must fit in 107 bytes."""
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = folder
+    yield folder
+    if saved is None:
+        os.environ.pop("RAY_TMPDIR", None)
+    else:
+        os.environ["RAY_TMPDIR"] = saved
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests run torch on one thread: their many small ops are several times faster on one of 2 shared cores
+    than spread over both, and far faster when another test process (pytest-xdist) or a Ray worker holds the other
+    core: torch's threads spin waiting for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 @pytest.fixture(scope="session")
-def ray_local():
+def ray_local(own_ray_tmpdir):
     """A real local Ray for the whole session, shut down at the end."""
     import ray
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -101,6 +102,15 @@ def ingested_synth_pool(folder: Path, samples: int, shard_size: int, heldout_cla
         table = pq.read_table(heldout)
         pq.write_table(table.slice(0, heldout_classes), heldout)
     return run, heldout
+
+
+def copy_run(run, to: Path):
+    """Returns a copy of the run folder at `to`, for a test to change (the shards it read stay where they are): one
+    run built once per module, copied by each test, instead of ingested (and embedded, described) again."""
+    from curate.rundir import RunDir
+
+    shutil.copytree(run.path, to)
+    return RunDir(to)
 
 
 def ingested_tars(folder: Path, shards: int, per_shard: int, embedded: bool = False):

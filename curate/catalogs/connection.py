@@ -13,6 +13,7 @@ from curate.errors import UsageError
 from curate.rundir import MANIFEST, RunDir
 
 CATALOG = "catalog.duckdb"
+ATTACHED = "catalog"  # the name a connection knows the catalog by, as DuckDB names a file it opens
 # Each connection sets this variable to the run folder (as a glob pattern); the views read `<it>/samples/...`. A plain
 # DuckDB that opens the catalog has no such variable, and its views fall back to the current directory.
 ROOT_VARIABLE = "curate_run"
@@ -35,9 +36,19 @@ def run_file(relative: str) -> str:
 
 
 def open_database(path: str, run: RunDir, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Returns a connection to the DuckDB file at `path` whose run_file() paths resolve into `run`'s folder."""
+    """Returns a connection to the DuckDB file at `path` (or ":memory:") whose run_file() paths resolve into `run`'s
+    folder. A file is attached, as `catalog` and the default database, to a new in-memory database of this
+    connection's own: DuckDB shares one database per file path among a process's connections, so one held open
+    (a notebook's) would otherwise hand every later connection the catalog it read before a rebuild replaced it."""
     config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    con = duckdb.connect(path, read_only=read_only, config=config)
+    con = duckdb.connect(":memory:", config=config)
+    if path != ":memory:":
+        try:
+            con.execute(f"ATTACH $path AS {ATTACHED}{' (READ_ONLY)' if read_only else ''}", {"path": path})
+        except BaseException:
+            con.close()
+            raise
+        con.execute(f"USE {ATTACHED}")
     con.execute(f"SET VARIABLE {ROOT_VARIABLE} = $root", {"root": glob_escaped(str(run.path))})
     return con
 
@@ -45,7 +56,13 @@ def open_database(path: str, run: RunDir, read_only: bool) -> duckdb.DuckDBPyCon
 def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Returns a connection to the run's catalog with its views reading the run folder; a read-only one is confined
     to the run folder. Raises FileNotFoundError when the run has no catalog, and UsageError when another process
-    holds the catalog open for writing."""
+    holds the catalog open for writing.
+
+    A connection shows the catalog as it was when the connection opened; every stage run replaces the file with a
+    rebuilt one. Connections opened later, and the stage runs themselves, see the new catalog even while an older
+    connection stays open in this process; the held connection keeps the views it opened with, which read the
+    run's files as they are now: it lacks the columns of stages run since, and a query on a stage those runs
+    invalidated (its files deleted) fails with DuckDB's "No files found". Open a new connection after a stage runs."""
     run = run if isinstance(run, RunDir) else RunDir(run)
     path = run.path / CATALOG
     if read_only and not path.exists():
@@ -64,9 +81,9 @@ def connect(run: str | os.PathLike | RunDir, read_only: bool = True) -> duckdb.D
 
 
 def confine(con: duckdb.DuckDBPyConnection, run: RunDir) -> None:
-    """Limits the connection's database to files inside the run folder and locks that setting; a database
-    this process already confined (DuckDB shares one per file) is left as it is. Every entry is absolute: DuckDB
-    would resolve a relative one against the current directory, not the run."""
+    """Limits the connection's database to files inside the run folder and locks that setting; returns nothing. A
+    database already confined is left as it is. Every entry is absolute: DuckDB would resolve a relative one
+    against the current directory, not the run."""
     if con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]:
         return
     folder = str(run.path)

@@ -1,8 +1,12 @@
 """Entry point of the `curate` command: parses arguments and turns user errors into one line and exit code 2."""
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from curate.errors import UsageError
 from curate.outputs import os_error_message
@@ -27,6 +31,11 @@ COMMANDS = {
 }
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM while a command runs, so it unwinds as from Ctrl-C: a --workers pool
+    stops its workers, a stage rebuilds the catalog and releases the run."""
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line instead of a usage block."""
 
@@ -47,8 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one subcommand; returns the process exit code (2 for a user error)."""
-    return guarded(lambda: _run_command(argv))
+    """Runs one subcommand; returns the process exit code (2 for a user error, 143 after SIGTERM)."""
+    with _sigterm_raises():
+        return guarded(lambda: _run_command(argv))
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated in it, when this is the main thread and nothing else handles
+    SIGTERM (a host program's own handler is left alone); yields nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run_command(argv: list[str] | None) -> int:
@@ -61,7 +90,7 @@ def _run_command(argv: list[str] | None) -> int:
 
 def guarded(command, *args) -> int:
     """Returns command(*args), or 2 after printing a UsageError as one line, 1 after an OS error (permissions, a full
-    disk, a read-only file system), 130 when interrupted."""
+    disk, a read-only file system), 130 when interrupted, 143 when terminated (SIGTERM)."""
     try:
         return command(*args)
     except UsageError as exc:
@@ -73,6 +102,9 @@ def guarded(command, *args) -> int:
     except KeyboardInterrupt:
         print("curate: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("curate: terminated; rerun the same command to resume", file=sys.stderr)
+        return 143
 
 
 def _importing_main_in_a_worker() -> bool:

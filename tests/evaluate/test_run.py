@@ -10,26 +10,29 @@ from curate.cli.evaluate import add_arguments, run
 from curate.cli.main import OneLineArgumentParser, guarded
 from curate.errors import UsageError
 from curate.evaluate.run import METRICS, DynamicPruning, evaluate_subset, evaluation_name
-from curate.synth import CONCEPTS
 from tests.shards import ingested_synth_pool
+
+HELDOUT = 12
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    """A 300-sample synth pool ingested into a run, and its held-out set (one image per concept)."""
-    return ingested_synth_pool(tmp_path_factory.mktemp("synth"), samples=300, shard_size=150)
+    """A 120-sample synth pool in two shards ingested into a run, and its held-out set (one image of each of the first
+    HELDOUT concepts: fewer prompts to encode, the same code path)."""
+    return ingested_synth_pool(tmp_path_factory.mktemp("synth"), samples=120, shard_size=60,
+                               heldout_classes=HELDOUT)
 
 
 @pytest.fixture(scope="module")
 def result(pool):
     run, heldout = pool
-    return evaluate_subset(run, "width >= 0", heldout, samples_seen=512, seeds=[0], progress=False)
+    return evaluate_subset(run, "width >= 0", heldout, samples_seen=64, seeds=[0], batch_size=32, progress=False)
 
 
 def test_writes_json_and_parquet_with_metrics_in_range(pool, result):
     run, heldout = pool
-    assert result["samples_seen"] == 512 and result["model_config"] == "curate-tiny"
-    assert 0 < result["subset_size"] <= 300 and result["heldout_size"] == len(CONCEPTS)
+    assert result["samples_seen"] == 64 and result["model_config"] == "curate-tiny"
+    assert 0 < result["subset_size"] <= 120 and result["heldout_size"] == result["classes"] == HELDOUT
     json_path = run.path / "evaluations" / f"{result['evaluation']}.json"
     assert result["json"] == str(json_path)
     written = json.loads(json_path.read_text())
@@ -38,9 +41,9 @@ def test_writes_json_and_parquet_with_metrics_in_range(pool, result):
         assert 0.0 <= written["mean"][metric] <= 1.0 and written["std"][metric] == 0.0
     assert written["mean"]["zeroshot_top1"] <= written["mean"]["zeroshot_top5"]
     rows = pq.read_table(result["parquet"]).to_pylist()
-    assert len(rows) == 1 and rows[0]["subset_size"] == result["subset_size"] and rows[0]["samples_seen"] == 512
+    assert len(rows) == 1 and rows[0]["subset_size"] == result["subset_size"] and rows[0]["samples_seen"] == 64
     assert rows[0]["predicate"] == "width >= 0" and rows[0]["wall_seconds"] > 0
-    assert result["evaluation"] == evaluation_name("width >= 0", [0], 512, "curate-tiny", heldout)
+    assert result["evaluation"] == evaluation_name("width >= 0", [0], 64, "curate-tiny", heldout)
     con = connect(run)
     try:
         count = con.execute("SELECT count(*) FROM evaluations WHERE seed = 0").fetchone()[0]
@@ -81,22 +84,23 @@ def test_cli_rejects_a_bad_model_config_with_exit_code_2(pool, capsys):
 
 def test_dynamic_pruning_forwards_less_and_records_it(pool):
     run, heldout = pool
-    result = evaluate_subset(run, None, heldout, samples_seen=600, seeds=[0], progress=False,
+    result = evaluate_subset(run, None, heldout, samples_seen=240, seeds=[0], progress=False,
                              dynamic=DynamicPruning("random", 0.5))
     [seed] = result["per_seed"]
-    epochs = -(-600 // result["subset_size"])
+    epochs = -(-240 // result["subset_size"])
+    assert epochs >= 2
     assert seed["samples_forwarded"] == epochs * (result["subset_size"] // 2)
     assert seed["saved_fraction"] == pytest.approx(1 - seed["samples_forwarded"] / (epochs * result["subset_size"]))
     row = pq.read_table(result["parquet"]).to_pylist()[0]
     assert (row["dynamic"], row["prune_ratio"], row["samples_forwarded"]) == ("random", 0.5, seed["samples_forwarded"])
-    assert result["evaluation"] != evaluation_name(None, [0], 600, "curate-tiny", heldout)
+    assert result["evaluation"] != evaluation_name(None, [0], 240, "curate-tiny", heldout)
 
 
 def test_cli_passes_pruner_options_to_seta_and_records_them(pool, capsys):
     run_dir, heldout = pool
     parser = OneLineArgumentParser(prog="curate evaluate")
     add_arguments(parser)
-    args = parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--samples-seen", "300", "--dynamic",
+    args = parser.parse_args([str(run_dir.path), "--heldout", str(heldout), "--samples-seen", "120", "--dynamic",
                               "seta", "--prune-ratio", "0.2", "--pruner-option", "num_groups=5",
                               "--pruner-option", "window_scale=0.9"])
     assert guarded(run, args) == 0

@@ -20,7 +20,7 @@ from curate.filters.neardup import NearDup
 from curate.graph import status
 from curate.stages.embeddings import load_embeddings
 from tests.filters.test_neardup import encoded, image_run, pattern, pool_image, thumbnail_model
-from tests.shards import write_tar
+from tests.shards import copy_run, write_tar
 
 Trusted = functools.partial(Decontaminate, trust_torchscript=True)  # the descriptor set's model is TorchScript
 
@@ -60,9 +60,15 @@ def removed(run) -> dict:
     return dict(rows)
 
 
+@pytest.fixture(scope="module")
+def described(tmp_path_factory):
+    """The pool of tests/filters/test_neardup.py ingested and described once; each test changes a copy (`run`)."""
+    return image_run(tmp_path_factory.mktemp("decontaminate"))
+
+
 @pytest.fixture
-def run(tmp_path):
-    return image_run(tmp_path / "pool")
+def run(described, tmp_path):
+    return copy_run(described, tmp_path / "pool" / "run")
 
 
 def test_copies_of_eval_images_are_removed_with_their_match(run, tmp_path):
@@ -102,7 +108,8 @@ def test_a_folder_of_tars_and_images_is_one_set(tmp_path):
     assert len(ids) == 10 and not any("hidden" in i or "notes" in i for i in ids)
 
 
-def test_the_stage_follows_its_eval_set_threshold_and_descriptor(run, tmp_path):
+def test_the_stage_follows_its_eval_set_threshold_and_descriptor(tmp_path):
+    run = image_run(tmp_path / "pool")  # its own, not a copy: the test changes the descriptor model the run read
     against = eval_parquet(tmp_path / "eval.parquet")
     first = Trusted(against=str(against), threshold=0.9).apply(run, progress=False)
     version = run.manifest()["stages"]["decontam"]["version"]

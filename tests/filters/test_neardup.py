@@ -22,7 +22,7 @@ from curate.report import write_report
 from curate.rundir import RunDir
 from curate.stages.describe import describe
 from curate.stages.ingest import ingest
-from tests.shards import planted_datacomp_run, sample_members, write_tar
+from tests.shards import copy_run, planted_datacomp_run, sample_members, write_tar
 
 THUMB_SIZE = 32
 
@@ -87,9 +87,15 @@ def keys_by_group(run: RunDir) -> list[tuple]:
     return rows.fetchall()
 
 
+@pytest.fixture(scope="module")
+def described(tmp_path_factory):
+    """The POOL ingested and described once for the module; each test changes a copy of it (`run`)."""
+    return image_run(tmp_path_factory.mktemp("neardup"))
+
+
 @pytest.fixture
-def run(tmp_path):
-    return image_run(tmp_path / "pool")
+def run(described, tmp_path):
+    return copy_run(described, tmp_path / "pool" / "run")
 
 
 def test_planted_copies_form_groups_and_one_member_of_each_stays(run):

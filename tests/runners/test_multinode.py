@@ -10,12 +10,17 @@ from curate.concepts.partition import BUCKET_BYTES_VARIABLE
 from tests.benchmarks import BENCHMARKS
 
 
-def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path):
+def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path, own_ray_tmpdir):
     out = tmp_path / "multinode.json"
+    # The cluster's address file in a Ray folder of its own: no later ray.init() of this test process finds it,
+    # even when the benchmark dies before it shuts its cluster down.
+    ray_tmpdir = os.path.join(own_ray_tmpdir, "multinode")
+    os.makedirs(ray_tmpdir, exist_ok=True)
     done = subprocess.run([sys.executable, str(BENCHMARKS / "multinode.py"), "--samples", "1200", "--dim", "16",
                            "--shard-size", "300", "--clusters", "8", "--nodes", "2", "--kill", "--work",
                            str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True,
-                          env=os.environ | {BUCKET_BYTES_VARIABLE: "12000"})  # buckets of a few clusters each
+                          env=os.environ | {BUCKET_BYTES_VARIABLE: "12000",  # buckets of a few clusters each
+                                            "RAY_TMPDIR": ray_tmpdir})
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["same_decisions"] and result["decided"] == 1200

@@ -19,17 +19,25 @@ from curate.rundir import RunDir
 from curate.stages.pool import SelectionMethod
 from curate.stages.score import ScoreStage
 from curate.stages.step import stage_step
-from tests.shards import ingested_tars, planted_datacomp_run
+from tests.shards import copy_run, ingested_tars, planted_datacomp_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Built once for the module, copied by each test: 3 tars of 8 samples ingested and embedded, and the planted
+    DataComp shards ingested."""
+    return dict(embedded=ingested_tars(tmp_path_factory.mktemp("embedded"), shards=3, per_shard=8, embedded=True),
+                datacomp=planted_datacomp_run(tmp_path_factory.mktemp("datacomp"))[0])
 
 
 @pytest.fixture
-def embedded_run(tmp_path):
-    return ingested_tars(tmp_path, shards=3, per_shard=8, embedded=True)
+def embedded_run(runs, tmp_path):
+    return copy_run(runs["embedded"], tmp_path / "run")
 
 
 @pytest.fixture
-def datacomp_run(tmp_path):
-    return planted_datacomp_run(tmp_path)[0]
+def datacomp_run(runs, tmp_path):
+    return copy_run(runs["datacomp"], tmp_path / "run")
 
 
 def columns(run: RunDir) -> list[str]:
