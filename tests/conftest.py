@@ -12,8 +12,10 @@ from curate.rundir import RunDir
 
 TESTS = Path(__file__).parent
 # Tests that start or reach a Ray cluster besides those taking the ray_local fixture: a local Ray in a subprocess,
-# and a two-node cluster whose test SIGKILLs Ray task processes it finds on the machine.
-RAY_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py")
+# a two-node cluster whose test SIGKILLs Ray task processes it finds on the machine, and tests parametrized over
+# both runners that ask for ray_local with request.getfixturevalue.
+RAY_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py", "tests/stages/test_filesearch.py",
+               "tests/stages/test_listsearch.py")
 
 
 @functools.cache
