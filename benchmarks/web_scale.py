@@ -1,5 +1,6 @@
-"""Whole-pool stages past one machine's memory: SemDeDup, DBP and DQ (and DFN with --text) through `curate filter`
-on a run of N x d float16 embeddings, with the peak memory of every curate process together and of the driver.
+"""Whole-pool stages past one machine's memory: SemDeDup, DBP, DQ, neardup (and DFN with --text) through `curate
+filter` on a run of N x d float16 embeddings, with the peak memory of every curate process together and of the
+driver.
 
     python benchmarks/web_scale.py --samples 10000000 --clusters 3000          # the memory bound at 10M
     python benchmarks/web_scale.py --samples 1000000 --clusters 1000 --compare --text   # decisions vs in memory
@@ -10,7 +11,8 @@ commands measured are the product's own. The embeddings are a Gaussian mixture o
 equal size with 5% planted near copies. Memory is the proportional set size (PSS) of the command's process and all
 its descendants (workers, Ray's processes and object store) summed, sampled every 0.5 s; the driver's alone beside
 it. With --compare each decision is also computed the pre-partition way, in memory (the whole pool's vectors in one
-matrix, the algorithm as it ran before), in its own process, and the keep flags compared. Writes
+matrix, the algorithm as it ran before), in its own process, and the keep flags compared; neardup's groups (at
+cosine 0.9 on the image embeddings) are checked against the exact pairs of 20,000 seeded rows. Writes
 benchmarks/results/web_scale_<N>.json.
 """
 
@@ -32,6 +34,8 @@ import pyarrow.parquet as pq
 from common import RESULTS, machine, write_results
 
 DUP_SHARE = 0.05
+NEARDUP_THRESHOLD = 0.9  # the planted near copies are at ~0.999; other pairs of the mixture below 0.6
+RECALL_QUERIES = 20_000  # rows whose exact pairs the oracle finds, to estimate neardup's recall
 
 
 def _descendants(root: int) -> list[int]:
@@ -143,7 +147,9 @@ def commands(run: Path, clusters: int, points: int, workers: int, text: bool) ->
               "--workers", str(workers)]
     filters = {"semdedup": ["--eps", "0.01", *common],
                "dbp": ["--keep-fraction", "0.5", "--fraction-of", "pool", *common],
-               "dq": ["--keep-fraction", "0.3", "--bins", "10", *common]}
+               "dq": ["--keep-fraction", "0.3", "--bins", "10", *common],
+               "neardup": ["--descriptor", "image", "--threshold", str(NEARDUP_THRESHOLD), "--score-norm", "none",
+                           "--runner", "local", "--workers", str(workers)]}
     if text:
         filters["dfn"] = ["--keep-fraction", "0.3", "--runner", "local", "--workers", str(workers)]
     kmeans = ("from curate.concepts.kmeans import KMeansConfig; from curate.concepts.partition import "
@@ -196,20 +202,56 @@ def in_memory_decisions(run_path: str, out: str) -> None:
         cut = -np.sort(-scores)[int(len(scores) * 0.3) - 1]  # the int(N x F)-th best, as the product's rule
         columns["dfn_keep"] = scores >= cut
     pq.write_table(pa.table(columns), out)
+    exact_pairs(embeddings, out + ".pairs.parquet")
+
+
+def exact_pairs(embeddings, out: str) -> None:
+    """Writes the exact pairs (uid, other uid, similarity) at NEARDUP_THRESHOLD or above of a seeded sample of
+    RECALL_QUERIES rows against the whole pool."""
+    x, uids = embeddings.vectors, embeddings.uids
+    queries = np.sort(np.random.default_rng(1).choice(len(x), min(len(x), RECALL_QUERIES), replace=False))
+    found = []
+    for start in range(0, len(queries), 256):
+        rows = queries[start:start + 256]
+        r, c = np.nonzero(x[rows] @ x.T >= np.float32(NEARDUP_THRESHOLD - 1e-6))
+        other = rows[r] != c
+        found.append((rows[r][other], c[other]))
+    a, b = (np.concatenate(p) for p in zip(*found, strict=True))
+    pq.write_table(pa.table({"uid": uids.take(pa.array(a)), "other": uids.take(pa.array(b)),
+                             "queries": pa.array(np.full(len(a), len(queries)))}), out)
+
+
+def neardup_recall(run, pairs_path: Path) -> dict:
+    """Returns how many of the oracle's exact pairs the run's neardup stage linked (both in one group)."""
+    from curate.catalogs import connect
+
+    con = connect(run)
+    con.register("exact_pairs", pq.read_table(pairs_path))
+    linked, total = con.execute(
+        "SELECT count(*) FILTER (a.neardup_group = b.neardup_group), count(*) FROM exact_pairs AS p "
+        "JOIN samples AS a ON a.uid = p.uid JOIN samples AS b ON b.uid = p.other").fetchone()
+    return dict(queries=RECALL_QUERIES, exact_pairs=total, linked=linked, recall=round(linked / max(total, 1), 5),
+                threshold=NEARDUP_THRESHOLD)
 
 
 def compare(run, work: Path) -> dict:
     """Returns, per method, how many keep flags differ between the command and the in-memory algorithm, and the
     in-memory run's time and memory."""
     from curate.catalogs import connect
+    from curate.graph import entries
 
     out = work / "in_memory.parquet"
     figures = measured([__file__, "--oracle", str(run.path), str(out)])
     expected = pq.read_table(out).to_pandas().set_index("uid")
-    got = connect(run).execute(f"SELECT uid, {', '.join(expected.columns)} FROM samples").df().set_index("uid")
+    con = connect(run)
+    expected = expected[[c for c in expected.columns if c in con.execute("SELECT * FROM samples LIMIT 0").df()]]
+    got = con.execute(f"SELECT {', '.join(['uid', *expected.columns])} FROM samples").df().set_index("uid")
     got = got.loc[expected.index]
-    return dict(in_memory=figures, differing={c: int((got[c].fillna(False).astype(bool) != expected[c]).sum())
-                                              for c in expected.columns})
+    result = dict(in_memory=figures, differing={c: int((got[c].fillna(False).astype(bool) != expected[c]).sum())
+                                                for c in expected.columns})
+    if "neardup" in entries(run):
+        result["neardup"] = neardup_recall(run, Path(str(out) + ".pairs.parquet"))
+    return result
 
 
 def main() -> None:
@@ -221,7 +263,8 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=3000)
     parser.add_argument("--clusters", type=int, default=3000)
     parser.add_argument("--points-per-centroid", type=int, default=64, help="k-means's training sample per cluster")
-    parser.add_argument("--methods", default="semdedup,dbp,dq,dfn", help="which commands to measure after k-means")
+    parser.add_argument("--methods", default="semdedup,dbp,dq,dfn,neardup",
+                        help="which commands to measure after k-means")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate_web_scale"))
     parser.add_argument("--compare", action="store_true", help="also compute the decisions in memory and compare")

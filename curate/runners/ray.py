@@ -26,6 +26,7 @@ from tqdm import tqdm
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
 from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
+from curate.runners.corelogs import core_logs_off
 
 # Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
 # progress, and the warnings of a local Ray's start. They go to Ray's session log files either way.
@@ -146,7 +147,8 @@ class RayRunner(Runner):
         """Runs the job on Ray and commits each shard through the driver."""
 
         init_ray()
-        with tqdm(total=len(tasks), desc=job.name, unit="shard", disable=not self.progress) as bar:
+        with core_logs_off(not verbose()), tqdm(total=len(tasks), desc=job.name, unit="shard",
+                                                 disable=not self.progress) as bar:
             if isinstance(job, ModelJob):
                 self._run_model_job(job, tasks, run, bar)
             else:

@@ -171,7 +171,7 @@ def _plan(sample: np.ndarray, centroids: np.ndarray, n: int, seed: int) -> np.nd
     row_bytes = 4 * sample.shape[1] + 12
     target = bucket_target(n * row_bytes)
     groups = min(count, max(1, math.ceil(n * row_bytes / target)))
-    homes = np.argmax(sample @ centroids.T, axis=1) if count > 1 else np.zeros(len(sample), np.int64)
+    homes = _nearest_centroid(sample, centroids)
     for _ in range(PLAN_ROUNDS):
         bucket = _group(centroids, groups, seed)
         largest = np.bincount(bucket[homes]).max() * n / len(sample) * row_bytes
@@ -179,6 +179,15 @@ def _plan(sample: np.ndarray, centroids: np.ndarray, n: int, seed: int) -> np.nd
             break
         groups = min(count, math.ceil(groups * largest / target))
     return bucket
+
+
+def _nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Returns the index of each unit row's nearest centroid (faiss: no rows x centroids matrix)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    return index.search(np.ascontiguousarray(x, dtype=np.float32), 1)[1][:, 0]
 
 
 def _group(centroids: np.ndarray, groups: int, seed: int) -> np.ndarray:
@@ -193,7 +202,7 @@ def _group(centroids: np.ndarray, groups: int, seed: int) -> np.ndarray:
     kmeans = faiss.Kmeans(centroids.shape[1], groups, niter=20, seed=seed, spherical=True, verbose=False,
                           min_points_per_centroid=1, max_points_per_centroid=count)
     kmeans.train(np.ascontiguousarray(centroids, dtype=np.float32))
-    label = kmeans.index.search(np.ascontiguousarray(centroids, dtype=np.float32), 1)[1][:, 0]
+    label = _nearest_centroid(centroids, kmeans.centroids)
     return np.unique(label, return_inverse=True)[1].reshape(-1).astype(np.int32)
 
 

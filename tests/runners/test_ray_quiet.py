@@ -8,9 +8,11 @@ import sys
 
 from tests.shards import clean_shard
 
-# Ray's Python log lines: "2026-12-07 11:11:29,846\tINFO streaming_executor.py:215 -- ..." (anywhere in a line: a
-# progress bar may precede it)
-RAY_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING) \S+\.py:\d+ -- ")
+# Ray's Python log lines: "2026-12-07 11:11:29,846\tINFO streaming_executor.py:215 -- ...", and its core's (C++):
+# "[2026-12-07 19:13:50,159 E 24359 24359] core_worker.cc:2465: ..." (anywhere in a line: a progress bar may precede
+# it)
+RAY_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING) \S+\.py:\d+ -- "
+                          r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] \S+:\d+: ")
 
 
 def ingest_on_ray(tmp_path) -> subprocess.CompletedProcess:
