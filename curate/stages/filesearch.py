@@ -76,7 +76,7 @@ def _read_rows(_, item: tuple[InputFile, np.ndarray]) -> np.ndarray:
 
 def _read_uids(_, item: tuple[InputFile, np.ndarray]) -> pa.Array:
     file, rows = item
-    return file.stored(rows)[0]
+    return file.uids(rows)
 
 
 def _file_nearest(shared: tuple[np.ndarray, int], item: tuple[InputFile, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,14 @@ class InputFile:
         """Returns the file's shard id (its name without .parquet)."""
         return Path(self.path).stem
 
+    def uids(self, rows: np.ndarray | None = None) -> pa.Array:
+        """Returns the uids of the file's input rows, or of the input rows at the positions `rows` among them (the
+        vectors unread)."""
+        uids = pq.read_table(self.path, columns=["uid"])["uid"].combine_chunks()
+        if self.selected is not None:
+            uids = uids.filter(pc.is_in(uids, value_set=pq.read_table(self.selected)["uid"].combine_chunks()))
+        return uids if rows is None else uids.take(pa.array(rows, pa.int64()))
+
     def stored(self, rows: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
         """Returns (uids, vectors as the file stores them) of the file's input rows, or of the input rows at the
         positions `rows` among them."""

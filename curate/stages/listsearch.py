@@ -207,4 +207,4 @@ def _group(centroids: np.ndarray, groups: int, seed: int) -> np.ndarray:
 
 
 def _count_rows(_, file: InputFile) -> int:
-    return len(file.stored()[0]) if file.selected is not None else pq.ParquetFile(file.path).metadata.num_rows
+    return len(file.uids()) if file.selected is not None else pq.ParquetFile(file.path).metadata.num_rows
