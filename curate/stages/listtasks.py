@@ -161,7 +161,7 @@ def _segments(queries: _Rows, base: _Rows, by_home: np.ndarray):
     queries in blocks of at most BLOCK similarities."""
     order = np.argsort(queries.lists, kind="stable")
     probed, starts = np.unique(queries.lists[order], return_index=True)
-    ends = np.append(starts[1:], len(order))
+    ends = np.append(starts[1:], len(order))[:len(starts)]
     homes = base.lists[by_home]
     for lst, a, b in zip(probed, starts, ends, strict=True):
         home = by_home[np.searchsorted(homes, lst):np.searchsorted(homes, lst, side="right")]
