@@ -9,8 +9,6 @@ per-cluster figures, so no process holds the pool.
 
 from __future__ import annotations
 
-import os
-import uuid
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,25 +107,29 @@ class ClusterMethod(KMeansOptions, SelectionMethod):
 
 def route_selection(run: RunDir, where: str | None, partition: Partition, folder: str) -> list[Path]:
     """Writes the uids of embedded samples `where` selects to <folder>/<bucket>.parquet (folder relative to the
-    run) by their cluster's bucket, in one streamed pass over the catalog; returns the files in bucket order."""
-    folder = run.path / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    targets = [folder / path.name for path in partition.bucket_files(run)]
-    temps = [t.with_name(f"{t.name}.tmp-{uuid.uuid4().hex}") for t in targets]
-    schema = pa.schema({"uid": pa.string()})
-    writers = [pq.ParquetWriter(temp, schema, compression="zstd") for temp in temps]
+    run) by their cluster's bucket, in one pass over the catalog ordered by cluster (DuckDB sorts out of core), so
+    one file is open at a time whatever the number of buckets; returns the files in bucket order."""
+    targets = [run.path / folder / path.name for path in partition.bucket_files(run)]
     con = connect(run)
+    pending: list[pa.Array] = []
+    written = 0  # buckets whose file is written
+
+    def write_until(bucket: int) -> None:  # the pending uids are bucket `written`'s; buckets before `bucket` end
+        nonlocal written, pending
+        while written < bucket:
+            run.write_table(f"{folder}/{targets[written].name}", pa.table(
+                {"uid": pa.concat_arrays(pending) if pending else pa.array([], pa.string())}))
+            written, pending = written + 1, []
+
     try:
-        for batch in selected_query(con, where, "uid, cluster_id", f"AND {EMBEDDED}"):
+        for batch in selected_query(con, where, "uid, cluster_id", f"AND {EMBEDDED} ORDER BY cluster_id"):
             bucket = partition.bucket_of(batch.column(1).to_numpy(zero_copy_only=False))
             for b in np.unique(bucket):
-                writers[b].write_table(pa.table({"uid": batch.column(0).filter(pa.array(bucket == b))}))
+                write_until(int(b))
+                pending.append(batch.column(0).filter(pa.array(bucket == b)))
     finally:
         con.close()
-        for writer in writers:
-            writer.close()
-    for temp, target in zip(temps, targets, strict=True):
-        os.replace(temp, target)
+    write_until(len(targets))
     return targets
 
 
