@@ -205,9 +205,11 @@ def _partition(run: RunDir, files: _Files, plan: Partition, runner: Runner) -> d
                         pa.field("cluster_id", pa.int32()), pa.field("dist_to_centroid", pa.float32()),
                         packed_field("vector", _value_type(files).to_pandas_dtype(), plan.centroids.shape[1])])
     items = [(str(path), files.column, int(first)) for path, first in zip(files.paths, files.firsts, strict=True)]
-    figures = runner.map(_assign_file, (str(run.path), plan.centroids, bucket, schema), items, desc="kmeans")
-    sizes = np.sum([f[0] for f in figures], axis=0) if figures else np.zeros(k, np.int64)
-    distance = np.sum([f[1] for f in figures], axis=0) if figures else np.zeros(k)
+    sizes, distance = np.zeros(k, np.int64), np.zeros(k)
+    for counts, distances in runner.each(_assign_file, (str(run.path), plan.centroids, bucket, schema), items,
+                                         desc="kmeans"):
+        sizes += counts
+        distance += distances
     quiet(runner).map(_write_bucket, (str(run.path), schema), list(range(buckets)), desc="kmeans partition")
     write_clusters_table(run, STAGE, pa.table({
         "cluster_id": pa.array(np.arange(k, dtype=np.int32)), "size": pa.array(sizes.astype(np.int64)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -104,9 +104,21 @@ class Runner(ABC):
         """Runs `job` on every task and commits each shard's files through `run`; returns nothing."""
 
     @abstractmethod
+    def completed(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence,
+                  desc: str = "tasks") -> Iterator[tuple[int, Any]]:
+        """Yields (i, fn(shared, items[i])) for every item as its task completes, in any order; `shared` (e.g. an
+        embedding matrix) is sent to each worker once."""
+
     def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
-        """Returns [fn(shared, item) for item in items], in order; `shared` (e.g. an embedding matrix) is sent to
-        each worker once."""
+        """Returns [fn(shared, item) for item in items], in order (see `completed`)."""
+        results = dict(self.completed(fn, shared, items, desc))
+        return [results[i] for i in range(len(items))]
+
+    def each(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> Iterator[Any]:
+        """Yields fn(shared, item) for every item as its task completes, in any order: a caller that folds them (a
+        sum of per-file figures) holds one at a time, never all of them."""
+        for _, result in self.completed(fn, shared, items, desc):
+            yield result
 
 
 def quiet(runner: Runner) -> Runner:

@@ -148,12 +148,15 @@ class LocalRunner(Runner):
                     run.commit(done.result())
                     bar.update(1)
 
-    def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
-        """Returns [fn(shared, item) for item in items], in this process or spread over the pool."""
+    def completed(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence,
+                  desc: str = "tasks") -> Iterator[tuple[int, Any]]:
+        """Yields (i, fn(shared, items[i])) as each completes, in this process (in order) or over the pool."""
         if (self.workers or 1) == 1 or len(items) < 2:
-            return [fn(shared, item) for item in tqdm(items, desc=desc, unit="task", disable=not self.progress)]
+            for index, item in enumerate(tqdm(items, desc=desc, unit="task", disable=not self.progress)):
+                yield index, fn(shared, item)
+            return
         with _pool_errors(), self._pool(_init_map, (fn, shared), len(items)) as pool:
-            futures = [pool.submit(_map_item, item) for item in items]
-            for _ in tqdm(as_completed(futures), total=len(items), desc=desc, unit="task", disable=not self.progress):
-                pass
-            return [f.result() for f in futures]
+            futures = {pool.submit(_map_item, item): index for index, item in enumerate(items)}
+            for future in tqdm(as_completed(futures), total=len(items), desc=desc, unit="task",
+                               disable=not self.progress):
+                yield futures.pop(future), future.result()  # no reference kept: a folding caller holds one

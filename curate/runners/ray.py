@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,8 +216,9 @@ class RayRunner(Runner):
                     run.commit(encode_output(job.name, task, job.finish(task, parts.pop(shard_id))))
                     bar.update(1)
 
-    def map(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str = "tasks") -> list:
-        """Returns [fn(shared, item) for item in items] computed by Ray tasks of one CPU each, at most `workers`
+    def completed(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence,
+                  desc: str = "tasks") -> Iterator[tuple[int, Any]]:
+        """Yields (i, fn(shared, items[i])) as each Ray task completes: tasks of one CPU each, at most `workers`
         (default: all CPUs) at a time, spread over the cluster's nodes; `shared` goes to the object store once.
         A task whose worker dies is retried (it must be idempotent); where the tasks ran is kept in PLACEMENTS."""
         import ray
@@ -226,7 +227,6 @@ class RayRunner(Runner):
         limit = self.workers or max(1, _cluster("CPU"))
         remote = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=TASK_RETRIES)(_placed)
         shared_ref = ray.put(shared)
-        results: dict[int, Any] = {}
         pending: dict[Any, int] = {}
         queue = list(enumerate(items))[::-1]
         nodes: dict[str, int] = defaultdict(int)
@@ -236,8 +236,8 @@ class RayRunner(Runner):
                     index, item = queue.pop()
                     pending[remote.remote(fn, shared_ref, item)] = index
                 done, _ = ray.wait(list(pending), num_returns=1)
-                node, results[pending.pop(done[0])] = ray.get(done[0])
+                node, result = ray.get(done[0])
                 nodes[node] += 1
                 bar.update(1)
-        PLACEMENTS[desc] = dict(nodes)
-        return [results[i] for i in range(len(items))]
+                PLACEMENTS[desc] = dict(nodes)
+                yield pending.pop(done[0]), result

@@ -66,9 +66,8 @@ class ListSearch:
         self.files = FileNeighbours(files, counts, runner)
         self.lists = self._lists(seed)
         self.items = [(f, int(first)) for f, first in zip(files, self.files.firsts, strict=True)]
-        spread = runner.map(home_file, (str(run.path), work, self.lists), self.items, desc="neardup lists")
         lowest = np.ones(len(self.lists.centroids))  # each list's lowest similarity of a home row to its centroid
-        for lists, low in spread:
+        for lists, low in runner.each(home_file, (str(run.path), work, self.lists), self.items, desc="neardup lists"):
             np.minimum.at(lowest, lists, low)
         self.radius = np.arccos(np.clip(lowest, -1, 1))
 
@@ -136,8 +135,8 @@ class ListSearch:
         size = len(self) if wanted is None else len(wanted)
         best_sims, best_rows = np.full((size, k), -np.inf, np.float32), np.full((size, k), -1, np.int64)
         shared = (str(self.run.path), self.work, wanted, k, folder)
-        for positions, sims, found in quiet(self.runner).map(nearest_bucket, shared,
-                                                             list(range(self.lists.buckets)), desc="nearest"):
+        for positions, sims, found in quiet(self.runner).each(nearest_bucket, shared,
+                                                              list(range(self.lists.buckets)), desc="nearest"):
             at = positions if wanted is None else np.searchsorted(wanted, positions)
             best_sims[at], best_rows[at] = best_k(np.hstack([best_sims[at], sims]), np.hstack([best_rows[at], found]),
                                                   k)

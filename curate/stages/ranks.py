@@ -63,8 +63,10 @@ class ColumnRanks:
         self.top = self._counts(None, self.width - DIGIT)
 
     def _counts(self, prefix: int | None, shift: int) -> np.ndarray:
-        parts = self.runner.map(_histogram, (self.column, prefix, shift), self.files, desc=f"rank {self.column}")
-        return np.sum(parts, axis=0) if parts else np.zeros(BINS, np.int64)
+        counts = np.zeros(BINS, np.int64)
+        for part in self.runner.each(_histogram, (self.column, prefix, shift), self.files, desc=f"rank {self.column}"):
+            counts += part
+        return counts
 
     def __len__(self) -> int:
         """Returns how many values there are."""

@@ -183,9 +183,9 @@ class Recording(Runner):
     def run_shards(self, job, tasks, run):
         raise NotImplementedError
 
-    def map(self, fn, shared, items, desc="tasks"):
+    def completed(self, fn, shared, items, desc="tasks"):
         self.calls = [desc, list(items)]
-        return [fn(shared, item) for item in items]
+        return enumerate(fn(shared, item) for item in items)
 
 
 def test_experts_use_the_runners_map_except_locally():
