@@ -9,6 +9,9 @@ where the in-memory search uses an inverted file (past 100,000 vectors) this one
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -31,30 +34,33 @@ class FileNeighbours:
         return int(sum(self.counts))
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
-        """Returns the unit vectors at the input `positions` (any order), read by one task per file holding any."""
-        blocks = self._gather(positions, _read_rows, "gather")
-        out = np.concatenate([b for b, _ in blocks]) if blocks else np.zeros((0, 0), np.float32)
-        result = np.empty_like(out)
-        result[np.concatenate([o for _, o in blocks])] = out
+        """Returns the unit vectors at the input `positions` (any order), read by one task per file holding any and
+        placed as each task completes (the driver holds the result and one file's rows)."""
+        result = np.zeros((0, 0), np.float32)
+        for block, where in self._gather(positions, _read_rows, "gather"):
+            if result.shape != (len(positions), block.shape[1]):
+                result = np.empty((len(positions), block.shape[1]), np.float32)
+            result[where] = block
         return result
 
     def uids(self, positions: np.ndarray) -> pa.Array:
         """Returns the uids at the input `positions` (any order), read by one task per file holding any."""
-        blocks = self._gather(positions, _read_uids, "gather uids")
+        blocks = list(self._gather(positions, _read_uids, "gather uids"))
         if not blocks:
             return pa.array([], pa.string())
         uids = pa.concat_arrays([b for b, _ in blocks])
         return uids.take(pa.array(np.argsort(np.concatenate([o for _, o in blocks]), kind="stable")))
 
-    def _gather(self, positions: np.ndarray, read, desc: str) -> list:
-        """Returns [(read((file, rows)), where those rows go in `positions`)] for each file holding any of them."""
+    def _gather(self, positions: np.ndarray, read, desc: str) -> Iterator[tuple[Any, np.ndarray]]:
+        """Yields (read((file, rows)), where those rows go in `positions`) for each file holding any of them, as
+        its task completes."""
         positions = np.asarray(positions, dtype=np.int64)
         order = np.argsort(positions, kind="stable")
         owner = np.searchsorted(self.firsts, positions[order], side="right") - 1
         files = np.unique(owner)
         items = [(self.files[f], positions[order][owner == f] - self.firsts[f]) for f in files]
-        return list(zip(self.runner.map(read, None, items, desc=desc), [order[owner == f] for f in files],
-                        strict=True))
+        for index, result in self.runner.completed(read, None, items, desc=desc):
+            yield result, order[owner == files[index]]
 
     def nearest(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Returns (sims, found), len(rows) x k: each input row's k nearest input rows by inner product, best first
