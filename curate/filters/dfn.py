@@ -13,7 +13,7 @@ import pyarrow as pa
 from curate.errors import UsageError
 from curate.options import option
 from curate.rundir import RunDir
-from curate.stages.embeddings import embedding_files, read_stored
+from curate.stages.embeddings import READ_ROWS, embedding_files, read_stored
 from curate.stages.pool import embedding_stage
 from curate.stages.threshold import ThresholdMethod
 
@@ -49,6 +49,7 @@ class DFNFilter(ThresholdMethod):
 
     def file_scores(self, path: str) -> tuple[pa.Array, np.ndarray]:
         """Returns the uids and cosine(image, text) of one embedding file (the stored vectors, as embed wrote them)."""
-        uids, stored = read_stored(path, ["image_embedding", "text_embedding"])
-        image, text = (v.astype(np.float32) for v in stored)
-        return uids, np.einsum("ij,ij->i", image, text).astype(np.float32)
+        uids, (image, text) = read_stored(path, ["image_embedding", "text_embedding"])
+        blocks = [slice(start, start + READ_ROWS) for start in range(0, len(uids), READ_ROWS)]
+        scores = [np.einsum("ij,ij->i", image[b].astype(np.float32), text[b].astype(np.float32)) for b in blocks]
+        return uids, np.concatenate([np.zeros(0, np.float32), *scores]).astype(np.float32)
