@@ -38,7 +38,16 @@ from curate.graph import StageRun, column_owners
 from curate.options import option, positive_int
 from curate.rundir import RunDir
 from curate.runners import Runner
-from curate.stages.embeddings import load_embeddings, normalized, packed, packed_field, pool_files, unpacked
+from curate.stages.buckets import BUCKET_BYTES_VARIABLE, bucket_bytes
+from curate.stages.embeddings import (
+    load_embeddings,
+    normalized,
+    packed,
+    packed_field,
+    pool_files,
+    unpacked,
+    vector_files,
+)
 from curate.stages.pool import FractionOf, embedding_stage
 
 GROUPINGS = ("cluster", "label", "none")
@@ -116,6 +125,7 @@ class DQ(FractionOf, ClusterMethod):
         if self.per == "cluster":
             bins = np.array([group_bin_count(int(n), self.bins, share) for n in sizes], np.int64)
         else:
+            self.check_one_task(run, int(sizes.sum()))
             small = np.flatnonzero(sizes < self.bins)
             if len(small):
                 raise UsageError(f"group {groups[small[0]]} of --per {self.per} holds {sizes[small[0]]} samples, "
@@ -125,6 +135,17 @@ class DQ(FractionOf, ClusterMethod):
         per_bin = np.array([s for n, k in zip(sizes, bins, strict=True) for s in bin_sizes(int(n), int(k))], np.int64)
         keep = keep_counts(per_bin, total, allow_empty=self.per == "cluster")
         return BinPlan(groups.astype(np.int64), bins, per_bin, keep)
+
+    def check_one_task(self, run: RunDir, rows: int) -> None:
+        """Raises UsageError when `rows` input vectors (--per label or none bins them in one task, in float32) are
+        more than one task may hold (curate.stages.buckets)."""
+        paths, column = vector_files(run, self.embedding)
+        held = rows * pq.read_schema(paths[0]).field(column).type.list_size * 4
+        if held > bucket_bytes():
+            raise UsageError(f"--per {self.per} bins the whole input in one task: {rows:,} samples are "
+                             f"{held / 2**20:,.1f} MiB of vectors, more than one task may hold "
+                             f"({bucket_bytes() / 2**20:,.1f} MiB, {BUCKET_BYTES_VARIABLE}); bin within concept "
+                             f"clusters with --per cluster, or raise {BUCKET_BYTES_VARIABLE}")
 
     def input_groups(self, run: RunDir, where: str | None) -> tuple[np.ndarray, np.ndarray]:
         """Returns (embedding rows, group) of the input for --per label or none: a label group is the index of its

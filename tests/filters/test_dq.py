@@ -68,8 +68,13 @@ def test_a_cluster_too_small_for_the_bins_gets_as_many_as_each_keep_a_sample(tmp
     assert kept_per_bin.min() >= 1  # every bin of size >= 1 / fraction keeps a sample
 
 
-def test_bad_options_are_one_line_errors(tmp_path):
+def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
     run = datacomp_run(tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setenv("CURATE_PARTITION_BYTES", "1000")  # under the input's vectors: one task could not hold them
+        with pytest.raises(UsageError, match=r"--per label bins the whole input in one task: .* --per cluster"):
+            DQ(keep_fraction=0.5, bins=2, per="label", label_column="shard").apply(run, progress=False)
+    assert "dq" not in status(run)
     with pytest.raises(UsageError, match=r"holds \d+ samples, fewer than --bins 80 \(2 groups do\)"):
         DQ(keep_fraction=0.5, bins=80, per="label", label_column="shard").apply(run, progress=False)
     with pytest.raises(UsageError, match="none from some of the 40 bins"):
