@@ -14,8 +14,8 @@ CLI. For each stage, `kills` times: the run as it was before the stage, the stag
 uniformly random moment between Python's start-up and the end of its uninterrupted duration, the same command run
 again to the end, and the catalog (samples with every score column, quarantine, shards, accounting, embeddings,
 clusters) compared with the uninterrupted run's (target: identical every time). With --fork, every command is a
-process forked from one that imported curate, torch and open_clip once (the CLI's own main, its exit code and
-stderr): no interpreter start-up, so the kill moments fall in the stages' work, not in imports (the tests use it).
+process forked from one that imported curate, torch and open_clip once (benchmarks/forks.py): no interpreter
+start-up, so the kill moments fall in the stages' work rather than in imports (the test suite uses it).
 
 Hostile use (issue 26; benchmarks/reliability_hostile.py): per class of misuse, `cases` commands drawn at random, run
 as a user runs them: crashes, losses and whether the run is usable after (target: 0 crashes, nothing lost). Writes
@@ -33,11 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 from common import RESULTS, ensure_synth, write_results
+from forks import ForkServer
 from reliability_hostile import measure_hostile
 
 # One thread each, so that faiss's k-means gives the same clusters in every process.
@@ -177,117 +177,9 @@ def curate_cli(args: list[str], forks: ForkServer | None = None):
                             stderr=subprocess.PIPE)
 
 
-# What the kill test's commands import, loaded by the fork server before it forks: none of it starts a thread but
-# pyarrow's allocator's (which handles forks), and torch is set to one thread before any parallel region.
+# What the kill test's commands import, loaded by its fork server (benchmarks/forks.py) before it forks.
 PRELOAD = ("torch", "open_clip", "faiss", "duckdb", "pyarrow.parquet", "curate.stages.ingest", "curate.stages.embed",
            "curate.models.loading", "curate.filters.dfn", "curate.filters.semdedup", "curate.filters.dbp")
-
-
-def fork_server() -> None:
-    """The loop of `reliability.py --fork-server`: imports PRELOAD and the CLI, then for each request line on stdin
-    ({"args": [...], "stderr": path}) forks a child that runs curate's main with those arguments (stdout to
-    /dev/null, stderr to the path) and exits with its exit code, and prints {"pid": N}; on the next line ("wait")
-    it reaps the child and prints {"code": C} (C negative: killed by signal -C). Until then the child keeps its pid,
-    even once ended, so a kill can never reach another process."""
-    import importlib
-
-    import torch
-
-    torch.set_num_threads(1)
-    for name in PRELOAD:
-        importlib.import_module(name)
-    from curate.cli.main import build_parser, main
-
-    build_parser()  # imports every command's module
-    print(json.dumps({"ready": os.getpid()}), flush=True)
-    while line := sys.stdin.readline():
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                null = os.open(os.devnull, os.O_RDWR)
-                err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.dup2(err, 2)
-                code = main(request["args"])
-            except SystemExit as exc:  # argparse's --help
-                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-            except BaseException:  # as an uncaught exception ends an interpreter: its traceback, exit code 1
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        print(json.dumps({"pid": pid}), flush=True)
-        sys.stdin.readline()  # "wait"
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
-
-
-class ForkServer:
-    """A `reliability.py --fork-server` process, forking the curate commands of this benchmark one at a time: a
-    command costs no interpreter start-up and no imports."""
-
-    def __init__(self, work: Path):
-        work.mkdir(parents=True, exist_ok=True)
-        self.work, self.count = work, 0
-        self.process = subprocess.Popen([sys.executable, __file__, "--fork-server"], env=ENV, text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.request(None)  # its "ready" line, once its imports are done
-
-    def request(self, line: str | None) -> dict:
-        """Sends a line (None: none) and returns the server's next line."""
-        if line is not None:
-            self.process.stdin.write(line + "\n")
-            self.process.stdin.flush()
-        answer = self.process.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"the fork server ended (exit code {self.process.wait()})")
-        return json.loads(answer)
-
-    def start(self, args: list[str]) -> Forked:
-        """Forks the command line with `args`; returns it running."""
-        self.count += 1
-        stderr = self.work / f"command-{self.count}.err"
-        return Forked(self, self.request(json.dumps({"args": [str(a) for a in args], "stderr": str(stderr)}))["pid"],
-                      stderr)
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait()
-
-
-class Forked:
-    """A command forked by a ForkServer: as much of subprocess.Popen as this benchmark uses."""
-
-    def __init__(self, server: ForkServer, pid: int, stderr: Path):
-        self.server, self.pid, self.stderr, self.returncode = server, pid, stderr, None
-
-    def poll(self) -> int | None:
-        """Returns the exit code once the command has ended (a zombie until reaped here), else None."""
-        if self.returncode is None:
-            try:
-                state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except FileNotFoundError:
-                state = "X"
-            if state in ("Z", "X"):
-                self.wait()
-        return self.returncode
-
-    def send_signal(self, signum: int) -> None:
-        if self.returncode is None:  # not reaped: the pid is still the command's
-            os.kill(self.pid, signum)
-
-    def wait(self) -> int:
-        if self.returncode is None:
-            self.returncode = self.server.request("wait")["code"]
-        return self.returncode
-
-    def communicate(self) -> tuple[None, bytes]:
-        self.wait()
-        return None, self.stderr.read_bytes()
 
 
 def catalog_state(run: Path) -> dict:
@@ -353,7 +245,7 @@ def measure_kills(work: Path, samples: int, kills: int, startup: str = "each", f
     """Returns per stage: trials, how many were killed before finishing, and how many ended identical (`startup`:
     see reference; `fork`: every command forked by a ForkServer instead of a fresh interpreter)."""
     synth = ensure_synth(work / "synth", samples, hq_samples=0, heldout_per_concept=0)
-    forks = ForkServer(work / "commands") if fork else None
+    forks = ForkServer(work / "commands", PRELOAD, ENV) if fork else None
     try:
         states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"), startup, forks)
         rng, rows = np.random.default_rng(0), {}
@@ -386,11 +278,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-reliability")
     parser.add_argument("--fork", action="store_true", help="kills: fork each command from a process that imported "
                         "curate once, instead of starting an interpreter")
-    parser.add_argument("--fork-server", action="store_true", help=argparse.SUPPRESS)  # internal: see ForkServer
     args = parser.parse_args()
-    if args.fork_server:
-        fork_server()
-        return
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     previous = RESULTS / "reliability.json"  # a run of some parts keeps the other parts' figures
