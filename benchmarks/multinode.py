@@ -1,17 +1,19 @@
 """The whole-pool stages on a Ray cluster of several nodes on this machine: the same decisions as the local runner,
 tasks on every node, and a worker process killed mid-stage retried to the same result.
 
-    python benchmarks/multinode.py [--samples 200000] [--nodes 3] [--kill]
+    python benchmarks/multinode.py [--samples 200000] [--nodes 3] [--kill | --kill-first]
 
 The nodes are raylets of a `ray.cluster_utils.Cluster`, each with its own CPUs (--cpus per node) and object store.
 The run (written as benchmarks/web_scale.py writes it) is copied before any stage, so the local runner and the
 cluster start from the same files; SemDeDup, DBP, DQ (k-means first) and the random baseline run through the Python
 API, and every sample's keep flags are compared. With --kill, a third copy runs on the cluster while a worker
-process executing one of its tasks is SIGKILLed. Prints and writes benchmarks/results/multinode.json (--out to
-write elsewhere).
+process executing one of its tasks is SIGKILLed; with --kill-first, that worker is killed during the first (and
+only) run on the cluster instead, whose decisions and task placements then stand for both (the test suite's
+cheaper form). Prints and writes benchmarks/results/multinode.json (--out to write elsewhere).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,9 +70,22 @@ def _kill_one_task(stop: threading.Event, killed: list) -> None:
         time.sleep(0.005)
 
 
-def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: bool) -> dict:
-    """Starts the cluster, runs the stages on the first copy (and, killing a worker, on the second); returns the
-    figures, with the tasks each map ran per node."""
+@contextlib.contextmanager
+def one_task_killed() -> Iterator[list]:
+    """While the block runs, SIGKILLs the first Ray worker process found executing a map task; yields the list of
+    the pids killed (filled in by then)."""
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(target=_kill_one_task, args=(stop, killed), daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+
+
+def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: bool, kill_first: bool = False) -> dict:
+    """Starts the cluster, runs the stages on the first copy (and, killing a worker, on the second; with
+    `kill_first`, killing a worker during the first); returns the figures, with the tasks each map ran per node."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -81,17 +97,17 @@ def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: b
         cluster.add_node(num_cpus=cpus)
     os.environ["RAY_ADDRESS"] = cluster.address
     try:
-        result = dict(stages=stages(RunDir(copies[0]), "ray", clusters))
+        with one_task_killed() if kill_first else contextlib.nullcontext([]) as killed:
+            result = dict(stages=stages(RunDir(copies[0]), "ray", clusters))
         names = {n["NodeID"]: f"node{i}" for i, n in enumerate(ray.nodes())}
         result["tasks_per_node"] = {desc: {names.get(k, k): v for k, v in placed.items()}
                                     for desc, placed in PLACEMENTS.items()}
         result["decisions"] = decisions(RunDir(copies[0]))
+        if kill_first:
+            result |= dict(killed_workers=len(killed), killed_decisions=result["decisions"])
         if kill:
-            stop, killed = threading.Event(), []
-            watcher = threading.Thread(target=_kill_one_task, args=(stop, killed), daemon=True)
-            watcher.start()
-            stages(RunDir(copies[1]), "ray", clusters)
-            stop.set()
+            with one_task_killed() as killed:
+                stages(RunDir(copies[1]), "ray", clusters)
             result["killed_workers"] = len(killed)
             result["killed_decisions"] = decisions(RunDir(copies[1]))
         return result
@@ -110,7 +126,9 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=1, help="CPUs of each node")
-    parser.add_argument("--kill", action="store_true", help="also kill a worker mid-stage on a third copy")
+    kill = parser.add_mutually_exclusive_group()
+    kill.add_argument("--kill", action="store_true", help="also kill a worker mid-stage on a third copy")
+    kill.add_argument("--kill-first", action="store_true", help="kill a worker mid-stage of the first cluster run")
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate_multinode"))
     parser.add_argument("--out", type=Path, help="write the results here instead of benchmarks/results/")
     args = parser.parse_args()
@@ -120,16 +138,16 @@ def main() -> None:
     args.work.mkdir(parents=True)
     components = max(1, args.clusters // 2)
     base = build_run(args.work / "base", args.samples, args.dim, args.shard_size, components, text=False).path
-    copies = [args.work / name for name in ("local", "cluster", "killed")]
+    copies = [args.work / name for name in ("local", "cluster", "killed")[:2 if args.kill_first else 3]]
     for copy in copies:
         shutil.copytree(base, copy)
     local = stages(RunDir(copies[0]), "local", args.clusters)
-    cluster = on_cluster(copies[1:], args.nodes, args.cpus, args.clusters, args.kill)
+    cluster = on_cluster(copies[1:], args.nodes, args.cpus, args.clusters, args.kill, args.kill_first)
     expected = decisions(RunDir(copies[0]))
     results = dict(machine=machine(), samples=args.samples, dim=args.dim, nodes=args.nodes, cpus_per_node=args.cpus,
                    local=local, cluster=cluster["stages"], tasks_per_node=cluster["tasks_per_node"],
                    same_decisions=cluster["decisions"] == expected, decided=len(expected))
-    if args.kill:
+    if args.kill or args.kill_first:
         results |= dict(killed_workers=cluster["killed_workers"],
                         same_decisions_after_kill=cluster["killed_decisions"] == expected)
     print(json.dumps(results, indent=1))

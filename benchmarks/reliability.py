@@ -1,7 +1,7 @@
 """Reliability: hostile shards per fault class on both runners, runs killed at random moments, hostile CLI use.
 
     python benchmarks/reliability.py [--cases 20] [--kills 20] [--samples 600] [--hostile-samples 300]
-                                     [--parts faults,kills,hostile]
+                                     [--parts faults,kills,hostile] [--fork]
 
 Fault classes (curate.synth.hostile): for each class, `cases` shards of 8 samples, half of them carrying the
 fault, ingested on the local runner and on Ray: samples accounted for (every good one accepted, every faulty one
@@ -13,7 +13,9 @@ Kills: a synth pool through ingest, embed (the tiny model, from a checkpoint fil
 CLI. For each stage, `kills` times: the run as it was before the stage, the stage's command SIGKILLed at a
 uniformly random moment between Python's start-up and the end of its uninterrupted duration, the same command run
 again to the end, and the catalog (samples with every score column, quarantine, shards, accounting, embeddings,
-clusters) compared with the uninterrupted run's (target: identical every time).
+clusters) compared with the uninterrupted run's (target: identical every time). With --fork, every command is a
+process forked from one that imported curate, torch and open_clip once (benchmarks/forks.py): no interpreter
+start-up, so the kill moments fall in the stages' work rather than in imports (the test suite uses it).
 
 Hostile use (issue 26; benchmarks/reliability_hostile.py): per class of misuse, `cases` commands drawn at random, run
 as a user runs them: crashes, losses and whether the run is usable after (target: 0 crashes, nothing lost). Writes
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from common import RESULTS, ensure_synth, write_results
+from forks import ForkServer
 from reliability_hostile import measure_hostile
 
 # One thread each, so that faiss's k-means gives the same clusters in every process.
@@ -165,10 +168,18 @@ def stage_commands(run: Path, synth: Path, model: Path) -> list[tuple[str, list[
     ]
 
 
-def curate_cli(args: list[str]) -> subprocess.Popen:
-    """Starts the curate command line with `args`."""
+def curate_cli(args: list[str], forks: ForkServer | None = None):
+    """Starts the curate command line with `args`, in a fresh interpreter or forked by `forks`; returns the process
+    (poll, send_signal, wait and communicate as subprocess.Popen's)."""
+    if forks is not None:
+        return forks.start(args)
     return subprocess.Popen([sys.executable, "-m", "curate.cli.main", *args], env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+
+
+# What the kill test's commands import, loaded by its fork server (benchmarks/forks.py) before it forks.
+PRELOAD = ("torch", "open_clip", "faiss", "duckdb", "pyarrow.parquet", "curate.stages.ingest", "curate.stages.embed",
+           "curate.models.loading", "curate.filters.dfn", "curate.filters.semdedup", "curate.filters.dbp")
 
 
 def catalog_state(run: Path) -> dict:
@@ -185,42 +196,44 @@ def catalog_state(run: Path) -> dict:
         con.close()
 
 
-def reference(work: Path, synth: Path, model: Path, startup: str = "each") -> list[dict]:
-    """Runs the pipeline uninterrupted; returns per stage its arguments, a copy of the run before it, its
-    duration, its start-up (the duration of its command's `--help`: for each stage, or with startup="first" the
-    first stage's for all) and the catalog after it."""
+def reference(work: Path, synth: Path, model: Path, startup: str = "each",
+              forks: ForkServer | None = None) -> list[dict]:
+    """Runs the pipeline uninterrupted (its commands forked by `forks`, if given); returns per stage its arguments,
+    a copy of the run before it, its duration, its start-up (the duration of its command's `--help`: for each
+    stage, or with startup="first" the first stage's for all) and the catalog after it."""
     run, states = work / "reference", []
     for stage, args in stage_commands(run, synth, model):
         before = work / f"before-{stage}"
         if run.exists():
             shutil.copytree(run, before)
         start = time.perf_counter()
-        done = curate_cli(args)
+        done = curate_cli(args, forks)
         _, err = done.communicate()
         assert done.returncode == 0, err.decode()
         seconds = time.perf_counter() - start
         if startup == "each" or not states:
             start = time.perf_counter()
-            curate_cli([*args[:2], "--help"] if args[0] == "filter" else [args[0], "--help"]).communicate()
+            curate_cli([*args[:2], "--help"] if args[0] == "filter" else [args[0], "--help"], forks).communicate()
             help_seconds = time.perf_counter() - start
         states.append(dict(stage=stage, args=args, before=before, seconds=seconds,
                            startup=min(help_seconds, seconds), after=catalog_state(run)))
     return states
 
 
-def kill_and_resume(state: dict, run: Path, rng: np.random.Generator) -> tuple[bool, bool]:
+def kill_and_resume(state: dict, run: Path, rng: np.random.Generator,
+                    forks: ForkServer | None = None) -> tuple[bool, bool]:
     """Puts the run as it was before the stage back at `run` (the path the stage's command names), kills the
     command at a random moment, reruns it to the end; returns (killed before it finished, catalog identical to
     the uninterrupted run's)."""
     shutil.rmtree(run, ignore_errors=True)
     if state["before"].exists():
         shutil.copytree(state["before"], run)
-    process = curate_cli(state["args"])
+    process = curate_cli(state["args"], forks)
     time.sleep(rng.uniform(state["startup"], state["seconds"]))  # after Python's start-up, before the end
     killed = process.poll() is None
     process.send_signal(signal.SIGKILL)
     process.wait()
-    again = curate_cli(state["args"])
+    again = curate_cli(state["args"], forks)
     _, err = again.communicate()
     if again.returncode != 0:
         print(f"  {state['stage']}: rerun failed: {err.decode().strip()[:300]}")
@@ -228,19 +241,30 @@ def kill_and_resume(state: dict, run: Path, rng: np.random.Generator) -> tuple[b
     return killed, catalog_state(run) == state["after"]
 
 
-def measure_kills(work: Path, samples: int, kills: int, startup: str = "each") -> dict:
+def measure_kills(work: Path, samples: int, kills: int, startup: str = "each", fork: bool = False) -> dict:
     """Returns per stage: trials, how many were killed before finishing, and how many ended identical (`startup`:
-    see reference)."""
+    see reference; `fork`: every command forked by a ForkServer instead of a fresh interpreter)."""
     synth = ensure_synth(work / "synth", samples, hq_samples=0, heldout_per_concept=0)
-    states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"), startup)
-    rng, rows = np.random.default_rng(0), {}
-    for state in states:
-        results = [kill_and_resume(state, work / "ref" / "reference", rng) for _ in range(kills)]
-        rows[state["stage"]] = dict(trials=kills, killed=sum(k for k, _ in results),
-                                    identical=sum(i for _, i in results), seconds=round(state["seconds"], 2))
-        print(f"{state['stage']:10s} killed {rows[state['stage']]['killed']:3d}/{kills}  identical "
-              f"{rows[state['stage']]['identical']}/{kills}  ({state['seconds']:.1f} s uninterrupted)")
-    return dict(samples=samples, stages=rows)
+    forks = ForkServer(work / "commands", PRELOAD, ENV) if fork else None
+    try:
+        states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"), startup, forks)
+        rng, rows = np.random.default_rng(0), {}
+        for state in states:
+            rows[state["stage"]] = kill_rows(state, work, kills, rng, forks)
+    finally:
+        if forks is not None:
+            forks.close()
+    return dict(samples=samples, fork=fork, stages=rows)
+
+
+def kill_rows(state: dict, work: Path, kills: int, rng: np.random.Generator, forks: ForkServer | None) -> dict:
+    """Kills and resumes the stage `kills` times; prints and returns its row."""
+    results = [kill_and_resume(state, work / "ref" / "reference", rng, forks) for _ in range(kills)]
+    row = dict(trials=kills, killed=sum(k for k, _ in results), identical=sum(i for _, i in results),
+               seconds=round(state["seconds"], 2))
+    print(f"{state['stage']:10s} killed {row['killed']:3d}/{kills}  identical {row['identical']}/{kills}  "
+          f"({state['seconds']:.1f} s uninterrupted)")
+    return row
 
 
 def main() -> None:
@@ -252,6 +276,8 @@ def main() -> None:
     parser.add_argument("--hostile-samples", type=int, default=300, help="synth pool size of the hostile-use part")
     parser.add_argument("--parts", default="faults,kills,hostile")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-reliability")
+    parser.add_argument("--fork", action="store_true", help="kills: fork each command from a process that imported "
+                        "curate once, instead of starting an interpreter")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -266,7 +292,7 @@ def main() -> None:
         results["faults"] = measure_faults(args.work / "faults", args.cases)
     if "kills" in args.parts:
         config |= dict(kills=args.kills, samples=args.samples)
-        results["kills"] = measure_kills(args.work / "kills", args.samples, args.kills)
+        results["kills"] = measure_kills(args.work / "kills", args.samples, args.kills, fork=args.fork)
     if "hostile" in args.parts:
         results["hostile"] = measure_hostile(args.work / "hostile", args.hostile_samples, args.cases)
     print(f"wrote {write_results('reliability', results)}")

@@ -16,6 +16,9 @@ TESTS = Path(__file__).parent
 # both runners that ask for ray_local with request.getfixturevalue.
 RAY_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py", "tests/stages/test_filesearch.py",
                "tests/stages/test_listsearch.py")
+# Modules whose Ray test compares with what a module-scoped fixture built (a distilled set): all their tests run in
+# the Ray group, so that the fixture is built once, not once on each worker.
+RAY_SHARED_MODULES = ("tests/distill/test_cda.py", "tests/distill/test_distill_eval.py")
 
 
 @functools.cache
@@ -31,9 +34,11 @@ def ray_tests() -> frozenset[str]:
 
 
 def xdist_group(nodeid: str) -> str:
-    """Returns the group a test runs in under pytest-xdist: "ray" for the tests that use Ray, else its module."""
+    """Returns the group a test runs in under pytest-xdist: "ray" for the tests that use Ray (and the modules that
+    share a fixture with one), else its module."""
     path = nodeid.split("::")[0]
-    return "ray" if path in RAY_MODULES or nodeid.split("[")[0] in ray_tests() else path
+    ray = path in RAY_MODULES or path in RAY_SHARED_MODULES or nodeid.split("[")[0] in ray_tests()
+    return "ray" if ray else path
 
 
 @pytest.hookimpl(optionalhook=True)

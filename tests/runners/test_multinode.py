@@ -17,7 +17,7 @@ def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path, own_
     ray_tmpdir = os.path.join(own_ray_tmpdir, "multinode")
     os.makedirs(ray_tmpdir, exist_ok=True)
     done = subprocess.run([sys.executable, str(BENCHMARKS / "multinode.py"), "--samples", "1200", "--dim", "16",
-                           "--shard-size", "300", "--clusters", "8", "--nodes", "2", "--kill", "--work",
+                           "--shard-size", "300", "--clusters", "8", "--nodes", "2", "--kill-first", "--work",
                            str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True,
                           env=os.environ | {BUCKET_BYTES_VARIABLE: "12000",  # buckets of a few clusters each
                                             "RAY_TMPDIR": ray_tmpdir})
