@@ -7,9 +7,9 @@ The nodes are raylets of a `ray.cluster_utils.Cluster`, each with its own CPUs (
 The run (written as benchmarks/web_scale.py writes it) is copied before any stage, so the local runner and the
 cluster start from the same files; SemDeDup, DBP, DQ (k-means first) and the random baseline run through the Python
 API, and every sample's keep flags are compared. With --kill, a third copy runs on the cluster while a worker
-process executing one of its tasks is SIGKILLed; with --kill-first, that worker is killed during the first (and
-only) run on the cluster instead, whose decisions and task placements then stand for both (the test suite's
-cheaper form). Prints and writes benchmarks/results/multinode.json (--out to write elsewhere).
+process executing one of its tasks is SIGKILLed; with --kill-first, a worker is killed in the last stage (the random
+baseline) of the first and only run on the cluster instead, whose decisions and task placements then stand for
+both (the test suite's cheaper form). Prints and writes benchmarks/results/multinode.json (--out to write elsewhere).
 """
 
 import argparse
@@ -31,8 +31,9 @@ from web_scale import build_run
 KEEP_COLUMNS = ("cluster_id", "semdedup_keep", "dbp_keep", "dq_keep", "random_keep")
 
 
-def stages(run, runner: str, clusters: int) -> dict:
-    """Runs the measured stages on the run; returns (counts, seconds) per stage."""
+def stages(run, runner: str, clusters: int, during: dict | None = None) -> dict:
+    """Runs the measured stages on the run, each inside the context manager `during` maps its name to, if any;
+    returns (counts, seconds) per stage."""
     from curate.filters.dbp import DBP
     from curate.filters.dq import DQ
     from curate.filters.random_baseline import RandomBaseline
@@ -43,7 +44,8 @@ def stages(run, runner: str, clusters: int) -> dict:
     for method in (SemDeDup(eps=0.01, **kmeans), DBP(keep_fraction=0.5, **kmeans),
                    DQ(keep_fraction=0.3, bins=4, **kmeans), RandomBaseline(keep_fraction=0.3)):
         start = time.perf_counter()
-        counts = method.apply(run, runner, progress=False)
+        with (during or {}).get(method.name, contextlib.nullcontext)():
+            counts = method.apply(run, runner, progress=False)
         out[method.name] = dict(counts=counts, seconds=round(time.perf_counter() - start, 1))
     return out
 
@@ -55,15 +57,19 @@ def decisions(run) -> list:
     return connect(run).execute(f"SELECT uid, {', '.join(KEEP_COLUMNS)} FROM samples ORDER BY uid").fetchall()
 
 
-def _kill_one_task(stop: threading.Event, killed: list) -> None:
-    """SIGKILLs the first Ray worker process found executing a map task (its title is ray::_placed)."""
+def _kill_one_task(stop: threading.Event, killed: list, raylets: set[int]) -> None:
+    """SIGKILLs the first worker process of one of the `raylets` (this cluster's: no other Ray on the machine, a
+    test run's beside it) found executing a map task (its title is ray::_placed)."""
     while not stop.is_set() and not killed:
         for entry in os.scandir("/proc"):
             try:
                 title = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")[0]
+                if not (entry.name.isdigit() and title.startswith(b"ray::_placed")):
+                    continue
+                parent = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError):
                 continue
-            if entry.name.isdigit() and title.startswith(b"ray::_placed"):
+            if parent in raylets:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed.append(int(entry.name))
                 return
@@ -71,21 +77,25 @@ def _kill_one_task(stop: threading.Event, killed: list) -> None:
 
 
 @contextlib.contextmanager
-def one_task_killed() -> Iterator[list]:
-    """While the block runs, SIGKILLs the first Ray worker process found executing a map task; yields the list of
-    the pids killed (filled in by then)."""
-    stop, killed = threading.Event(), []
-    watcher = threading.Thread(target=_kill_one_task, args=(stop, killed), daemon=True)
+def one_task_killed(cluster, killed: list) -> Iterator[None]:
+    """While the block runs, SIGKILLs the first worker process of the `cluster`'s found executing a map task, and
+    appends its pid to `killed`."""
+    from ray._private import ray_constants
+
+    raylets = {n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid for n in cluster.list_all_nodes()}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_kill_one_task, args=(stop, killed, raylets), daemon=True)
     watcher.start()
     try:
-        yield killed
+        yield
     finally:
         stop.set()
 
 
 def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: bool, kill_first: bool = False) -> dict:
     """Starts the cluster, runs the stages on the first copy (and, killing a worker, on the second; with
-    `kill_first`, killing a worker during the first); returns the figures, with the tasks each map ran per node."""
+    `kill_first`, killing a worker of the first run's last stage, the random baseline, whose placements the
+    earlier stages' do not depend on); returns the figures, with the tasks each map ran per node."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -97,8 +107,9 @@ def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: b
         cluster.add_node(num_cpus=cpus)
     os.environ["RAY_ADDRESS"] = cluster.address
     try:
-        with one_task_killed() if kill_first else contextlib.nullcontext([]) as killed:
-            result = dict(stages=stages(RunDir(copies[0]), "ray", clusters))
+        killed: list[int] = []
+        during = {"random": lambda: one_task_killed(cluster, killed)} if kill_first else None
+        result = dict(stages=stages(RunDir(copies[0]), "ray", clusters, during))
         names = {n["NodeID"]: f"node{i}" for i, n in enumerate(ray.nodes())}
         result["tasks_per_node"] = {desc: {names.get(k, k): v for k, v in placed.items()}
                                     for desc, placed in PLACEMENTS.items()}
@@ -106,7 +117,7 @@ def on_cluster(copies: list[Path], nodes: int, cpus: int, clusters: int, kill: b
         if kill_first:
             result |= dict(killed_workers=len(killed), killed_decisions=result["decisions"])
         if kill:
-            with one_task_killed() as killed:
+            with one_task_killed(cluster, killed):
                 stages(RunDir(copies[1]), "ray", clusters)
             result["killed_workers"] = len(killed)
             result["killed_decisions"] = decisions(RunDir(copies[1]))

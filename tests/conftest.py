@@ -11,14 +11,16 @@ from curate.catalogs import connect
 from curate.rundir import RunDir
 
 TESTS = Path(__file__).parent
-# Tests that start or reach a Ray cluster besides those taking the ray_local fixture: a local Ray in a subprocess,
-# a two-node cluster whose test SIGKILLs Ray task processes it finds on the machine, and tests parametrized over
-# both runners that ask for ray_local with request.getfixturevalue.
-RAY_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py", "tests/stages/test_filesearch.py",
-               "tests/stages/test_listsearch.py")
-# Modules whose Ray test compares with what a module-scoped fixture built (a distilled set): all their tests run in
-# the Ray group, so that the fixture is built once, not once on each worker.
-RAY_SHARED_MODULES = ("tests/distill/test_cda.py", "tests/distill/test_distill_eval.py")
+# Tests that start a Ray cluster of their own in a subprocess, not the ray_local one: a local Ray, and a two-node
+# cluster whose test SIGKILLs a task process of that cluster's (its raylets' children only). They form a group of
+# their own, which another worker can run while the Ray group runs.
+RAY_PROCESS_MODULES = ("tests/runners/test_multinode.py", "tests/runners/test_ray_quiet.py")
+# Modules whose tests run whole in the Ray group: a Ray test compares with what a module-scoped fixture built (a
+# distilled set), built once, not once on each worker; or tests parametrized over both runners ask for ray_local
+# with request.getfixturevalue, which ray_tests() cannot see.
+RAY_SHARED_MODULES = ("tests/distill/test_cda.py", "tests/distill/test_distill_eval.py",
+                      "tests/stages/test_filesearch.py", "tests/stages/test_listsearch.py")
+RAY_GROUPS = ("ray", "ray-processes")  # the longest groups, scheduled first
 
 
 @functools.cache
@@ -34,19 +36,20 @@ def ray_tests() -> frozenset[str]:
 
 
 def xdist_group(nodeid: str) -> str:
-    """Returns the group a test runs in under pytest-xdist: "ray" for the tests that use Ray (and the modules that
-    share a fixture with one), else its module."""
+    """Returns the group a test runs in under pytest-xdist: "ray" for the tests that use ray_local (and the modules
+    that share a fixture with one), "ray-processes" for those that start a Ray of their own, else its module."""
     path = nodeid.split("::")[0]
-    ray = path in RAY_MODULES or path in RAY_SHARED_MODULES or nodeid.split("[")[0] in ray_tests()
-    return "ray" if ray else path
+    if path in RAY_PROCESS_MODULES:
+        return "ray-processes"
+    return "ray" if path in RAY_SHARED_MODULES or nodeid.split("[")[0] in ray_tests() else path
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """With `-n N` (`make test`) and no other --dist: each group of xdist_group on one worker, the Ray group first.
-    One local Ray serves every Ray test (its warm workers reused, and the multinode test's kills reach no other
-    test's tasks), and a module's fixtures are built once. (xdist's own `--dist loadgroup` does not group under
-    pytest 9.2: it renames item._nodeid, which pytest no longer reads.)"""
+    """With `-n N` (`make test`) and no other --dist: each group of xdist_group on one worker, the Ray groups first
+    (then the others, most tests first). One local Ray serves every ray_local test (its warm workers reused), and a
+    module's fixtures are built once. (xdist's own `--dist loadgroup` does not group under pytest 9.2: it renames
+    item._nodeid, which pytest no longer reads.)"""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -55,18 +58,24 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return xdist_group(nodeid)
 
+        def _assign_work_unit(self, node) -> None:
+            for group in reversed(RAY_GROUPS):  # xdist orders the queue by tests per group: the Ray groups go first
+                if group in self.workqueue:
+                    self.workqueue.move_to_end(group, last=False)
+            super()._assign_work_unit(node)
+
     return Groups(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    """On a pytest-xdist worker, puts the Ray tests first (their group, the longest, is scheduled first), and
-    refuses a test that reaches ray_local through another fixture, which ray_tests() cannot see."""
+    """On a pytest-xdist worker, puts the Ray groups' tests first (as they are scheduled), and refuses a test that
+    reaches ray_local through another fixture, which ray_tests() cannot see."""
     if not hasattr(config, "workerinput"):
         return
     hidden = [i.nodeid for i in items if "ray_local" in i.fixturenames and xdist_group(i.nodeid) != "ray"]
     if hidden:
         raise pytest.UsageError(f"take the ray_local fixture as an argument of the test itself: {hidden}")
-    items.sort(key=lambda item: xdist_group(item.nodeid) != "ray")
+    items.sort(key=lambda item: xdist_group(item.nodeid) not in RAY_GROUPS)
 
 
 @pytest.fixture(autouse=True, scope="session")
