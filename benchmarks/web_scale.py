@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -64,10 +65,15 @@ def _pss_mib(pid: int) -> float:
     return 0.0
 
 
-def measured(argv: list[str]) -> dict:
-    """Runs `python ARGV` and returns its exit code, wall seconds, last stdout line, and the peak PSS in MiB of
-    its whole process tree and of itself."""
-    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def measured(argv: list[str], kill_after: float | None = None) -> dict:
+    """Runs `python ARGV` and returns its wall seconds, last stdout line, and the peak PSS in MiB of its whole
+    process tree and of itself. With kill_after, SIGKILLs the whole process tree after that many seconds (a lost
+    machine: nothing gets to clean up) and returns the same figures for the killed run."""
+    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    killer = threading.Timer(kill_after or 0, os.killpg, (process.pid, signal.SIGKILL))
+    if kill_after:
+        killer.start()
     peaks = {"tree": 0.0, "driver": 0.0}
 
     def sample():
@@ -82,6 +88,10 @@ def measured(argv: list[str]) -> dict:
     out, err = process.communicate()
     seconds = time.perf_counter() - start
     sampler.join()
+    killer.cancel()
+    if kill_after and process.returncode == -signal.SIGKILL:
+        return dict(killed_after=round(seconds, 1), peak_tree_mib=round(peaks["tree"]),
+                    peak_driver_mib=round(peaks["driver"]))
     if process.returncode:
         raise SystemExit(f"{' '.join(argv)} failed: {err.strip().splitlines()[-1:]}")
     return dict(seconds=round(seconds, 1), peak_tree_mib=round(peaks["tree"]), peak_driver_mib=round(peaks["driver"]),
@@ -270,6 +280,8 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also compute the decisions in memory and compare")
     parser.add_argument("--text", action="store_true", help="write text embeddings too, and measure DFN")
     parser.add_argument("--reuse", action="store_true", help="measure on the run --work already holds (built before)")
+    parser.add_argument("--kill", metavar="COMMAND=SECONDS",
+                        help="SIGKILL that command's process tree after SECONDS, then rerun it to resume")
     parser.add_argument("--oracle", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.oracle:
@@ -295,7 +307,9 @@ def main() -> None:
             continue
         command = "k-means and the partition (what the first ClusterMethod runs)" if name == "kmeans" else \
             "curate " + " ".join(argv[2:])
-        results["commands"][name] = measured(argv) | dict(command=command)
+        killed = measured(argv, kill_after=float(args.kill.split("=")[1])) \
+            if args.kill and args.kill.split("=")[0] == name else None
+        results["commands"][name] = measured(argv) | dict(command=command) | (dict(killed=killed) if killed else {})
         print(name, json.dumps(results["commands"][name]), flush=True)
         write_results(f"web_scale_{args.samples}", results)  # what is measured so far survives a stop
     results["disk_mib"] = {sub: round(sum(p.stat().st_size for p in (run.path / sub).rglob("*") if p.is_file())
