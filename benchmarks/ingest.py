@@ -8,6 +8,7 @@ repeats is reported, so the ratios compare runs taken side by side.
 
 import argparse
 import io
+import os
 import shutil
 import statistics
 import sys
@@ -52,11 +53,11 @@ def read_and_decode(tars: list[Path], full: bool) -> int:
     return count
 
 
-def run_ingest(pool: Path, work: Path, runner: str) -> int:
-    """Ingests the pool into a fresh run folder; returns the kept count."""
+def run_ingest(pool: Path, work: Path, runner: str, workers: int | None) -> int:
+    """Ingests the pool into a fresh run folder with `workers` workers; returns the kept count."""
     run = work / f"run-{runner}"
     shutil.rmtree(run, ignore_errors=True)
-    return ingest([str(pool)], RunDir(run), runner, progress=False)["kept"]
+    return ingest([str(pool)], RunDir(run), runner, workers=workers, progress=False)["kept"]
 
 
 def main() -> None:
@@ -64,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="the local and Ray runners' workers")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-ingest")
     args = parser.parse_args()
     pool = ensure_synth(args.work / "synth", args.samples) / "pool"
@@ -74,8 +76,9 @@ def main() -> None:
         "read tars only": lambda: read_only(tars),
         "read + full decode (ceiling)": lambda: read_and_decode(tars, full=True),
         "read + ingest's image check": lambda: read_and_decode(tars, full=False),
-        "ingest, local runner": lambda: run_ingest(pool, args.work, "local"),
-        "ingest, ray runner": lambda: run_ingest(pool, args.work, "ray"),
+        "ingest, local runner, 1 worker": lambda: run_ingest(pool, args.work, "local", 1),
+        f"ingest, local runner, {args.workers} workers": lambda: run_ingest(pool, args.work, "local", args.workers),
+        f"ingest, ray runner, {args.workers} workers": lambda: run_ingest(pool, args.work, "ray", args.workers),
     }
     seconds = {name: [] for name in cases}
     samples = {}
@@ -91,8 +94,10 @@ def main() -> None:
                           mb_per_s=megabytes / t, vs_ceiling=ceiling / t)
         print(f"{name:32s} {rows[name]['samples_per_s']:9.0f} samples/s {rows[name]['mb_per_s']:7.1f} MB/s"
               f"  x{rows[name]['vs_ceiling']:.2f} of ceiling")
+    local, ray = (rows[f"ingest, {r} runner, {args.workers} workers"]["samples_per_s"] for r in ("local", "ray"))
+    print(f"ray / local at {args.workers} workers: {ray / local:.2f}")
     path = write_results("ingest", dict(pool_samples=args.samples, pool_mb=megabytes, repeats=args.repeats,
-                                        results=rows))
+                                        workers=args.workers, ray_vs_local=ray / local, results=rows))
     print(f"wrote {path}")
 
 

@@ -1,11 +1,15 @@
-"""The Ray runner, the one module that imports ray: shards as a Ray Dataset, the driver commits what comes back.
+"""The Ray runner, the one module that imports ray: shard jobs and maps as Ray tasks, model jobs on actors, the
+driver commits what comes back.
 
-A shard job runs on an actor pool, one shard per call. A model job runs as a pipeline:
+Shard jobs (ingest, score stages) and maps run as tasks in Ray's long-lived worker processes, which keep their
+imports and a set-up copy of the job from shard to shard, so a stage pays no process start. A model job runs on
+actors that load the model once. Without GPUs each actor decodes and runs its shards on its own CPUs, as the local
+runner does; with GPUs it runs as a pipeline:
 
-    shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each if any) -> driver
+    shards -> map_batches(prepare, CPU tasks) -> map_batches(run_batch, actor pool, a GPU each) -> driver
 
-Workers return encoded files (shard jobs) or rows (model jobs) to the driver, which alone writes them: ingest and
-embed need the run folder visible to the driver only. The whole-pool stages' map tasks read the run's embedding
+Workers return encoded files (shard jobs) or rows (the GPU pipeline) to the driver, which alone writes them: ingest
+and embed need the run folder visible to the driver only. The whole-pool stages' map tasks read the run's embedding
 files and write their buckets' files themselves (each write-once and atomic, so a retried task is harmless): on a
 cluster of several nodes their run folder must be on storage every node mounts at the same path.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -98,23 +103,36 @@ def task_of(row: dict) -> ShardTask:
     return ShardTask(row["shard_id"], row["url"], row["kind"])
 
 
-class _ShardJobActor:
-    """Holds one set-up copy of the job per Ray actor and returns each shard's encoded files as one row."""
+# In a Ray worker process: the job it set up last, under the token of the run_shards call that sent it. Tasks of
+# one call reuse it (set up once per process, as the local runner's pool does); a later call's job replaces it.
+_SET_UP: dict[str, ShardJob] = {}
 
-    def __init__(self, job: ShardJob):
+
+def _shard_files(shared: tuple[str, ShardJob], task: ShardTask) -> dict[str, bytes]:
+    """Returns one shard's encoded files, from this worker's set-up copy of the job (set up on its first shard)."""
+    token, job = shared
+    if token not in _SET_UP:
+        _SET_UP.clear()
+        job.setup()
+        _SET_UP[token] = job
+    job = _SET_UP[token]
+    return encode_output(job.name, task, job.process(task))
+
+
+class _JobActor:
+    """One set-up copy of a model job per actor (the model loaded once), running whole shards on `threads` torch
+    threads: a CPU cluster's model job, whose decoding and model share the actor's CPUs as on the local runner."""
+
+    def __init__(self, job: ShardJob, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
         self.job = job
         job.setup()
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        paths, blobs = [], []
-        for row in batch.to_pylist():
-            task = task_of(row)
-            files = encode_output(self.job.name, task, self.job.process(task))
-            paths.append(list(files))
-            blobs.append(list(files.values()))
-        return pa.table(
-            {"paths": pa.array(paths, pa.list_(pa.string())), "blobs": pa.array(blobs, pa.list_(pa.large_binary()))}
-        )
+    def files(self, task: ShardTask) -> dict[str, bytes]:
+        """Returns the shard's encoded files."""
+        return encode_output(self.job.name, task, self.job.process(task))
 
 
 def _prepare(batch: pa.Table, job: ModelJob) -> pa.Table:
@@ -122,13 +140,9 @@ def _prepare(batch: pa.Table, job: ModelJob) -> pa.Table:
 
 
 class _ModelActor:
-    """One model per actor, loaded once; CPU actors use as many torch threads as CPUs they were given."""
+    """One model per GPU actor, loaded once, running batches of prepared rows that may mix shards."""
 
-    def __init__(self, job: ModelJob, threads: int):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, job: ModelJob):
         self.job = job
         job.setup()
 
@@ -136,60 +150,71 @@ class _ModelActor:
         return self.job.run_batch(batch)
 
 
+def _node_cpus() -> list[int]:
+    """Returns the CPU count of each alive node of the cluster."""
+    import ray
+
+    return [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
+
+
 @dataclass(frozen=True)
 class RayRunner(Runner):
-    """Runs on the Ray cluster in RAY_ADDRESS, or a local Ray. Default workers: one per CPU for shard jobs and
-    maps; for model jobs one actor per GPU, or one CPU actor using all CPUs but one (left for decoding)."""
+    """Runs on the Ray cluster in RAY_ADDRESS, or a local Ray. Shard jobs and maps run as Ray tasks, one CPU each
+    (default workers: every CPU), in Ray's long-lived worker processes. A model job runs on actors that load the
+    model once: on a cluster with GPUs, one actor per GPU fed by CPU decoding tasks; without GPUs, actors that
+    decode and run the model on their own CPUs, as the local runner does (default: one per node, its CPUs each)."""
 
     name = "ray"
 
     def run_shards(self, job: ShardJob, tasks: list[ShardTask], run: RunDir) -> None:
-        """Runs the job on Ray and commits each shard through the driver."""
-
+        """Runs the job on Ray and commits each shard through the driver as it completes."""
         init_ray()
         with core_logs_off(not verbose()), tqdm(total=len(tasks), desc=job.name, unit="shard",
                                                  disable=not self.progress) as bar:
-            if isinstance(job, ModelJob):
-                self._run_model_job(job, tasks, run, bar)
+            if not isinstance(job, ModelJob):
+                shards = self._tasks(_shard_files, (uuid.uuid4().hex, job), tasks, job.name, job.resources.cpus)
+            elif _cluster("GPU") and job.resources.gpus:
+                shards = self._model_pipeline(job, tasks)
             else:
-                self._run_shard_job(job, tasks, run, bar)
-
-    def _run_shard_job(self, job: ShardJob, tasks: list[ShardTask], run: RunDir, bar: tqdm) -> None:
-        import ray
-
-        size = self.workers or max(1, int(_cluster("CPU") // max(job.resources.cpus, 1)))
-        results = shard_items(tasks).map_batches(
-            _ShardJobActor, fn_constructor_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
-            num_cpus=job.resources.cpus, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(size, len(tasks))),
-        )
-        for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in batch.to_pylist():
-                run.commit(dict(zip(row["paths"], row["blobs"], strict=True)))
+                shards = self._model_actors(job, tasks)
+            for _, files in shards:
+                run.commit(files)
                 bar.update(1)
 
-    def model_pool(self, job: ModelJob) -> dict:
-        """Returns the model actors' map_batches resources: GPUs when the cluster has them, else CPU threads."""
-        gpus = _cluster("GPU")
-        if gpus and job.resources.gpus:
-            per_actor = job.resources.gpus
-            return dict(resources=dict(num_gpus=per_actor), size=self.workers or max(1, int(gpus // per_actor)),
-                        threads=0)
-        size = self.workers or 1
-        threads = max(1, (max(_cluster("CPU"), 2) - 1) // size)
-        return dict(resources=dict(num_cpus=threads), size=size, threads=threads)
+    def cpu_actors(self) -> dict:
+        """Returns how a model job runs on a cluster without GPUs: `size` actors of `threads` CPUs each (threads no
+        more than the smallest node has, so every actor can be placed)."""
+        cpus = _node_cpus() or [1]
+        size = self.workers or len(cpus)
+        return dict(size=size, threads=max(1, min(sum(cpus) // size, min(cpus))))
 
-    def _run_model_job(self, job: ModelJob, tasks: list[ShardTask], run: RunDir, bar: tqdm) -> None:
+    def _model_actors(self, job: ShardJob, tasks: list[ShardTask]) -> Iterator[tuple[int, dict[str, bytes]]]:
+        """Yields (i, files of tasks[i]) as the CPU model actors finish them; the actors end with the job."""
+        import ray
+
+        plan = self.cpu_actors()
+        actor = ray.remote(num_cpus=plan["threads"], max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
+                           scheduling_strategy="SPREAD")(_JobActor)
+        actors = [actor.remote(job, plan["threads"]) for _ in range(min(plan["size"], len(tasks)))]
+        try:
+            yield from self._dispatch(lambda i, slot: actors[slot].files.remote(tasks[i]), len(tasks), len(actors))
+        finally:
+            for each in actors:
+                ray.kill(each)
+
+    def _model_pipeline(self, job: ModelJob, tasks: list[ShardTask]) -> Iterator[tuple[int, dict[str, bytes]]]:
+        """Yields (i, files) per shard of a model job on GPUs: decoding in CPU tasks, the model on one actor per
+        GPU, batches that may mix shards reassembled per shard here."""
         import ray
 
         expected = {t.shard_id: job.expected_rows(t) for t in tasks}
-        for task in tasks:
-            if expected[task.shard_id] == 0:
-                run.commit(encode_output(job.name, task, job.finish(task, [])))  # nothing for the model to do
-                bar.update(1)
+        by_id = {t.shard_id: (i, t) for i, t in enumerate(tasks)}
+        for index, task in enumerate(tasks):
+            if expected[task.shard_id] == 0:  # nothing for the model to do
+                yield index, encode_output(job.name, task, job.finish(task, []))
         busy = [t for t in tasks if expected[t.shard_id]]
         if not busy:
             return
-        pool = self.model_pool(job)
         results = (
             shard_items(busy)
             # Decode workers are recycled every DECODE_CALLS shards (bounding what image decoders leak over a long
@@ -198,12 +223,12 @@ class RayRunner(Runner):
             .map_batches(_prepare, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow",
                          num_cpus=1, max_calls=DECODE_CALLS)
             .map_batches(
-                _ModelActor, fn_constructor_kwargs={"job": job, "threads": pool["threads"]},
-                batch_size=job.resources.batch_size, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["size"]), **pool["resources"],
+                _ModelActor, fn_constructor_kwargs={"job": job}, batch_size=job.resources.batch_size,
+                batch_format="pyarrow", num_gpus=job.resources.gpus,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.workers or max(
+                    1, int(_cluster("GPU") // job.resources.gpus))),
             )
         )
-        by_id = {t.shard_id: t for t in busy}
         parts: dict[str, list[pa.Table]] = defaultdict(list)
         received: dict[str, int] = defaultdict(int)
         for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -212,32 +237,50 @@ class RayRunner(Runner):
                 parts[shard_id].append(part)
                 received[shard_id] += part.num_rows
                 if received[shard_id] == expected[shard_id]:
-                    task = by_id[shard_id]
-                    run.commit(encode_output(job.name, task, job.finish(task, parts.pop(shard_id))))
-                    bar.update(1)
+                    index, task = by_id[shard_id]
+                    yield index, encode_output(job.name, task, job.finish(task, parts.pop(shard_id)))
+
+    def _dispatch(self, submit: Callable[[int, int], Any], count: int,
+                  slots: int) -> Iterator[tuple[int, Any]]:
+        """Yields (i, result of submit(i, slot)) for i in range(count) as each completes, with at most `slots` in
+        flight; `slot` is the free one of 0..slots-1 the call may use (an actor's index)."""
+        import ray
+
+        pending: dict[Any, tuple[int, int]] = {}
+        free, queue = list(range(slots)), list(range(count))[::-1]
+        while queue or pending:
+            while queue and free:
+                index, slot = queue.pop(), free.pop()
+                pending[submit(index, slot)] = (index, slot)
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index, slot = pending.pop(done[0])
+            free.append(slot)
+            yield index, ray.get(done[0])
+
+    def _tasks(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, desc: str,
+               cpus: float = 1) -> Iterator[tuple[int, Any]]:
+        """Yields (i, fn(shared, items[i])) as each Ray task completes, at most `workers` (default: as many as the
+        cluster's CPUs hold) at a time, spread over the nodes; `shared` goes to the object store once. A task whose
+        worker dies is retried (it must be idempotent); where the tasks ran is kept in PLACEMENTS[desc]."""
+        import ray
+
+        remote = ray.remote(num_cpus=cpus, scheduling_strategy="SPREAD", max_retries=TASK_RETRIES)(_placed)
+        shared_ref = ray.put(shared)
+        limit = self.workers or max(1, int(_cluster("CPU") // max(cpus, 1)))
+        nodes: dict[str, int] = defaultdict(int)
+        for index, (node, result) in self._dispatch(lambda i, _: remote.remote(fn, shared_ref, items[i]), len(items),
+                                                    limit):
+            nodes[node] += 1
+            PLACEMENTS[desc] = dict(nodes)
+            yield index, result
 
     def completed(self, fn: Callable[[Any, Any], Any], shared: Any, items: Sequence,
                   desc: str = "tasks") -> Iterator[tuple[int, Any]]:
         """Yields (i, fn(shared, items[i])) as each Ray task completes: tasks of one CPU each, at most `workers`
         (default: all CPUs) at a time, spread over the cluster's nodes; `shared` goes to the object store once.
         A task whose worker dies is retried (it must be idempotent); where the tasks ran is kept in PLACEMENTS."""
-        import ray
-
         init_ray()
-        limit = self.workers or max(1, _cluster("CPU"))
-        remote = ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=TASK_RETRIES)(_placed)
-        shared_ref = ray.put(shared)
-        pending: dict[Any, int] = {}
-        queue = list(enumerate(items))[::-1]
-        nodes: dict[str, int] = defaultdict(int)
         with tqdm(total=len(items), desc=desc, unit="task", disable=not self.progress) as bar:
-            while queue or pending:
-                while queue and len(pending) < limit:
-                    index, item = queue.pop()
-                    pending[remote.remote(fn, shared_ref, item)] = index
-                done, _ = ray.wait(list(pending), num_returns=1)
-                node, result = ray.get(done[0])
-                nodes[node] += 1
+            for index, result in self._tasks(fn, shared, items, desc):
                 bar.update(1)
-                PLACEMENTS[desc] = dict(nodes)
-                yield pending.pop(done[0]), result
+                yield index, result

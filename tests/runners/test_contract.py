@@ -82,12 +82,11 @@ def test_a_whole_pool_method_writes_identical_files_in_fresh_folders_on_every_ru
 
 
 def test_a_model_job_gets_cpu_actors_on_a_cluster_without_gpus(ray_local):
-    from curate.models import ModelSpec
-    from curate.runners.ray import RayRunner
-    from curate.stages.embed import EmbedJob
+    import ray
 
-    job = EmbedJob("run", ModelSpec(random_weights=True), 32, 64, batch_size=16)
-    assert (job.resources.gpus, job.resources.batch_size) == (1, 16)
-    pool = RayRunner().model_pool(job)
-    assert pool["size"] == 1 and pool["resources"] == {"num_cpus": pool["threads"]} and pool["threads"] >= 1
-    assert RayRunner(workers=2).model_pool(job)["size"] == 2
+    from curate.runners.ray import RayRunner
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert RayRunner().cpu_actors() == {"size": 1, "threads": cpus}  # one node: one actor with every CPU
+    assert RayRunner(workers=2).cpu_actors() == {"size": 2, "threads": max(1, cpus // 2)}
+    assert RayRunner(workers=4 * cpus).cpu_actors()["threads"] == 1
