@@ -1,13 +1,13 @@
 """Reading DataComp pool metadata: the .parquet files with their .npz embeddings, and no images."""
 
-import io
-
 import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.parquet_shards import SchemaMismatch, bound_captions
+from curate.io.inputs import ShardTask
+from curate.io.npz import NpzError, npz_rows, npz_shapes
+from curate.io.parquet_shards import SchemaMismatch, bound_captions, row_groups_of
 from curate.io.samples import RawSample, ShardTables
 from curate.io.schema import embeddings_schema
 
@@ -21,36 +21,42 @@ def is_datacomp_schema(schema: pa.Schema) -> bool:
     return all(c in schema.names for c in DATACOMP_COLUMNS)
 
 
-def read_datacomp(url: str, tables: ShardTables) -> dict[str, pa.Table]:
-    """Reads one DataComp metadata shard into `tables`; returns the extra outputs (embeddings, scores)."""
+def read_datacomp(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
+    """Reads one DataComp metadata shard (or the task's piece of its rows) into `tables`; returns the extra outputs
+    (embeddings, scores)."""
+    url = task.url
     with fsspec.open(url, "rb") as f:
-        meta = pq.read_table(f)
+        parquet = pq.ParquetFile(f)
+        rows = parquet.metadata.num_rows
+        start, stop = task.rows or (0, rows)
+        groups, first = row_groups_of(parquet.metadata, start, stop)
+        meta = parquet.read_row_groups(groups).slice(start - first, stop - start)
     if not is_datacomp_schema(meta.schema):
         raise SchemaMismatch(f"DataComp metadata needs columns uid and text; columns are {meta.schema.names}")
     bounded, oversized = bound_captions(meta, "text", tables.options.max_caption_bytes)
     cols = bounded.to_pydict()
     for i in range(meta.num_rows):
-        tables.add(_raw(cols, i, oversized.get(i)), json_expected=False)
+        tables.add(_raw(cols, i, start + i, oversized.get(i)), json_expected=False)
     extra = {}
     accepted = pa.array([row["uid"] for row in tables.samples], pa.string())
     positions = _accepted_positions(cols["uid"], tables)
     scores = [c for c in DATACOMP_SCORE_COLUMNS if c in cols]
     if scores:
         extra["scores/datacomp"] = meta.select(scores).take(positions).add_column(0, "uid", accepted)
-    embeddings = _read_npz(url, meta.num_rows, tables)
+    embeddings = _read_npz(url, rows, (start, stop), tables)
     if embeddings is not None:
         image, text = (_normalized(e[positions]) for e in embeddings)
         extra["embeddings"] = _embedding_table(accepted, image, text, tables.options.embedding_dtype)
     return extra
 
 
-def _raw(cols: dict, i: int, problem: tuple[str, str] | None) -> RawSample:
+def _raw(cols: dict, i: int, row: int, problem: tuple[str, str] | None) -> RawSample:
     def get(name):
         return cols[name][i] if name in cols else None
 
     uid = get("uid")
     return RawSample(
-        key=uid if isinstance(uid, str) else f"row {i}", uid=uid, caption=get("text"), url=get("url"),
+        key=uid if isinstance(uid, str) else f"row {row}", uid=uid, caption=get("text"), url=get("url"),
         metadata_only=True, problem=problem,
         width=get("original_width"), height=get("original_height"), sha256=get("sha256"),
     )
@@ -63,23 +69,30 @@ def _accepted_positions(uids: list, tables: ShardTables) -> np.ndarray:
     return np.array([index[row["uid"]] for row in tables.samples], dtype=np.int64)
 
 
-def _read_npz(url: str, rows: int, tables: ShardTables) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_npz(url: str, rows: int, piece: tuple[int, int], tables: ShardTables) -> tuple[np.ndarray, ...] | None:
+    """Returns the image and text embeddings of rows [start, stop) of the metadata file's .npz, or None when it has
+    none (no .npz) or they can't be read (a shard-level quarantine row says why)."""
     npz_url = url[: -len(".parquet")] + ".npz"
     fs, path = fsspec.core.url_to_fs(npz_url)
     if not fs.exists(path):
         return None
     model = tables.options.datacomp_embeddings
-    with fs.open(path, "rb") as f:
-        arrays = np.load(io.BytesIO(f.read()), allow_pickle=False)
-        missing = [k for k in (f"{model}_img", f"{model}_txt") if k not in arrays.files]
-        if missing:
-            tables.quarantine_shard("npz lacks embeddings", f"{npz_url} has no {missing}; has {arrays.files}")
-            return None
-        image, text = arrays[f"{model}_img"], arrays[f"{model}_txt"]
-    if len(image) != rows or len(text) != rows:
-        tables.quarantine_shard("npz row count mismatch", f"{npz_url}: {len(image)} rows, parquet has {rows}")
+    names = (f"{model}_img", f"{model}_txt")
+    try:
+        with fs.open(path, "rb") as f:
+            shapes = npz_shapes(f)
+            missing = [name for name in names if name not in shapes]
+            if missing:
+                tables.quarantine_shard("npz lacks embeddings", f"{npz_url} has no {missing}; has {sorted(shapes)}")
+                return None
+            if any(shapes[name][0][:1] != (rows,) for name in names):
+                counts = [shapes[name][0] for name in names]
+                tables.quarantine_shard("npz row count mismatch", f"{npz_url}: shapes {counts}, parquet has {rows}")
+                return None
+            return tuple(npz_rows(f, name, *piece) for name in names)
+    except NpzError as exc:
+        tables.quarantine_shard("unreadable npz", f"{npz_url}: {exc}")
         return None
-    return image, text
 
 
 def _normalized(vectors: np.ndarray) -> np.ndarray:

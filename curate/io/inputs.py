@@ -6,21 +6,33 @@ import re
 from dataclasses import dataclass
 
 import fsspec
+import pyarrow.parquet as pq
 from braceexpand import braceexpand
 
 from curate.errors import UsageError
 
 SHARD_SUFFIXES = (".tar", ".parquet")
 INPUT_FORMATS = ("auto", "webdataset", "parquet", "datacomp")
+# A Parquet file of more rows is read as pieces of at most this many, each a task of its own: one DataComp metadata
+# file (about 500,000 rows, with its .npz at 768-d) would otherwise be one task's memory and one output file.
+PIECE_ROWS = 65_536
 
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One input shard: where it is, which reader reads it, and the id its outputs are named by."""
+    """One input shard: where it is, which reader reads it, the id its outputs are named by, and for a piece of a
+    large Parquet file its rows [start, stop)."""
 
     shard_id: str
     url: str
     kind: str
+    rows: tuple[int, int] | None = None
+
+    @property
+    def file_id(self) -> str:
+        """Returns the id of the whole file: a piece's shard id without its `.part<i>` suffix (what default uids
+        hash, so they don't depend on how a file was split)."""
+        return self.shard_id.rsplit(".part", 1)[0] if self.rows is not None else self.shard_id
 
 
 def expand_inputs(inputs: list[str], input_format: str = "auto") -> list[ShardTask]:
@@ -37,6 +49,31 @@ def expand_inputs(inputs: list[str], input_format: str = "auto") -> list[ShardTa
     urls = _drop_img2dataset_metadata(urls)
     kinds = [_kind_of(u, input_format) for u in urls]
     return [ShardTask(sid, u, k) for sid, u, k in zip(_shard_ids(urls), urls, kinds, strict=True)]
+
+
+def split_large_parquet(tasks: list[ShardTask], piece_rows: int | None = None) -> list[ShardTask]:
+    """Returns the tasks with each Parquet file of more than `piece_rows` (default PIECE_ROWS) rows (from its
+    footer) replaced by tasks for its pieces, `<shard id>.part<i>`; a footer that can't be read leaves the file
+    whole, for its reader to quarantine."""
+    piece_rows = piece_rows or PIECE_ROWS
+    out = []
+    for task in tasks:
+        rows = _parquet_rows(task.url) if task.url.endswith(".parquet") and task.kind != "webdataset" else None
+        if rows is None or rows <= piece_rows:
+            out.append(task)
+            continue
+        starts = range(0, rows, piece_rows)
+        out.extend(ShardTask(f"{task.shard_id}.part{i:04d}", task.url, task.kind, (a, min(a + piece_rows, rows)))
+                   for i, a in enumerate(starts))
+    return out
+
+
+def _parquet_rows(url: str) -> int | None:
+    try:
+        with fsspec.open(url, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    except Exception:  # any unreadable footer: the reader quarantines the file with its reason
+        return None
 
 
 def _expand_one(item: str) -> list[str]:

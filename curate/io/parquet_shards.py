@@ -42,20 +42,41 @@ def _pick(given: str | None, candidates: tuple[str, ...], names: set[str], what:
     raise SchemaMismatch(f"no {what} column (looked for {', '.join(candidates)}); columns are {sorted(names)}")
 
 
-def iter_image_parquet(url: str, columns: dict[str, str | None], max_caption_bytes: int, batch_rows: int = 256):
-    """Yields RawSamples of an image Parquet shard in row order; image_offset is the row index. A caption over
-    max_caption_bytes is measured in Arrow and never made a Python string: its sample carries the problem.
+def iter_image_parquet(url: str, columns: dict[str, str | None], max_caption_bytes: int, batch_rows: int = 256,
+                       rows: tuple[int, int] | None = None):
+    """Yields RawSamples of an image Parquet shard in row order (only rows [start, stop) when `rows` is given);
+    image_offset is the row index in the file. A caption over max_caption_bytes is measured in Arrow and never
+    made a Python string: its sample carries the problem.
 
     Batches are small: each one's cells are copied into Python objects at once."""
     wanted = sorted({c for c in columns.values() if c is not None})
-    row = 0
     with fsspec.open(url, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=wanted):
+        parquet = pq.ParquetFile(f)
+        start, stop = rows or (0, parquet.metadata.num_rows)
+        groups, row = row_groups_of(parquet.metadata, start, stop)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups):
+            first, row = row, row + batch.num_rows
+            if row <= start:
+                continue
+            if first >= stop:
+                return
             batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
             data = batch.to_pydict()
-            for i in range(batch.num_rows):
-                yield _raw_sample(data, columns, i, row, oversized.get(i))
-                row += 1
+            for i in range(max(start - first, 0), min(batch.num_rows, stop - first)):
+                yield _raw_sample(data, columns, i, first + i, oversized.get(i))
+
+
+def row_groups_of(metadata: pq.FileMetaData, start: int, stop: int) -> tuple[list[int], int]:
+    """Returns the row groups of a Parquet file that hold any of rows [start, stop), and the file row the first of
+    them begins at."""
+    groups, first, offset = [], None, 0
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).num_rows
+        if offset < stop and offset + size > start:
+            groups.append(index)
+            first = offset if first is None else first
+        offset += size
+    return groups, first or 0
 
 
 def bound_captions(batch: pa.RecordBatch | pa.Table, column: str, max_bytes: int):

@@ -38,13 +38,13 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     """Reads a Parquet shard: image bytes and captions, or DataComp metadata when that is its schema."""
     schema = _parquet_schema(task.url)
     if is_datacomp_schema(schema) and not _has_image_column(schema, tables.options):
-        return read_datacomp(task.url, tables)
+        return read_datacomp(task, tables)
     try:
         columns = image_parquet_columns(schema, tables.options)
     except SchemaMismatch as exc:
-        _quarantine_all_rows(task.url, tables, str(exc))
+        _quarantine_all_rows(task, tables, str(exc))
         return {}
-    for raw in iter_image_parquet(task.url, columns, tables.options.max_caption_bytes):
+    for raw in iter_image_parquet(task.url, columns, tables.options.max_caption_bytes, rows=task.rows):
         tables.add(raw, json_expected=False)
     return {}
 
@@ -62,18 +62,19 @@ def _has_image_column(schema: pa.Schema, options: ReadOptions) -> bool:
     return True
 
 
-def _quarantine_all_rows(url: str, tables: ShardTables, reason: str) -> None:
-    """A Parquet file of the wrong schema: every row it holds is read and quarantined, so counts still add up."""
-    with fsspec.open(url, "rb") as f:
+def _quarantine_all_rows(task: ShardTask, tables: ShardTables, reason: str) -> None:
+    """A Parquet file of the wrong schema: every row it holds (or the task's piece of them) is read and
+    quarantined, so counts still add up."""
+    with fsspec.open(task.url, "rb") as f:
         rows = pq.ParquetFile(f).metadata.num_rows
-    for row in range(rows):
+    for row in range(*(task.rows or (0, rows))):
         tables.quarantine_sample(str(row), None, "wrong parquet schema", reason)
 
 
 READERS: dict[str, Callable[[ShardTask, ShardTables], dict[str, pa.Table]]] = {
     "webdataset": read_webdataset,
     "parquet": read_parquet,
-    "datacomp": lambda task, tables: read_datacomp(task.url, tables),
+    "datacomp": read_datacomp,
 }
 
 

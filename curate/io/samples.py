@@ -112,7 +112,7 @@ class ShardTables:
             if raw.problem:  # the reader could not take one of its members: nothing else about it can be trusted
                 raise SampleCheckError(*raw.problem)
             meta, json_text = _parse_json(raw.json_text, json_expected)
-            uid = _uid_of(raw, meta, self.task.shard_id)
+            uid = _uid_of(raw, meta, self.task.file_id)
             caption = _caption_of(raw, meta, self.options.max_caption_bytes)
             row = dict(uid=uid, shard=self.task.url, key=key, caption=caption, json=json_text,
                        url=_text(raw.url if raw.url is not None else (meta or {}).get("url"), "url"))

@@ -82,6 +82,8 @@ def encode_output(job: str, task: ShardTask, output: ShardOutput) -> dict[str, b
     """Returns the shard's files, relative path -> bytes, with the completion marker last."""
     files = {f"{folder}/{task.shard_id}.parquet": parquet_bytes(t) for folder, t in output.tables.items()}
     marker = dict(shard_id=task.shard_id, shard=task.url, kind=task.kind, **output.counts)
+    if task.rows is not None:
+        marker["rows"] = list(task.rows)
     files[f"_done/{job}/{task.shard_id}.json"] = json.dumps(marker, sort_keys=True).encode()
     return files
 

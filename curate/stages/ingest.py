@@ -9,7 +9,7 @@ from curate.catalogs.views import DUPLICATES
 from curate.errors import UsageError
 from curate.graph import StageRun
 from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
-from curate.io.inputs import ShardTask, expand_inputs
+from curate.io.inputs import ShardTask, expand_inputs, split_large_parquet
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
 from curate.io.schema import EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
@@ -45,9 +45,10 @@ def ingest(
     if options.embedding_dtype not in EMBEDDING_DTYPES:
         raise UsageError(f"unknown --dtype {options.embedding_dtype!r}; choose one of {', '.join(EMBEDDING_DTYPES)}")
     runner = as_runner(runner, **runner_options)
-    tasks = expand_inputs(inputs, input_format)
+    tasks = split_large_parquet(expand_inputs(inputs, input_format))
     recorded = {k: v for k, v in asdict(options).items() if k != "embedding_dtype" or v != "float32"}
-    config = dict(inputs=[t.url for t in tasks], input_format=input_format, options=recorded)  # as before dtypes
+    urls = list(dict.fromkeys(t.url for t in tasks))
+    config = dict(inputs=urls, input_format=input_format, options=recorded)  # as before dtypes
     check_run_folder(run.path)
     step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
                     score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")

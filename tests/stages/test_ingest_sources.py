@@ -126,3 +126,38 @@ def test_rerun_with_other_options_is_refused(tmp_path):
     ingest([str(tmp_path / "a.tar")], run, progress=False)
     with pytest.raises(UsageError, match="already holds the ingest stage"):
         ingest([str(tmp_path / "a.tar")], run, options=ReadOptions(max_pixels=10), progress=False)
+
+
+def _ingested(run_path, shard, piece_rows, monkeypatch, embeddings=True) -> list:
+    """Returns the counts, the shard ids and every sample's uid, key, caption, offset (and image embedding) of
+    `shard` ingested with files over `piece_rows` rows read in pieces."""
+    monkeypatch.setattr("curate.io.inputs.PIECE_ROWS", piece_rows)
+    run = RunDir(run_path)
+    counts = ingest([str(shard)], run, workers=2, progress=False)
+    joined = ", image_embedding FROM samples JOIN embeddings USING (uid)" if embeddings else " FROM samples"
+    rows = connect(run).execute(f"SELECT uid, key, caption, image_offset{joined} ORDER BY uid").fetchall()
+    return [counts, sorted(m["shard_id"] for m in run.markers("ingest")), rows]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_datacomp_file_larger_than_a_task_is_read_in_pieces_with_the_same_result(tmp_path, monkeypatch, compressed):
+    _datacomp_shard(tmp_path, 10)
+    pq.write_table(pq.read_table(tmp_path / "0000.parquet"), tmp_path / "0000.parquet", row_group_size=4)
+    if compressed:
+        arrays = dict(np.load(tmp_path / "0000.npz"))
+        np.savez_compressed(tmp_path / "0000.npz", **arrays)
+    whole = _ingested(tmp_path / "whole", tmp_path / "0000.parquet", 100, monkeypatch)
+    pieces = _ingested(tmp_path / "pieces", tmp_path / "0000.parquet", 3, monkeypatch)
+    assert whole[1] == ["0000"] and pieces[1] == [f"0000.part{i:04d}" for i in range(4)]
+    assert pieces[0] == whole[0] == dict(read=10, kept=10, quarantined=0, shard_errors=0)
+    assert pieces[2] == whole[2] and len(whole[2]) == 10
+
+
+def test_an_image_parquet_file_larger_than_a_task_is_read_in_pieces_with_the_same_result(tmp_path, monkeypatch):
+    shard = image_parquet(tmp_path / "images.parquet", 5)
+    pq.write_table(pq.read_table(shard), shard, row_group_size=2)
+    whole = _ingested(tmp_path / "whole", shard, 100, monkeypatch, embeddings=False)
+    pieces = _ingested(tmp_path / "pieces", shard, 2, monkeypatch, embeddings=False)
+    assert pieces[1] == [f"images.part{i:04d}" for i in range(3)]
+    assert pieces[0] == whole[0] and pieces[2] == whole[2]
+    assert [row[3] for row in sorted(whole[2], key=lambda r: r[1])] == list(range(5))  # offsets in the file
