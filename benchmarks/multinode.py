@@ -5,11 +5,12 @@ tasks on every node, and a worker process killed mid-stage retried to the same r
 
 The nodes are raylets of a `ray.cluster_utils.Cluster`, each with its own CPUs (--cpus per node) and object store.
 The run (written as benchmarks/web_scale.py writes it) is copied before any stage, so the local runner and the
-cluster start from the same files; SemDeDup, DBP, DQ (k-means first) and the random baseline run through the Python
-API, and every sample's keep flags are compared. With --kill, a third copy runs on the cluster while a worker
-process executing one of its tasks is SIGKILLed; with --kill-first, a worker is killed in the last stage (the random
-baseline) of the first and only run on the cluster instead, whose decisions and task placements then stand for
-both (the test suite's cheaper form). Prints and writes benchmarks/results/multinode.json (--out to write elsewhere).
+cluster start from the same files; SemDeDup, DBP, DQ (k-means first), neardup (image embeddings, threshold 0.9)
+and the random baseline run through the Python API, and every sample's keep flags (and neardup's groups) are
+compared. With --kill, a third copy runs on the cluster while a worker process executing one of its tasks is
+SIGKILLed; with --kill-first, a worker is killed in the last stage (the random baseline) of the first and only run
+on the cluster instead, whose decisions and task placements then stand for both (the test suite's cheaper form).
+Prints and writes benchmarks/results/multinode.json (--out to write elsewhere).
 """
 
 import argparse
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_results
 from web_scale import build_run
 
-KEEP_COLUMNS = ("cluster_id", "semdedup_keep", "dbp_keep", "dq_keep", "random_keep")
+KEEP_COLUMNS = ("cluster_id", "semdedup_keep", "dbp_keep", "dq_keep", "random_keep", "neardup_keep", "neardup_group")
 
 
 def stages(run, runner: str, clusters: int, during: dict | None = None) -> dict:
@@ -36,13 +37,15 @@ def stages(run, runner: str, clusters: int, during: dict | None = None) -> dict:
     returns (counts, seconds) per stage."""
     from curate.filters.dbp import DBP
     from curate.filters.dq import DQ
+    from curate.filters.neardup import NearDup
     from curate.filters.random_baseline import RandomBaseline
     from curate.filters.semdedup import SemDeDup
 
     kmeans = dict(clusters=clusters, max_points_per_centroid=64)
     out = {}
     for method in (SemDeDup(eps=0.01, **kmeans), DBP(keep_fraction=0.5, **kmeans),
-                   DQ(keep_fraction=0.3, bins=4, **kmeans), RandomBaseline(keep_fraction=0.3)):
+                   DQ(keep_fraction=0.3, bins=4, **kmeans), NearDup(descriptor="image", threshold=0.9),
+                   RandomBaseline(keep_fraction=0.3)):
         start = time.perf_counter()
         with (during or {}).get(method.name, contextlib.nullcontext)():
             counts = method.apply(run, runner, progress=False)

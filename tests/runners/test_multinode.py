@@ -24,5 +24,7 @@ def test_two_nodes_share_the_tasks_and_decide_as_the_local_runner(tmp_path, own_
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["same_decisions"] and result["decided"] == 1200
-    assert all(len(result["tasks_per_node"][desc]) == 2 for desc in ("kmeans", "semdedup", "dbp", "dq"))
+    assert all(len(result["tasks_per_node"][desc]) == 2 for desc in ("kmeans", "semdedup", "dbp", "dq",
+                                                                       "neardup lists", "neardup keep"))
+    assert result["cluster"]["neardup"]["counts"]["dropped"] > 0
     assert result["killed_workers"] == 1 and result["same_decisions_after_kill"]
