@@ -83,7 +83,7 @@ def stage(run_template: Path, work: Path, spec: ModelSpec, runner: str, batch: i
 
 def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
     """Returns {case: samples, samples/s, ratio to the decode ceiling, GPU utilization} for decode only, model
-    only and the embed stage on the local and Ray runners (median of args.repeats, interleaved)."""
+    only and the embed stage on the local and Ray runners (median of args.repeats, interleaved), and "ray / local"."""
     spec = ModelSpec(name, random_weights=True)
     run = RunDir(run_template)
     tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
@@ -110,7 +110,9 @@ def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
         rows[label] = dict(samples=counts[label], samples_per_s=rate, vs_decode_ceiling=rate / ceiling,
                            gpu_util_percent=gpu[label])
         print(f"{name:14s} {label:24s} {rate:9.1f} samples/s  x{rate / ceiling:.2f} of decode ceiling")
-    return rows
+    ratio = rows["embed stage, ray"]["samples_per_s"] / rows["embed stage, local"]["samples_per_s"]
+    print(f"{name:14s} ray / local: {ratio:.2f}")
+    return rows | {"ray / local": ratio}
 
 
 def main() -> None:
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-embed")
+    parser.add_argument("--name", help="the results file's name (default: embed, or embed-<device> off the CPU)")
     args = parser.parse_args()
     pool = ensure_synth(args.work / "synth", args.samples) / "pool"
     template = args.work / "ingested"
@@ -129,8 +132,8 @@ def main() -> None:
         ingest([str(pool)], RunDir(template), progress=False)
     init_ray()
     results = {name: measure_model(name, template, args.work, args) for name in args.models}
-    suffix = "" if args.device == "cpu" else f"-{args.device}"
-    path = write_results(f"embed{suffix}", dict(pool_samples=args.samples, batch_size=args.batch_size,
+    name = args.name or ("embed" if args.device == "cpu" else f"embed-{args.device}")
+    path = write_results(name, dict(pool_samples=args.samples, batch_size=args.batch_size,
                                                 device=args.device, repeats=args.repeats, results=results))
     print(f"wrote {path}")
 
