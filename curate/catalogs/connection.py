@@ -20,6 +20,12 @@ ROOT_VARIABLE = "curate_run"
 ROOT = f"coalesce(getvariable('{ROOT_VARIABLE}'), '.')"
 # DuckDB expands these in any path it reads, the folder part included; '[c]' matches c alone.
 GLOB_CHARACTERS = "*?["
+# What DuckDB may hold of a query's hash tables and sorts before it spills them to files in the run folder's
+# DUCKDB_SPILL (a pass over a 10M-sample catalog needs more than this machine's share; the default, 80% of RAM, would
+# let one driver take the machine).
+MEMORY_VARIABLE = "CURATE_DUCKDB_MEMORY"
+DEFAULT_MEMORY = "1GB"
+DUCKDB_SPILL = ".duckdb_spill"
 # DuckDB names the holder of a conflicting lock: "Conflicting lock is held in /usr/bin/python3 (PID 1234)".
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?)(?: by user \S+)?\.? *(?:See also|$)")
 
@@ -37,11 +43,19 @@ def run_file(relative: str) -> str:
 
 def open_database(path: str, run: RunDir, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Returns a connection to the DuckDB file at `path` (or ":memory:") whose run_file() paths resolve into `run`'s
-    folder. A file is attached, as `catalog` and the default database, to a new in-memory database of this
-    connection's own: DuckDB shares one database per file path among a process's connections, so one held open
-    (a notebook's) would otherwise hand every later connection the catalog it read before a rebuild replaced it."""
+    folder, and whose queries hold at most CURATE_DUCKDB_MEMORY (default 1GB) before spilling into the run folder. A
+    file is attached, as `catalog` and the default database, to a new in-memory database of this connection's own:
+    DuckDB shares one database per file path among a process's connections, so one held open (a notebook's) would
+    otherwise hand every later connection the catalog it read before a rebuild replaced it."""
     config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     con = duckdb.connect(":memory:", config=config)
+    try:
+        con.execute("SET memory_limit = $limit", {"limit": os.environ.get(MEMORY_VARIABLE) or DEFAULT_MEMORY})
+    except duckdb.Error as exc:
+        con.close()
+        raise UsageError(f"{MEMORY_VARIABLE} must be a size such as 2GB: {exc}".splitlines()[0]) from None
+    con.execute("SET temp_directory = $spill", {"spill": str(run.path / DUCKDB_SPILL)})
+    con.execute("SET enable_progress_bar = false")  # a stage shows curate's one bar, not DuckDB's
     if path != ":memory:":
         try:
             con.execute(f"ATTACH $path AS {ATTACHED}{' (READ_ONLY)' if read_only else ''}", {"path": path})

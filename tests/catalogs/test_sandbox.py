@@ -81,3 +81,19 @@ def test_a_catalog_held_for_writing_elsewhere_is_a_one_line_error(runs):
         holder.communicate("")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "is open for writing in another process" in result.stderr
+
+
+def test_a_query_larger_than_its_memory_spills_inside_the_run_and_cleans_up(runs, monkeypatch):
+    run = runs[0]
+    monkeypatch.setenv("CURATE_DUCKDB_MEMORY", "100MB")
+    con = connect(run)
+    settings = "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+    assert con.execute(settings).fetchone() == ("95.3 MiB", str(run.path / ".duckdb_spill"))
+    # a sort of ~130 MB of strings: more than the limit, so DuckDB spills it to the run's spill folder
+    query = "SELECT max(s) FROM (SELECT md5(i::VARCHAR) || md5(i::VARCHAR) AS s FROM range(2000000) t(i) ORDER BY s)"
+    assert con.execute(query).fetchone()[0].startswith("ffff")
+    con.close()
+    assert not (run.path / ".duckdb_spill").exists()
+    monkeypatch.setenv("CURATE_DUCKDB_MEMORY", "lots")
+    with pytest.raises(UsageError, match=r"^CURATE_DUCKDB_MEMORY must be a size such as 2GB: [^\n]*$"):
+        connect(run)
