@@ -57,6 +57,9 @@ def require_columns(run: RunDir, columns: list[str]) -> list[str]:
     return columns
 
 
+MARKER_BYTES = 1 << 20  # the most one completion marker may hold (they hold a shard's name and counts)
+
+
 def build_catalog(run: RunDir) -> Path:
     """(Re)creates catalog.duckdb from the files the run holds now; returns its path. The database is built in a
     private temporary folder (DuckDB cannot write one under a path holding '?') and copied in atomically, so a build
@@ -81,6 +84,14 @@ def _write_catalog(path: Path, run: RunDir) -> None:
         con.close()
 
 
+def _markers(path: str) -> str:
+    """Returns the SQL that reads ingest's completion markers at `path` with their declared columns: DuckDB's
+    auto-detection would buffer every file to sample it (a 10M-sample run's markers took more than 1 GB)."""
+    types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT"}
+    columns = ", ".join(f"{f.name}: '{types[f.type]}'" for f in SHARD_MARKER_SCHEMA)
+    return f"read_json({path}, columns = {{{columns}}}, maximum_object_size = {MARKER_BYTES})"
+
+
 def parquet(glob: str) -> str:
     """Returns the DuckDB reader of the run's Parquet files matching a relative glob (a constant of this module)."""
     return f"read_parquet({run_file(glob)}, union_by_name = true)"
@@ -102,7 +113,7 @@ def catalog_statements(run: RunDir, con: duckdb.DuckDBPyConnection) -> list[str]
         "CREATE VIEW quarantine AS " + _files_or_none(run, con, "quarantine/*.parquet",
                                                       parquet("quarantine/*.parquet"), QUARANTINE_SCHEMA),
         "CREATE VIEW shards AS " + _files_or_none(run, con, "_done/ingest/*.json",
-                                                  f"read_json_auto({run_file('_done/ingest/*.json')})",
+                                                  _markers(run_file("_done/ingest/*.json")),
                                                   SHARD_MARKER_SCHEMA),
     ]
     statements += [f"CREATE VIEW scores_{s} AS " + guarded(parquet(f"scores/{s}/*.parquet")) for s in stages]
