@@ -5,7 +5,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.io.columns import is_scalar
 from curate.io.samples import RawSample, ReadOptions, caption_too_large
+from curate.io.schema import SAMPLES_SCHEMA
 
 IMAGE_COLUMNS = ("jpg", "image", "img", "png", "webp", "image_bytes")
 CAPTION_COLUMNS = ("caption", "txt", "text")
@@ -29,6 +31,26 @@ def image_parquet_columns(schema: pa.Schema, options: ReadOptions) -> dict[str, 
         uid=options.uid_column if options.uid_column in names else None,
         url=options.url_column if options.url_column in names else None,
     )
+
+
+def kept_columns(schema: pa.Schema, mapped: set[str], options: ReadOptions) -> list[str]:
+    """Returns the file's columns that samples keep beside curate's: those --columns names that the file has, else
+    every scalar column but the ones curate maps (`mapped`: image, caption, key...) and those named like curate's
+    own columns (width, sha256...: curate's values stand, unless --rename gives the file's another name)."""
+    if options.columns is not None:
+        return [c for c in options.columns if c in schema.names]
+    renamed = dict(options.rename or ())
+    own = set(SAMPLES_SCHEMA.names) - set(renamed)
+    return [f.name for f in schema if f.name not in mapped | own and is_scalar(f.type)
+            and not f.name.startswith("__index_level_")]  # pandas' index, not data
+
+
+def read_rows(parquet: pq.ParquetFile, rows: tuple[int, int] | None, columns: list[str] | None = None) -> pa.Table:
+    """Returns rows [start, stop) of an open Parquet file (all of them when `rows` is None), reading only the row
+    groups that hold them, and only `columns` when given."""
+    start, stop = rows or (0, parquet.metadata.num_rows)
+    groups, first = row_groups_of(parquet.metadata, start, stop)
+    return parquet.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
 
 
 def _pick(given: str | None, candidates: tuple[str, ...], names: set[str], what: str) -> str:

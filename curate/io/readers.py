@@ -7,9 +7,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io.datacomp import is_datacomp_schema, read_datacomp
+from curate.io.columns import class_labels, source_table
+from curate.io.datacomp import DATACOMP_MAPPED, is_datacomp_schema, read_datacomp
 from curate.io.inputs import ShardTask
-from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, iter_image_parquet
+from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, iter_image_parquet, kept_columns, read_rows
 from curate.io.samples import ReadOptions, ShardTables
 from curate.io.tars import read_tar_samples
 
@@ -44,9 +45,27 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     except SchemaMismatch as exc:
         _quarantine_all_rows(task, tables, str(exc))
         return {}
+    kept = kept_columns(schema, set(columns.values()), tables.options)
+    if kept:
+        with fsspec.open(task.url, "rb") as f:
+            piece = read_rows(pq.ParquetFile(f), task.rows, kept)
+        tables.source = source_table(piece, tables.options.plan, class_labels(schema))
+    start = task.rows[0] if task.rows else 0
     for raw in iter_image_parquet(task.url, columns, tables.options.max_caption_bytes, rows=task.rows):
+        raw.position = raw.image_offset - start
         tables.add(raw, json_expected=False)
     return {}
+
+
+def mapped_columns(schema: pa.Schema, options: ReadOptions) -> set[str] | None:
+    """Returns the columns of a Parquet file of this schema that curate maps into its own (a DataComp metadata
+    file's or an image shard's), or None when its reader would quarantine the file."""
+    if is_datacomp_schema(schema) and not _has_image_column(schema, options):
+        return set(DATACOMP_MAPPED)
+    try:
+        return {c for c in image_parquet_columns(schema, options).values() if c is not None}
+    except SchemaMismatch:
+        return None
 
 
 def _parquet_schema(url: str) -> pa.Schema:

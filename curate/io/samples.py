@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from curate.io.columns import CLS, ColumnPlan, cls_value, name_list, own_columns, rename_pairs
 from curate.io.images import (
     DEFAULT_MAX_ASPECT,
     DEFAULT_MAX_PIXELS,
@@ -21,6 +22,7 @@ from curate.io.images import (
 )
 from curate.io.inputs import ShardTask
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+from curate.options import option
 
 MAX_JSON_DEPTH = 64
 DEFAULT_MAX_MEMBER_BYTES = 256 * 2**20  # a tar member larger than this is not read into memory
@@ -32,8 +34,9 @@ CAPTION_TOO_LARGE = "caption too large"
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How shards are read: the image, member and caption limits and, for Parquet shards, which columns hold
-    what."""
+    """How shards are read: the image, member and caption limits, for Parquet shards which columns hold what, and
+    which of the shards' own columns samples keep (the option fields: `curate ingest` and the pipelines declare
+    them from here)."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = DEFAULT_MAX_SIDE
@@ -47,6 +50,25 @@ class ReadOptions:
     url_column: str = "url"
     datacomp_embeddings: str = "l14"
     embedding_dtype: str = "float32"  # how DataComp .npz embeddings are stored in the run (float16 halves them)
+    columns: tuple[str, ...] | None = option(
+        None, "Parquet inputs: the columns to keep, a,b (default: every scalar column besides curate's own)",
+        type=name_list)
+    json_columns: tuple[str, ...] | None = option(
+        None, "WebDataset json: the top-level fields to keep as typed columns, a,b or all (the json column stays)",
+        type=name_list)
+    rename: tuple[tuple[str, str], ...] | None = option(
+        None, "kept columns under other names, old=new,old2=new2 (one that clashes with curate's must be)",
+        type=rename_pairs)
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", name_list(self.columns))
+        object.__setattr__(self, "json_columns", name_list(self.json_columns))
+        object.__setattr__(self, "rename", rename_pairs(self.rename))
+
+    @property
+    def plan(self) -> ColumnPlan:
+        """The shards' own columns to keep, as a worker applies them."""
+        return ColumnPlan(self.columns, self.json_columns, self.rename)
 
 
 @dataclass
@@ -66,6 +88,8 @@ class RawSample:
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    cls: bytes | None = None  # a WebDataset .cls member
+    position: int | None = None  # the row in the reader's piece of a Parquet file, whose kept columns it holds
 
 
 def default_uid(shard_id: str, key: str) -> str:
@@ -92,6 +116,9 @@ class ShardTables:
     quarantine: list[dict] = field(default_factory=list)
     read: int = 0
     keys: set[str] = field(default_factory=set)
+    values: list[dict] = field(default_factory=list)  # per accepted sample: its json and .cls columns
+    positions: list[int | None] = field(default_factory=list)  # per accepted sample: its row in `source`
+    source: pa.Table | None = None  # a Parquet reader's kept columns of its piece's rows
 
     def quarantine_shard(self, reason: str, detail: str = "") -> None:
         """Records a failure of the whole shard (or of its unread rest): a row with no key."""
@@ -117,6 +144,7 @@ class ShardTables:
             row = dict(uid=uid, shard=self.task.url, key=key, caption=caption, json=json_text,
                        url=_text(raw.url if raw.url is not None else (meta or {}).get("url"), "url"))
             row |= _metadata_facts(raw) if raw.metadata_only else self._image_fields(raw)
+            values = self._own_values(raw, meta)
         except SampleCheckError as exc:
             self.quarantine_sample(printable(raw.key), uid, *exc.args)
             return
@@ -126,6 +154,22 @@ class ShardTables:
         self.read += 1
         self.keys.add(key)
         self.samples.append(row)
+        self.values.append(values)
+        self.positions.append(raw.position)
+
+    def _own_values(self, raw: RawSample, meta: dict | None) -> dict:
+        """Returns column -> value of the sample's json fields and .cls member that become columns."""
+        plan = self.options.plan
+        try:
+            values = plan.json_values(meta)
+        except ValueError as exc:
+            raise SampleCheckError("invalid json column", str(exc)[:300]) from None
+        if raw.cls is not None:
+            try:
+                values[plan.target(CLS)] = cls_value(raw.cls)
+            except UnicodeDecodeError:
+                raise SampleCheckError("invalid cls", "the .cls member is not valid UTF-8") from None
+        return values
 
     def _image_fields(self, raw: RawSample) -> dict:
         if raw.image is None:
@@ -141,26 +185,28 @@ class ShardTables:
         )
 
     def tables(self) -> dict[str, pa.Table]:
-        """Returns the shard's samples and quarantine as Arrow tables."""
+        """Returns the shard's samples (curate's columns, then the shard's own kept ones) and quarantine as Arrow
+        tables."""
         try:
             samples = pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA)
         except (pa.ArrowException, ValueError, TypeError, OverflowError):
             samples = self._representable_samples()
+        samples = own_columns(samples, self.values, self.positions, self.source)
         return {"samples": samples, "quarantine": pa.Table.from_pylist(self.quarantine, schema=QUARANTINE_SCHEMA)}
 
     def _representable_samples(self) -> pa.Table:
         """Returns the accepted rows Arrow can hold, quarantining the others (the checks let nothing through
         that Arrow refuses; this keeps that promise if one ever does)."""
         kept = []
-        for row in self.samples:
+        for row, values, position in zip(self.samples, self.values, self.positions, strict=True):
             try:
                 pa.Table.from_pylist([row], schema=SAMPLES_SCHEMA)
-                kept.append(row)
+                kept.append((row, values, position))
             except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
                 self.quarantine.append(dict(shard=self.task.url, key=row["key"], uid=row["uid"],
                                             reason="unrepresentable value", detail=str(exc)[:300]))
-        self.samples = kept
-        return pa.Table.from_pylist(kept, schema=SAMPLES_SCHEMA)
+        self.samples, self.values, self.positions = ([k[i] for k in kept] for i in range(3))
+        return pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA)
 
     def counts(self) -> dict[str, int]:
         """Returns read, accepted and quarantined sample counts, and shard-level errors."""
