@@ -14,15 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import UsageError
-from curate.io.schema import SAMPLES_SCHEMA
+from curate.filters import FILTERS
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, SAMPLES_SCHEMA
 
 ALL = "all"  # --json-columns all: every top-level scalar field
 CLS = "cls"  # the column a WebDataset .cls member fills
-# Columns other stages add to samples without their own prefix (curate.concepts.partition's k-means, DataComp's).
-UNPREFIXED = ("cluster_id", "dist_to_centroid", "clip_b32_similarity_score", "clip_l14_similarity_score",
-              "face_bboxes")
-# Every stage that adds columns to samples names them <stage>_*: the filters, decontaminate, embed descriptor sets.
-STAGE_PREFIXES = ("basic", "dbp", "decontam", "dfn", "dq", "embed", "kmeans", "neardup", "random", "semdedup")
+# Columns stages add to samples without a prefix of their own: the k-means stage's (curate.concepts.partition's
+# COLUMNS, whose module loads faiss) and DataComp's scores.
+UNPREFIXED = ("cluster_id", "dist_to_centroid", *DATACOMP_SCORE_COLUMNS)
+# Every other stage names its columns <stage>_*: the filters, decontaminate, the k-means stage, descriptor sets.
+STAGE_PREFIXES = (*FILTERS, "decontam", "kmeans", "embed")
 INT64 = (-(2**63), 2**63)
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 

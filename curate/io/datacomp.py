@@ -10,10 +10,9 @@ from curate.io.inputs import ShardTask
 from curate.io.npz import NpzError, npz_rows, npz_shapes
 from curate.io.parquet_shards import SchemaMismatch, bound_captions, kept_columns, read_rows
 from curate.io.samples import RawSample, ShardTables
-from curate.io.schema import embeddings_schema
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, embeddings_schema
 
 DATACOMP_COLUMNS = ("uid", "text")
-DATACOMP_SCORE_COLUMNS = ("clip_b32_similarity_score", "clip_l14_similarity_score", "face_bboxes")
 # The columns curate maps into samples and scores/datacomp: the others are the file's own, kept as columns.
 DATACOMP_MAPPED = (*DATACOMP_COLUMNS, "url", "original_width", "original_height", "sha256", *DATACOMP_SCORE_COLUMNS)
 EMBEDDING_MODELS = ("b32", "l14")

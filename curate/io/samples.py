@@ -6,7 +6,6 @@ can stop its shard, and every sample read is either accepted or quarantined.
 """
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -21,10 +20,10 @@ from curate.io.images import (
     inspect_image,
 )
 from curate.io.inputs import ShardTask
+from curate.io.jsonmeta import SampleCheckError, is_valid_text, parse_json
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.options import option
 
-MAX_JSON_DEPTH = 64
 DEFAULT_MAX_MEMBER_BYTES = 256 * 2**20  # a tar member larger than this is not read into memory
 # Web alt-texts run to a few kB at most (DataComp's longest are a few kB): 64 KiB leaves room and still bounds
 # what one caption costs every later stage.
@@ -102,10 +101,6 @@ def caption_too_large(size: int, limit: int) -> tuple[str, str]:
     return CAPTION_TOO_LARGE, f"caption is {size} bytes, over --max-caption-bytes {limit}"
 
 
-class SampleCheckError(Exception):
-    """A sample fails a check; args are (reason, detail)."""
-
-
 @dataclass
 class ShardTables:
     """Accumulates one shard's accepted samples and quarantine rows, and counts what was read."""
@@ -138,7 +133,7 @@ class ShardTables:
                 raise SampleCheckError("repeated key", "an earlier sample of this shard has the same key")
             if raw.problem:  # the reader could not take one of its members: nothing else about it can be trusted
                 raise SampleCheckError(*raw.problem)
-            meta, json_text = _parse_json(raw.json_text, json_expected)
+            meta, json_text = parse_json(raw.json_text, json_expected)
             uid = _uid_of(raw, meta, self.task.file_id)
             caption = _caption_of(raw, meta, self.options.max_caption_bytes)
             row = dict(uid=uid, shard=self.task.url, key=key, caption=caption, json=json_text,
@@ -219,19 +214,11 @@ class ShardTables:
 
 def printable(value: object) -> str | None:
     """Returns a key as text Arrow can store, whatever it holds: invalid Unicode escaped, non-text as its repr."""
-    if value is None or (isinstance(value, str) and _is_valid_text(value)):
+    if value is None or (isinstance(value, str) and is_valid_text(value)):
         return value
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
     return repr(value)[:200]
-
-
-def _is_valid_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _text(value: object, name: str) -> str | None:
@@ -246,42 +233,9 @@ def _text(value: object, name: str) -> str | None:
             raise SampleCheckError(f"invalid {name}", f"{name} is not valid UTF-8") from None
     if not isinstance(value, str):
         raise SampleCheckError(f"invalid {name}", f"{name} must be text, got {type(value).__name__}")
-    if not _is_valid_text(value):
+    if not is_valid_text(value):
         raise SampleCheckError(f"invalid {name}", f"{name} is not valid Unicode (a lone surrogate)")
     return value
-
-
-def _json_depth(value: object) -> int:
-    """Returns how deeply objects and arrays nest in parsed json (0 for a scalar), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        deepest = max(deepest, depth if isinstance(node, dict | list) else 0)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
-
-
-def _parse_json(text: bytes | str | None, expected: bool) -> tuple[dict | None, str | None]:
-    """Returns the sample's json as an object and as the text the catalog stores."""
-    if text is None:
-        if expected:
-            raise SampleCheckError("missing json", "other samples in this shard have a .json member")
-        return None, None
-    try:
-        meta = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SampleCheckError("invalid json", str(exc)[:200]) from None
-    except RecursionError:
-        raise SampleCheckError("invalid json", "nested too deeply to parse") from None
-    if not isinstance(meta, dict):
-        raise SampleCheckError("invalid json", f"expected an object, got {type(meta).__name__}")
-    if _json_depth(meta) > MAX_JSON_DEPTH:
-        raise SampleCheckError("invalid json", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    stored = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    if not _is_valid_text(stored):
-        raise SampleCheckError("invalid json", "a string is not valid Unicode (a lone surrogate)")
-    return meta, stored
 
 
 def _uid_of(raw: RawSample, meta: dict | None, shard_id: str) -> str:

@@ -8,11 +8,10 @@ from curate.catalogs.connection import open_database, run_file
 from curate.catalogs.views import DUPLICATES
 from curate.errors import UsageError
 from curate.graph import StageRun
-from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
 from curate.io.inputs import ShardTask, expand_inputs, split_large_parquet
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
-from curate.io.schema import EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.rundir import RunDir, check_run_folder, parquet_bytes
 from curate.runners import Runner, ShardJob, as_runner, run_shard_job
 from curate.stages.ingest_columns import check_own_columns, settle_column_types

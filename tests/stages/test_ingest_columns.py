@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import curate
 from curate.catalogs import connect
 from curate.cli.main import main
 from curate.errors import UsageError
@@ -176,6 +177,8 @@ def test_nulls_long_strings_and_odd_names(tmp_path):
     got = rows(run, 'SELECT "a ""quoted"" name", "with space", "select", "étiquette 名", '
                     + "\"'; DROP TABLE samples; --\" FROM samples ORDER BY key")
     assert got == [(long, None, "from", None, 1.5), (None, 2, "where", None, None)]
+    api = curate.open(run.path).samples(where='"with space" = 2 OR "select" = \'from\'')
+    assert api.to_polars(['a "quoted" name', "select"]).rows() == [(long, "from"), (None, "where")]
     entry = run.manifest()["stages"]["ingest"]
     assert sorted(entry["own_columns"]) == sorted(odd) and entry["columns"][-len(odd):] == list(odd)
 
