@@ -89,10 +89,6 @@ class ColumnPlan:
         """Returns the samples column that the source column or field `name` fills."""
         return dict(self.rename or ()).get(name, name)
 
-    def takes_json(self) -> bool:
-        """Returns whether any json field becomes a column."""
-        return bool(self.json_columns)
-
     def json_values(self, meta: dict | None) -> dict[str, object]:
         """Returns column -> value of the sample's json fields that become columns. A field named by --json-columns
         that holds an object or a list raises ValueError (the sample is quarantined with it); under `all`, such
@@ -193,14 +189,39 @@ def label_names(values: pa.ChunkedArray, names: list[str]) -> pa.ChunkedArray | 
     return pc.take(pa.array(names, pa.string()), pc.if_else(valid, values, None))
 
 
-def source_table(table: pa.Table, plan: ColumnPlan, labels: dict[str, list[str]]) -> pa.Table:
-    """Returns a Parquet piece's kept columns as samples hold them: ClassLabel values as names, every other column
-    in its canonical type, renamed."""
-    columns = {}
+def source_table(table: pa.Table, plan: ColumnPlan, labels: dict[str, list[str]]) -> tuple[pa.Table, list[str]]:
+    """Returns a Parquet piece's kept columns as samples hold them (ClassLabel values as names, every other column
+    in its canonical type, renamed), and a line per column whose text cells were not valid UTF-8 (nulled: Parquet
+    does not check, and DuckDB refuses a file holding one)."""
+    columns, problems = {}, []
     for name in table.column_names:
-        values = table[name]
-        columns[plan.target(name)] = label_names(values, labels[name]) if name in labels else canonical(values)
-    return pa.table(columns)
+        values = label_names(table[name], labels[name]) if name in labels else canonical(table[name])
+        values, bad = _valid_text(values)
+        if bad:
+            problems.append(f"column {name!r}: {bad} text values are not valid UTF-8; they are null")
+        columns[plan.target(name)] = values
+    return pa.table(columns), problems
+
+
+def _valid_text(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, int]:
+    """Returns a text column with its cells that are not valid UTF-8 nulled, and how many there were."""
+    if values.type != pa.string():
+        return values, 0
+    try:
+        values.validate(full=True)
+        return values, 0
+    except pa.ArrowInvalid:
+        raw = values.cast(pa.binary()).to_pylist()
+        texts = [_decoded(v) for v in raw]
+        return pa.chunked_array([pa.array(texts, pa.string())]), sum(
+            t is None and v is not None for t, v in zip(texts, raw, strict=True))
+
+
+def _decoded(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def check_targets(kept: list[tuple[str, str, str]]) -> None:

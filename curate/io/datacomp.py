@@ -35,7 +35,7 @@ def read_datacomp(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     if not is_datacomp_schema(meta.schema):
         raise SchemaMismatch(f"DataComp metadata needs columns uid and text; columns are {meta.schema.names}")
     kept = kept_columns(meta.schema, set(DATACOMP_MAPPED), tables.options)
-    tables.source = source_table(meta.select(kept), tables.options.plan, class_labels(meta.schema))
+    tables.add_source(*source_table(meta.select(kept), tables.options.plan, class_labels(meta.schema)))
     bounded, oversized = bound_captions(meta, "text", tables.options.max_caption_bytes)
     cols = bounded.to_pydict()
     for i in range(meta.num_rows):

@@ -49,7 +49,7 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     if kept:
         with fsspec.open(task.url, "rb") as f:
             piece = read_rows(pq.ParquetFile(f), task.rows, kept)
-        tables.source = source_table(piece, tables.options.plan, class_labels(schema))
+        tables.add_source(*source_table(piece, tables.options.plan, class_labels(schema)))
     start = task.rows[0] if task.rows else 0
     for raw in iter_image_parquet(task.url, columns, tables.options.max_caption_bytes, rows=task.rows):
         raw.position = raw.image_offset - start

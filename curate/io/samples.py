@@ -119,6 +119,13 @@ class ShardTables:
         """Records a failure of the whole shard (or of its unread rest): a row with no key."""
         self.quarantine.append(dict(shard=self.task.url, key=None, uid=None, reason=reason, detail=detail))
 
+    def add_source(self, source: pa.Table, problems: list[str]) -> None:
+        """Takes a Parquet piece's kept columns, a row per its rows, and a shard row (no key) per problem found in
+        them."""
+        self.source = source
+        for problem in problems:
+            self.quarantine_shard("invalid column text", problem)
+
     def quarantine_sample(self, key: str, uid: str | None, reason: str, detail: str = "") -> None:
         """Records one read sample that could not be accepted."""
         self.read += 1

@@ -17,7 +17,7 @@ from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
 from tests.conftest import catalog_snapshot
-from tests.shards import image_bytes, image_parquet, sample_members, write_tar
+from tests.shards import datacomp_shard, image_bytes, image_parquet, sample_members, write_tar
 
 
 def labelled_tar(path, classes, metas=None):
@@ -268,3 +268,25 @@ def test_generated_labels_and_json_fields_are_accounted_for(tmp_path, seed):
             assert cls == (str(int(raw_cls)) if types["cls"] == "int64" else raw_cls.decode().strip())
         if label is not None and not (isinstance(meta["label"], float) and meta["label"] != meta["label"]):
             assert label == as_text(meta["label"], types["label"]) or float(label) == meta["label"]
+
+
+def test_datacomp_metadata_keeps_its_other_columns_beside_the_scores(tmp_path):
+    uids = datacomp_shard(tmp_path, np.ones((3, 4)))
+    table = pq.read_table(tmp_path / "0000.parquet")
+    pq.write_table(table.append_column("language", pa.array(["en", None, "fr"])), tmp_path / "0000.parquet")
+    run, counts = ingested(tmp_path, [tmp_path / "0000.parquet"])
+    assert counts == dict(read=3, kept=3, quarantined=0, shard_errors=0)
+    got = rows(run, "SELECT uid, language, clip_l14_similarity_score IS NOT NULL FROM samples")
+    assert sorted(got) == sorted(zip(uids, ["en", None, "fr"], [True] * 3, strict=True))
+    assert run.manifest()["stages"]["ingest"]["own_columns"] == {"language": "string"}
+
+
+def test_text_that_is_not_utf8_in_a_kept_column_is_null_with_a_reason(tmp_path):
+    raw = pa.array([b"ok", b"\xff\xfe", None], pa.binary())
+    shard = labelled_parquet(tmp_path / "p.parquet", 3, {"note": pa.Array.from_buffers(pa.string(), 3, raw.buffers(),
+                                                                                         null_count=1)})
+    run, counts = ingested(tmp_path, [shard])
+    assert rows(run, "SELECT note FROM samples ORDER BY key") == [("ok",), (None,), (None,)]
+    assert rows(run, "SELECT reason, detail FROM quarantine") == [
+        ("invalid column text", "column 'note': 1 text values are not valid UTF-8; they are null")]
+    assert counts == dict(read=3, kept=3, quarantined=0, shard_errors=1)
