@@ -290,3 +290,55 @@ def test_text_that_is_not_utf8_in_a_kept_column_is_null_with_a_reason(tmp_path):
     assert rows(run, "SELECT reason, detail FROM quarantine") == [
         ("invalid column text", "column 'note': 1 text values are not valid UTF-8; they are null")]
     assert counts == dict(read=3, kept=3, quarantined=0, shard_errors=1)
+
+
+def test_own_columns_never_reach_the_stages_that_re_read_shards(tmp_path):
+    meta = {"image": "photo.jpg", "label": 3}
+    run, _ = ingested(tmp_path, [labelled_tar(tmp_path / "a.tar", [b"1"], [meta])], json_columns="all")
+    curate.open(run.path).filter("basic")
+    assert rows(run, "SELECT image, label, cls, basic_keep IS NOT NULL FROM samples") == [("photo.jpg", 3, 1, True)]
+
+
+NAMES = ["label", "Label", 'a "q"', "sp ace", "select", "名前", "dfn_x", "sha256", "width", "x\ty",
+         "__index_level_0__"]
+WEIGHTS = np.array([3, 1, 3, 3, 3, 3, 0.4, 2, 2, 0.4, 2]) / 22.8  # refused names drawn now and then
+KINDS = {"int": (pa.int32(), lambda r: int(r.integers(-9, 9))), "float": (pa.float64(), lambda r: float(r.random())),
+         "text": (pa.string(), lambda r: "é" * int(r.integers(0, 4))),
+         "bool": (pa.bool_(), lambda r: bool(r.random() < 0.5))}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_generated_column_names_and_types_work_or_are_refused_in_one_line(tmp_path, seed):
+    """Parquet files with columns drawn from odd, clashing and ordinary names, each of a random type with nulls:
+    either one line refuses them and the run folder is not made, or every kept column reads back, its values
+    null exactly in the files whose type is not the run's (a quarantine row saying so)."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for f in range(3):
+        columns = {}
+        for name in dict.fromkeys(rng.choice(NAMES, size=int(rng.integers(1, 4)), p=WEIGHTS)):
+            kind, value = KINDS[str(rng.choice(list(KINDS)))]
+            columns[name] = pa.array([value(rng) if rng.random() < 0.8 else None for _ in range(3)], kind)
+        drawn.append((labelled_parquet(tmp_path / f"f{f}.parquet", 3, columns), columns))
+    names = {name for _, columns in drawn for name in columns}
+    try:
+        run, counts = ingested(tmp_path, [path for path, _ in drawn])
+    except UsageError as exc:
+        assert "\n" not in str(exc).replace("x\ty", "") and "--rename" in str(exc)
+        assert names & {"dfn_x", "x\ty"} or {"label", "Label"} <= names
+        assert not (tmp_path / "run").exists()
+        return
+    assert not (names & {"dfn_x", "x\ty"} or {"label", "Label"} <= names)
+    assert counts["read"] == counts["kept"] == 9
+    types = run.manifest()["stages"]["ingest"]["own_columns"]
+    assert set(types) == names - {"sha256", "width", "__index_level_0__"}
+    nulled = {(shard, detail.split("'")[1]) for shard, detail in rows(run, "SELECT shard, detail FROM quarantine")}
+    for path, columns in drawn:
+        for name in set(columns) & set(types):
+            quoted = '"' + name.replace('"', '""') + '"'
+            got = [v for (v,) in rows(run, f"SELECT {quoted} FROM samples WHERE shard = '{path}' ORDER BY key")]
+            if (str(path), name) in nulled:
+                assert got == [None] * 3
+            else:
+                expected = columns[name].to_pylist()
+                assert got == expected or got == pytest.approx(expected)
