@@ -78,10 +78,9 @@ def clash_of(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class ColumnPlan:
-    """Which of a shard's own columns to keep and under which names: the read options' columns, json_columns and
-    rename, as a worker applies them."""
+    """Which json fields a worker keeps as columns, and every kept column's name: the read options' json_columns
+    and rename (their columns, for Parquet, is applied by curate.io.parquet_shards.kept_columns)."""
 
-    columns: tuple[str, ...] | None = None
     json_columns: tuple[str, ...] | None = None
     rename: tuple[tuple[str, str], ...] | None = None
 
@@ -115,7 +114,7 @@ def cls_value(data: bytes) -> int | str | None:
     text = data.decode("utf-8").strip()
     if not text:
         return None
-    if INTEGER_TEXT.fullmatch(text) and INT64[0] <= int(text) < INT64[1]:
+    if len(text) < 21 and INTEGER_TEXT.fullmatch(text) and INT64[0] <= int(text) < INT64[1]:
         return int(text)
     return text
 

@@ -67,7 +67,7 @@ class ReadOptions:
     @property
     def plan(self) -> ColumnPlan:
         """The shards' own columns to keep, as a worker applies them."""
-        return ColumnPlan(self.columns, self.json_columns, self.rename)
+        return ColumnPlan(self.json_columns, self.rename)
 
 
 @dataclass

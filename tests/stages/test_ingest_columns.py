@@ -49,10 +49,11 @@ def test_cls_members_are_integers_or_text(tmp_path):
     run, _ = ingested(tmp_path, [labelled_tar(tmp_path / "a.tar", [b"3\n", b" 7", None, b""])])
     assert rows(run, "SELECT key, cls, typeof(cls) FROM samples ORDER BY key") == [
         ("k0", 3, "BIGINT"), ("k1", 7, "BIGINT"), ("k2", None, "BIGINT"), ("k3", None, "BIGINT")]
-    text, counts = ingested(tmp_path, [labelled_tar(tmp_path / "b.tar", [b"cat", b"4", b"\xff"])], "text")
-    assert rows(text, "SELECT cls FROM samples ORDER BY key") == [("cat",), ("4",)]
+    digits = b"9" * 5000  # past Python's limit on converting digits to an int
+    text, counts = ingested(tmp_path, [labelled_tar(tmp_path / "b.tar", [b"cat", b"4", b"\xff", digits])], "text")
+    assert rows(text, "SELECT cls FROM samples ORDER BY key") == [("cat",), ("4",), (digits.decode(),)]
     assert rows(text, "SELECT reason FROM quarantine") == [("invalid cls",)]
-    assert counts["read"] == counts["kept"] + counts["quarantined"] == 3
+    assert counts["read"] == counts["kept"] + counts["quarantined"] == 4
     entry = text.manifest()["stages"]["ingest"]
     assert entry["own_columns"] == {"cls": "string"} and "cls" in entry["columns"]
 
@@ -137,6 +138,8 @@ def test_the_cli_refuses_a_clash_in_one_line(tmp_path, capsys):
     assert main(["ingest", str(shard), "--run", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--rename dfn_keep=source_dfn_keep" in err
+    assert main(["ingest", str(shard), "--run", str(tmp_path / "run"), "--rename", "dfn_keep"]) == 2
+    assert "--rename takes old=new pairs" in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(["ingest", str(shard), "--run", str(tmp_path / "run"), "--rename", "dfn_keep=kept_before"]) == 0
     assert rows(RunDir(tmp_path / "run"), "SELECT kept_before FROM samples ORDER BY key") == [(True,), (False,)]
 
