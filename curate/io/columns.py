@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import UsageError
-from curate.filters import FILTERS
 from curate.io.schema import DATACOMP_SCORE_COLUMNS, SAMPLES_SCHEMA
 
 ALL = "all"  # --json-columns all: every top-level scalar field
@@ -22,8 +21,9 @@ CLS = "cls"  # the column a WebDataset .cls member fills
 # Columns stages add to samples without a prefix of their own: the k-means stage's (curate.concepts.partition's
 # COLUMNS, whose module loads faiss) and DataComp's scores.
 UNPREFIXED = ("cluster_id", "dist_to_centroid", *DATACOMP_SCORE_COLUMNS)
-# Every other stage names its columns <stage>_*: the filters, decontaminate, the k-means stage, descriptor sets.
-STAGE_PREFIXES = (*FILTERS, "decontam", "kmeans", "embed")
+# Every other stage names its columns <stage>_*: the filters (curate.filters.FILTERS, which imports the stages: a
+# test checks this list holds each), decontaminate, the k-means stage, descriptor sets.
+STAGE_PREFIXES = ("basic", "dbp", "decontam", "dfn", "dq", "embed", "kmeans", "neardup", "random", "semdedup")
 INT64 = (-(2**63), 2**63)
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 

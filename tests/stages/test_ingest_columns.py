@@ -13,6 +13,8 @@ import curate
 from curate.catalogs import connect
 from curate.cli.main import main
 from curate.errors import UsageError
+from curate.filters import FILTERS
+from curate.io.columns import STAGE_PREFIXES
 from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
@@ -345,3 +347,7 @@ def test_generated_column_names_and_types_work_or_are_refused_in_one_line(tmp_pa
             else:
                 expected = columns[name].to_pylist()
                 assert got == expected or got == pytest.approx(expected)
+
+
+def test_every_registered_method_prefix_is_reserved():
+    assert set(FILTERS) <= set(STAGE_PREFIXES)
