@@ -146,14 +146,20 @@ def test_the_cli_refuses_a_clash_in_one_line(tmp_path, capsys):
     assert rows(RunDir(tmp_path / "run"), "SELECT kept_before FROM samples ORDER BY key") == [(True,), (False,)]
 
 
-def test_a_column_that_changes_type_across_shards_is_null_there_with_a_reason(tmp_path):
-    pool = tmp_path / "pool"
+def mixed_pool(pool):
+    """Writes shards whose cls and score columns change type: cls int64 in two tars, text in one; score text in one
+    Parquet file, double in another (a tie)."""
     pool.mkdir()
     labelled_tar(pool / "a.tar", [b"1", b"2"])
     labelled_tar(pool / "b.tar", [b"cat"])
     labelled_tar(pool / "c.tar", [b"3"])
     labelled_parquet(pool / "d.parquet", 2, {"score": pa.array(["high", "low"])})
-    labelled_parquet(pool / "e.parquet", 2, {"score": pa.array([0.5, 0.25])})  # a tie: the first shard's type
+    labelled_parquet(pool / "e.parquet", 2, {"score": pa.array([0.5, 0.25])})
+
+
+def test_a_column_that_changes_type_across_shards_is_null_there_with_a_reason(tmp_path):
+    pool = tmp_path / "pool"
+    mixed_pool(pool)
     local, counts = ingested(tmp_path, [pool])
     assert rows(local, "SELECT shard, cls, score FROM samples ORDER BY shard, key") == [
         (str(pool / "a.tar"), 1, None), (str(pool / "a.tar"), 2, None), (str(pool / "b.tar"), None, None),
@@ -170,6 +176,15 @@ def test_a_column_that_changes_type_across_shards_is_null_there_with_a_reason(tm
     assert ingest([str(pool)], two, workers=2, progress=False) == counts
     assert catalog_snapshot(two) == catalog_snapshot(local)
     assert ingest([str(pool)], local, progress=False) == counts  # a rerun finds the same, quarantined once
+
+
+def test_the_ray_runner_settles_the_same_types(tmp_path, ray_local):
+    mixed_pool(tmp_path / "pool")
+    local, on_ray = RunDir(tmp_path / "local"), RunDir(tmp_path / "ray")
+    ingest([str(tmp_path / "pool")], local, progress=False)
+    ingest([str(tmp_path / "pool")], on_ray, "ray", progress=False)
+    assert catalog_snapshot(local) == catalog_snapshot(on_ray)
+    assert local.manifest()["stages"]["ingest"]["own_columns"] == on_ray.manifest()["stages"]["ingest"]["own_columns"]
 
 
 def test_nulls_long_strings_and_odd_names(tmp_path):
