@@ -71,21 +71,34 @@ def iter_image_parquet(url: str, columns: dict[str, str | None], max_caption_byt
     made a Python string: its sample carries the problem.
 
     Batches are small: each one's cells are copied into Python objects at once."""
-    wanted = sorted({c for c in columns.values() if c is not None})
     with fsspec.open(url, "rb") as f:
         parquet = pq.ParquetFile(f)
         start, stop = rows or (0, parquet.metadata.num_rows)
         groups, row = row_groups_of(parquet.metadata, start, stop)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups):
-            first, row = row, row + batch.num_rows
-            if row <= start:
-                continue
-            if first >= stop:
-                return
-            batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
-            data = batch.to_pydict()
-            for i in range(max(start - first, 0), min(batch.num_rows, stop - first)):
-                yield _raw_sample(data, columns, i, first + i, oversized.get(i))
+        batches = parquet.iter_batches(batch_size=batch_rows, columns=wanted_columns(columns), row_groups=groups)
+        yield from image_samples(batches, row, columns, max_caption_bytes, (start, stop))
+
+
+def wanted_columns(columns: dict[str, str | None]) -> list[str]:
+    """Returns the file columns an image reader reads: those image_parquet_columns mapped, sorted."""
+    return sorted({c for c in columns.values() if c is not None})
+
+
+def image_samples(batches, row: int, columns: dict[str, str | None], max_caption_bytes: int,
+                  rows: tuple[int, int]):
+    """Yields the RawSamples of file rows [start, stop) from record batches of the `wanted_columns` whose first
+    row is file row `row`, as iter_image_parquet describes them (an Arrow file's reader shares it)."""
+    start, stop = rows
+    for batch in batches:
+        first, row = row, row + batch.num_rows
+        if row <= start:
+            continue
+        if first >= stop:
+            return
+        batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
+        data = batch.to_pydict()
+        for i in range(max(start - first, 0), min(batch.num_rows, stop - first)):
+            yield _raw_sample(data, columns, i, first + i, oversized.get(i))
 
 
 def row_groups_of(metadata: pq.FileMetaData, start: int, stop: int) -> tuple[list[int], int]:

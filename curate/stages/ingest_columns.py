@@ -7,7 +7,6 @@ it does not depend on the order workers finish in. A shard whose type differs ke
 values null (the column is dropped from its file), and the quarantine gets a row for the shard (no key) whose
 detail names the column and both types."""
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -15,7 +14,7 @@ from curate.errors import UsageError
 from curate.io.columns import ALL, CLS, check_targets, class_labels, is_scalar
 from curate.io.inputs import ShardTask
 from curate.io.parquet_shards import kept_columns
-from curate.io.readers import mapped_columns
+from curate.io.readers import mapped_columns, shard_schema
 from curate.io.samples import ReadOptions
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.rundir import RunDir
@@ -30,7 +29,7 @@ def check_own_columns(tasks: list[ShardTask], options: ReadOptions) -> dict[str,
     input has; returns column -> class names of the Hugging Face ClassLabel columns kept, in order of appearance."""
     plan, kept, labels, parquet_names = options.plan, [], {}, set()
     for url in dict.fromkeys(t.url for t in tasks if t.kind != "webdataset"):
-        schema = _footer_schema(url)
+        schema = _schema_or_none(url)
         mapped = None if schema is None else mapped_columns(schema, options)
         if mapped is None:
             continue  # its reader quarantines it
@@ -63,10 +62,9 @@ def _check_named(names, known: set[str], flag: str, why: str) -> None:
                          "them (case matters)")
 
 
-def _footer_schema(url: str) -> pa.Schema | None:
+def _schema_or_none(url: str) -> pa.Schema | None:
     try:
-        with fsspec.open(url, "rb") as f:
-            return pq.read_schema(f)
+        return shard_schema(url)
     except Exception:  # any unreadable footer: the reader quarantines the file with its reason
         return None
 

@@ -366,3 +366,30 @@ def test_generated_column_names_and_types_work_or_are_refused_in_one_line(tmp_pa
 
 def test_every_registered_method_prefix_is_reserved():
     assert set(FILTERS) <= set(STAGE_PREFIXES)
+
+
+def test_a_hugging_face_dataset_folder_is_an_input_with_its_class_names(tmp_path):
+    import datasets
+
+    from curate.export import export_subset
+
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["cat", "dog"]),
+                                  "score": datasets.Value("float32")})
+    data = {"image": [{"bytes": image_bytes((i * 60, 9, 9)), "path": None} for i in range(4)],
+            "text": [f"photo {i}" for i in range(4)], "label": [0, 1, 1, 0], "score": [0.5, None, 1.5, 2.0]}
+    folder = tmp_path / "hf"
+    datasets.Dataset.from_dict(data, features=features).save_to_disk(str(folder), num_shards=2)
+    (folder / "cache-0123.arrow").write_bytes(b"not a data file")  # datasets' own cache files are left out
+    run, counts = ingested(tmp_path, [folder])
+    assert counts == dict(read=4, kept=4, quarantined=0, shard_errors=0)
+    assert rows(run, "SELECT caption, label, score FROM samples ORDER BY shard, image_offset") == [
+        ("photo 0", "cat", 0.5), ("photo 1", "dog", None), ("photo 2", "dog", 1.5), ("photo 3", "cat", 2.0)]
+    assert run.manifest()["stages"]["ingest"]["class_labels"] == {"label": ["cat", "dog"]}
+    summary = export_subset(run, None, "parquet", tmp_path / "out", progress=False)  # re-reads the .arrow images
+    assert summary["samples"] == 4 and summary["skipped"] == 0
+    (tmp_path / "cut").mkdir()
+    cut = (folder / "data-00000-of-00002.arrow").read_bytes()
+    (tmp_path / "cut" / "d.arrow").write_bytes(cut[: len(cut) // 2])  # a data file cut short: the shard's error
+    damaged, counts = ingested(tmp_path, [tmp_path / "cut" / "d.arrow"], "damaged")
+    assert counts["shard_errors"] == 1 and rows(damaged, "SELECT reason FROM quarantine") == [("unreadable shard",)]
