@@ -51,7 +51,9 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     try:
         columns = image_parquet_columns(schema, tables.options)
     except SchemaMismatch as exc:
-        _quarantine_all_rows(task, tables, str(exc))
+        with fsspec.open(task.url, "rb") as f:
+            rows = pq.ParquetFile(f).metadata.num_rows
+        _quarantine_rows(tables, range(*(task.rows or (0, rows))), str(exc))
         return {}
     kept = kept_columns(schema, set(columns.values()), tables.options)
     if kept:
@@ -72,8 +74,7 @@ def read_arrow(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     try:
         columns = image_parquet_columns(table.schema, tables.options)
     except SchemaMismatch as exc:
-        for row in range(table.num_rows):
-            tables.quarantine_sample(str(row), None, "wrong parquet schema", str(exc))
+        _quarantine_rows(tables, range(table.num_rows), str(exc))
         return {}
     kept = kept_columns(table.schema, set(columns.values()), tables.options)
     if kept:
@@ -116,12 +117,10 @@ def _has_image_column(schema: pa.Schema, options: ReadOptions) -> bool:
     return True
 
 
-def _quarantine_all_rows(task: ShardTask, tables: ShardTables, reason: str) -> None:
-    """A Parquet file of the wrong schema: every row it holds (or the task's piece of them) is read and
+def _quarantine_rows(tables: ShardTables, rows: range, reason: str) -> None:
+    """A Parquet or Arrow file of the wrong schema: every row it holds (or the task's piece of them) is read and
     quarantined, so counts still add up."""
-    with fsspec.open(task.url, "rb") as f:
-        rows = pq.ParquetFile(f).metadata.num_rows
-    for row in range(*(task.rows or (0, rows))):
+    for row in rows:
         tables.quarantine_sample(str(row), None, "wrong parquet schema", reason)
 
 

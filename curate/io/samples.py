@@ -50,7 +50,8 @@ class ReadOptions:
     datacomp_embeddings: str = "l14"
     embedding_dtype: str = "float32"  # how DataComp .npz embeddings are stored in the run (float16 halves them)
     columns: tuple[str, ...] | None = option(
-        None, "Parquet inputs: the columns to keep, a,b (default: every scalar column besides curate's own)",
+        None, "Parquet and Hugging Face inputs: the columns to keep, a,b (default: every scalar column besides "
+        "curate's own)",
         type=name_list)
     json_columns: tuple[str, ...] | None = option(
         None, "WebDataset json: the top-level fields to keep as typed columns, a,b or all (the json column stays)",

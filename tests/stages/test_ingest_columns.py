@@ -202,3 +202,6 @@ def test_a_hugging_face_dataset_folder_is_an_input_with_its_class_names(tmp_path
     (tmp_path / "cut" / "d.arrow").write_bytes(cut[: len(cut) // 2])  # a data file cut short: the shard's error
     damaged, counts = ingested(tmp_path, [tmp_path / "cut" / "d.arrow"], "damaged")
     assert counts["shard_errors"] == 1 and rows(damaged, "SELECT reason FROM quarantine") == [("unreadable shard",)]
+    datasets.Dataset.from_dict({"text": ["no image"] * 2}).save_to_disk(str(tmp_path / "textonly"))
+    _, counts = ingested(tmp_path, [tmp_path / "textonly"], "textrun")
+    assert counts == dict(read=2, kept=0, quarantined=2, shard_errors=0)
