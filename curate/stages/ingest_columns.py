@@ -40,7 +40,7 @@ def check_own_columns(tasks: list[ShardTask], options: ReadOptions) -> dict[str,
             if not is_scalar(kind):
                 raise UsageError(f"--columns names {name!r}, which holds {kind} values in {url}: only scalar columns "
                                  "(text, numbers, booleans, dates) can be columns of samples")
-            kept.append((name, plan.target(name), f"the Parquet file {url}"))
+            kept.append((name, plan.target(name), f"the input {url}"))
             if name in declared:
                 labels[plan.target(name)] = list(dict.fromkeys(labels.get(plan.target(name), []) + declared[name]))
     _check_named(options.columns, parquet_names, "--columns", "no Parquet input has")
