@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from curate.catalogs import connect
 from curate.catalogs.selection import check_predicate
-from curate.catalogs.views import require_columns, stages_table
+from curate.catalogs.views import quoted, require_columns, stages_table
 from curate.errors import UsageError
 from curate.rundir import MANIFEST, RunDir
 
@@ -151,7 +151,7 @@ class Samples:
 
     def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
         """Returns the selected samples' rows (all columns, or `columns`) as a Polars DataFrame, in uid order."""
-        names = "*" if columns is None else ", ".join(f'"{c}"' for c in require_columns(self.run.dir, columns))
+        names = "*" if columns is None else ", ".join(map(quoted, require_columns(self.run.dir, columns)))
         return self.run.sql(f"SELECT {names} FROM samples WHERE ({self._predicate()}) ORDER BY uid")
 
     def export(self, out: str | os.PathLike, format: str = "webdataset", shard_size: int = 10000,

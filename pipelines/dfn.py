@@ -16,6 +16,7 @@ import sys
 from curate.cli.main import OneLineArgumentParser, guarded
 from curate.cli.options import add_runner_arguments, runner_from
 from curate.filters.dfn import DFNFilter
+from curate.io.samples import ReadOptions
 from curate.models import ModelSpec
 from curate.options import add_options, options_from, positive_int
 from curate.rundir import RunDir
@@ -31,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="the DFN: a train-dfn folder, an open_clip name, hf-hub:")
     parser.add_argument("--pretrained", help="pretrained tag or checkpoint file for a named model")
     add_options(parser, DFNFilter)
+    add_options(parser, ReadOptions)  # the shards' own columns ingest keeps
     add_runner_arguments(parser, default="ray")
     parser.add_argument("--batch-size", type=positive_int, default=256, help="samples per model batch (default 256)")
     return parser.parse_args(argv)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run, runner = RunDir(args.run), runner_from(args)
     method = options_from(DFNFilter, args)  # checked before hours of embedding, not after
-    summary = {"ingest": ingest(args.input, run, runner)}
+    summary = {"ingest": ingest(args.input, run, runner, options_from(ReadOptions, args))}
     summary["embed"] = embed(run, ModelSpec(args.model, args.pretrained), runner, args.batch_size)
     summary["dfn"] = method.apply(run)
     print(json.dumps(summary, indent=2))

@@ -47,9 +47,15 @@ def sample_columns(run: RunDir) -> dict[str, str]:
         con.close()
 
 
+def quoted(column: str) -> str:
+    """Returns a column name as a DuckDB identifier: in double quotes, a double quote in it doubled (a column the
+    shards brought may be named anything)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
 def require_columns(run: RunDir, columns: list[str]) -> list[str]:
-    """Returns `columns` once each is a column of `samples` (so it may be quoted into SQL); raises UsageError
-    naming the first unknown one and listing the known ones."""
+    """Returns `columns` once each is a column of `samples` (so it may go into SQL as quoted(column)); raises
+    UsageError naming the first unknown one and listing the known ones."""
     known = sample_columns(run)
     unknown = [c for c in columns if c not in known]
     if unknown:

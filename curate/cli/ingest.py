@@ -8,7 +8,7 @@ from curate.io.images import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MAX
 from curate.io.inputs import INPUT_FORMATS
 from curate.io.samples import DEFAULT_MAX_CAPTION_BYTES, DEFAULT_MAX_MEMBER_BYTES, ReadOptions
 from curate.io.schema import EMBEDDING_DTYPES
-from curate.options import positive_float, positive_int
+from curate.options import add_options, options_from, positive_float, positive_int
 from curate.rundir import RunDir
 
 
@@ -37,14 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=tuple(EMBEDDING_DTYPES), default="float32",
                         help="how DataComp .npz embeddings are stored in the run: float32, or float16 (the .npz's "
                              "own type: half the disk and reads for the whole-pool stages, values within 1e-3)")
+    add_options(parser, ReadOptions)  # the shards' own columns: --columns, --json-columns, --rename
 
 
 def run(args: argparse.Namespace) -> int:
     """Ingests the inputs and prints the accounting counts as JSON; returns 0."""
     from curate.stages.ingest import ingest
 
-    options = ReadOptions(
-        max_pixels=args.max_pixels, max_side=args.max_image_side, max_aspect=args.max_aspect_ratio,
+    options = options_from(
+        ReadOptions, args, max_pixels=args.max_pixels, max_side=args.max_image_side, max_aspect=args.max_aspect_ratio,
         max_member_bytes=args.max_member_bytes, max_caption_bytes=args.max_caption_bytes,
         image_column=args.image_column, caption_column=args.caption_column,
         key_column=args.key_column, datacomp_embeddings=args.datacomp_embeddings, embedding_dtype=args.dtype,

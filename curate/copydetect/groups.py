@@ -81,15 +81,14 @@ def _highest(run: RunDir, uids: pa.Array, column: str | None) -> np.ndarray:
     """Returns the rows' ranks by the samples column `column`, highest first, NULL (or no samples row) last, ties
     in pool order; raises UsageError for an unknown column."""
     from curate.catalogs import connect
-    from curate.catalogs.views import require_columns
+    from curate.catalogs.views import quoted, require_columns
 
     require_columns(run, [column])
-    quoted = '"' + column.replace('"', '""') + '"'  # a checked identifier, never a data value
     con = connect(run)
     try:
         con.register("neardup_pool_rows", pa.table({"uid": uids, "pool_row": np.arange(len(uids), dtype=np.int64)}))
         order = con.execute(f"SELECT p.pool_row FROM neardup_pool_rows AS p LEFT JOIN samples AS s ON s.uid = p.uid"
-                            f" ORDER BY s.{quoted} DESC NULLS LAST, p.pool_row").fetchnumpy()["pool_row"]
+                            f" ORDER BY s.{quoted(column)} DESC NULLS LAST, p.pool_row").fetchnumpy()["pool_row"]
     finally:
         con.close()
     _, first = np.unique(order, return_index=True)  # a uid listed twice in samples counts at its best place

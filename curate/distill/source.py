@@ -120,7 +120,9 @@ def _label_reader(run: RunDir, label_column: str | None,
 
 def _labels(con, predicate: str, column: str) -> dict[str, str | None]:
     """Returns uid -> the label column's value as text (None when null) of the selected samples."""
-    sql = f'SELECT uid, CAST("{column}" AS VARCHAR) FROM samples WHERE (\n{predicate}\n)'
+    from curate.catalogs.views import quoted
+
+    sql = f"SELECT uid, CAST({quoted(column)} AS VARCHAR) FROM samples WHERE (\n{predicate}\n)"
     return dict(con.sql(sql).fetchall())
 
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from curate.catalogs import connect
 from curate.catalogs.selection import selected_query, selected_uids
-from curate.catalogs.views import require_columns
+from curate.catalogs.views import quoted, require_columns
 from curate.concepts.clustering import EMBEDDED, ClusterMethod, bucket_input, route_selection
 from curate.concepts.members import segments
 from curate.concepts.partition import Partition
@@ -157,7 +157,7 @@ class DQ(FractionOf, ClusterMethod):
             if self.per == "none":
                 return rows, np.zeros(len(rows), np.int64)
             [column] = require_columns(run, [self.label_column])  # checked against the view's columns, and quoted
-            table = con.sql(f'SELECT uid, CAST("{column}" AS VARCHAR) AS label FROM samples').to_arrow_table()
+            table = con.sql(f"SELECT uid, CAST({quoted(column)} AS VARCHAR) AS label FROM samples").to_arrow_table()
         finally:
             con.close()
         labels = dict(zip(table["uid"].to_pylist(), table["label"].to_pylist(), strict=True))

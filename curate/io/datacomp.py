@@ -5,14 +5,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.io.columns import class_labels, source_table
 from curate.io.inputs import ShardTask
 from curate.io.npz import NpzError, npz_rows, npz_shapes
-from curate.io.parquet_shards import SchemaMismatch, bound_captions, row_groups_of
+from curate.io.parquet_shards import SchemaMismatch, bound_captions, kept_columns, read_rows
 from curate.io.samples import RawSample, ShardTables
-from curate.io.schema import embeddings_schema
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, embeddings_schema
 
 DATACOMP_COLUMNS = ("uid", "text")
-DATACOMP_SCORE_COLUMNS = ("clip_b32_similarity_score", "clip_l14_similarity_score", "face_bboxes")
+# The columns curate maps into samples and scores/datacomp: the others are the file's own, kept as columns.
+DATACOMP_MAPPED = (*DATACOMP_COLUMNS, "url", "original_width", "original_height", "sha256", *DATACOMP_SCORE_COLUMNS)
 EMBEDDING_MODELS = ("b32", "l14")
 
 
@@ -29,17 +31,18 @@ def read_datacomp(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
         parquet = pq.ParquetFile(f)
         rows = parquet.metadata.num_rows
         start, stop = task.rows or (0, rows)
-        groups, first = row_groups_of(parquet.metadata, start, stop)
-        meta = parquet.read_row_groups(groups).slice(start - first, stop - start)
+        meta = read_rows(parquet, task.rows)
     if not is_datacomp_schema(meta.schema):
         raise SchemaMismatch(f"DataComp metadata needs columns uid and text; columns are {meta.schema.names}")
+    kept = kept_columns(meta.schema, set(DATACOMP_MAPPED), tables.options)
+    tables.add_source(*source_table(meta.select(kept), tables.options.plan, class_labels(meta.schema)))
     bounded, oversized = bound_captions(meta, "text", tables.options.max_caption_bytes)
     cols = bounded.to_pydict()
     for i in range(meta.num_rows):
         tables.add(_raw(cols, i, start + i, oversized.get(i)), json_expected=False)
     extra = {}
     accepted = pa.array([row["uid"] for row in tables.samples], pa.string())
-    positions = _accepted_positions(cols["uid"], tables)
+    positions = np.array(tables.positions, dtype=np.int64)
     scores = [c for c in DATACOMP_SCORE_COLUMNS if c in cols]
     if scores:
         extra["scores/datacomp"] = meta.select(scores).take(positions).add_column(0, "uid", accepted)
@@ -57,16 +60,9 @@ def _raw(cols: dict, i: int, row: int, problem: tuple[str, str] | None) -> RawSa
     uid = get("uid")
     return RawSample(
         key=uid if isinstance(uid, str) else f"row {row}", uid=uid, caption=get("text"), url=get("url"),
-        metadata_only=True, problem=problem,
+        metadata_only=True, problem=problem, position=i,
         width=get("original_width"), height=get("original_height"), sha256=get("sha256"),
     )
-
-
-def _accepted_positions(uids: list, tables: ShardTables) -> np.ndarray:
-    index: dict[str, int] = {}
-    for i, u in enumerate(uids):
-        index.setdefault(str(u), i)  # a later row with the same uid is quarantined as a repeated key
-    return np.array([index[row["uid"]] for row in tables.samples], dtype=np.int64)
 
 
 def _read_npz(url: str, rows: int, piece: tuple[int, int], tables: ShardTables) -> tuple[np.ndarray, ...] | None:

@@ -1,6 +1,7 @@
 """Turning the user's INPUTS (paths, globs, brace ranges, fsspec URLs, folders) into shard tasks."""
 
 import hashlib
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -11,7 +12,9 @@ from braceexpand import braceexpand
 
 from curate.errors import UsageError
 
-SHARD_SUFFIXES = (".tar", ".parquet")
+ARROW_SUFFIX = ".arrow"  # a data file of a Hugging Face dataset folder (datasets' save_to_disk)
+SHARD_SUFFIXES = (".tar", ".parquet", ARROW_SUFFIX)
+HF_STATE = "state.json"  # beside a dataset folder's data files, listing them
 INPUT_FORMATS = ("auto", "webdataset", "parquet", "datacomp")
 # A Parquet file of more rows is read as pieces of at most this many, each a task of its own: one DataComp metadata
 # file (about 500,000 rows, with its .npz at 768-d) would otherwise be one task's memory and one output file.
@@ -44,7 +47,8 @@ def expand_inputs(inputs: list[str], input_format: str = "auto") -> list[ShardTa
         for item in braceexpand(pattern):
             found = _expand_one(item)
             if not found:
-                raise UsageError(f"no shards found at {item!r}; give .tar or .parquet files, a glob or a folder")
+                raise UsageError(f"no shards found at {item!r}; give .tar or .parquet files, a glob or a folder "
+                                 "(a Hugging Face dataset folder too)")
             urls.extend(u for u in found if u not in urls)
     urls = _drop_img2dataset_metadata(urls)
     kinds = [_kind_of(u, input_format) for u in urls]
@@ -91,7 +95,28 @@ def _expand_one(item: str) -> list[str]:
     else:
         return []
     files = sorted(p for p in paths if p.endswith(SHARD_SUFFIXES) and not fs.isdir(p))
-    return [_unstrip(fs, protocol, p) for p in files]
+    return [_unstrip(fs, protocol, p) for p in _dataset_files(fs, files)]
+
+
+def _dataset_files(fs, files: list[str]) -> list[str]:
+    """Returns `files` without the .arrow files that their folder's state.json does not list among the dataset's
+    data files (a Hugging Face dataset folder also holds cache files of its own)."""
+    listed: dict[str, set[str] | None] = {}
+    for path in (p for p in files if p.endswith(ARROW_SUFFIX)):
+        folder = posixpath.dirname(path)
+        if folder not in listed:
+            listed[folder] = _listed_data_files(fs, posixpath.join(folder, HF_STATE))
+    return [p for p in files if not p.endswith(ARROW_SUFFIX) or listed[posixpath.dirname(p)] is None
+            or posixpath.basename(p) in listed[posixpath.dirname(p)]]
+
+
+def _listed_data_files(fs, state: str) -> set[str] | None:
+    try:
+        with fs.open(state, "rb") as f:
+            data_files = json.load(f).get("_data_files", [])
+        return {d["filename"] for d in data_files if isinstance(d, dict) and isinstance(d.get("filename"), str)}
+    except (OSError, ValueError, AttributeError, TypeError):  # no state.json, or not one datasets wrote
+        return None
 
 
 def _unstrip(fs, protocol: str, path: str) -> str:
@@ -108,6 +133,8 @@ def _kind_of(url: str, input_format: str) -> str:
     if input_format != "auto":
         return input_format
     # A .parquet is either an image shard or DataComp metadata: the reader decides from its schema.
+    if url.endswith(ARROW_SUFFIX):
+        return "arrow"
     return "webdataset" if url.endswith(".tar") else "parquet"
 
 

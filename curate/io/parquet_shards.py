@@ -5,7 +5,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.io.columns import is_scalar
 from curate.io.samples import RawSample, ReadOptions, caption_too_large
+from curate.io.schema import SAMPLES_SCHEMA
 
 IMAGE_COLUMNS = ("jpg", "image", "img", "png", "webp", "image_bytes")
 CAPTION_COLUMNS = ("caption", "txt", "text")
@@ -31,6 +33,26 @@ def image_parquet_columns(schema: pa.Schema, options: ReadOptions) -> dict[str, 
     )
 
 
+def kept_columns(schema: pa.Schema, mapped: set[str], options: ReadOptions) -> list[str]:
+    """Returns the file's columns that samples keep beside curate's: those --columns names that the file has, else
+    every scalar column but the ones curate maps (`mapped`: image, caption, key...) and those named like curate's
+    own columns (width, sha256...: curate's values stand, unless --rename gives the file's another name)."""
+    if options.columns is not None:
+        return [c for c in options.columns if c in schema.names]
+    renamed = dict(options.rename or ())
+    own = set(SAMPLES_SCHEMA.names) - set(renamed)
+    return [f.name for f in schema if f.name not in mapped | own and is_scalar(f.type)
+            and not f.name.startswith("__index_level_")]  # pandas' index, not data
+
+
+def read_rows(parquet: pq.ParquetFile, rows: tuple[int, int] | None, columns: list[str] | None = None) -> pa.Table:
+    """Returns rows [start, stop) of an open Parquet file (all of them when `rows` is None), reading only the row
+    groups that hold them, and only `columns` when given."""
+    start, stop = rows or (0, parquet.metadata.num_rows)
+    groups, first = row_groups_of(parquet.metadata, start, stop)
+    return parquet.read_row_groups(groups, columns=columns).slice(start - first, stop - start)
+
+
 def _pick(given: str | None, candidates: tuple[str, ...], names: set[str], what: str) -> str:
     if given is not None:
         if given not in names:
@@ -49,21 +71,34 @@ def iter_image_parquet(url: str, columns: dict[str, str | None], max_caption_byt
     made a Python string: its sample carries the problem.
 
     Batches are small: each one's cells are copied into Python objects at once."""
-    wanted = sorted({c for c in columns.values() if c is not None})
     with fsspec.open(url, "rb") as f:
         parquet = pq.ParquetFile(f)
         start, stop = rows or (0, parquet.metadata.num_rows)
         groups, row = row_groups_of(parquet.metadata, start, stop)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted, row_groups=groups):
-            first, row = row, row + batch.num_rows
-            if row <= start:
-                continue
-            if first >= stop:
-                return
-            batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
-            data = batch.to_pydict()
-            for i in range(max(start - first, 0), min(batch.num_rows, stop - first)):
-                yield _raw_sample(data, columns, i, first + i, oversized.get(i))
+        batches = parquet.iter_batches(batch_size=batch_rows, columns=wanted_columns(columns), row_groups=groups)
+        yield from image_samples(batches, row, columns, max_caption_bytes, (start, stop))
+
+
+def wanted_columns(columns: dict[str, str | None]) -> list[str]:
+    """Returns the file columns an image reader reads: those image_parquet_columns mapped, sorted."""
+    return sorted({c for c in columns.values() if c is not None})
+
+
+def image_samples(batches, row: int, columns: dict[str, str | None], max_caption_bytes: int,
+                  rows: tuple[int, int]):
+    """Yields the RawSamples of file rows [start, stop) from record batches of the `wanted_columns` whose first
+    row is file row `row`, as iter_image_parquet describes them (an Arrow file's reader shares it)."""
+    start, stop = rows
+    for batch in batches:
+        first, row = row, row + batch.num_rows
+        if row <= start:
+            continue
+        if first >= stop:
+            return
+        batch, oversized = bound_captions(batch, columns["caption"], max_caption_bytes)
+        data = batch.to_pydict()
+        for i in range(max(start - first, 0), min(batch.num_rows, stop - first)):
+            yield _raw_sample(data, columns, i, first + i, oversized.get(i))
 
 
 def row_groups_of(metadata: pq.FileMetaData, start: int, stop: int) -> tuple[list[int], int]:

@@ -6,11 +6,11 @@ can stop its shard, and every sample read is either accepted or quarantined.
 """
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from curate.io.columns import CLS, ColumnPlan, cls_value, name_list, own_columns, rename_pairs
 from curate.io.images import (
     DEFAULT_MAX_ASPECT,
     DEFAULT_MAX_PIXELS,
@@ -20,9 +20,10 @@ from curate.io.images import (
     inspect_image,
 )
 from curate.io.inputs import ShardTask
+from curate.io.jsonmeta import SampleCheckError, is_valid_text, parse_json
 from curate.io.schema import QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+from curate.options import option
 
-MAX_JSON_DEPTH = 64
 DEFAULT_MAX_MEMBER_BYTES = 256 * 2**20  # a tar member larger than this is not read into memory
 # Web alt-texts run to a few kB at most (DataComp's longest are a few kB): 64 KiB leaves room and still bounds
 # what one caption costs every later stage.
@@ -32,8 +33,9 @@ CAPTION_TOO_LARGE = "caption too large"
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How shards are read: the image, member and caption limits and, for Parquet shards, which columns hold
-    what."""
+    """How shards are read: the image, member and caption limits, for Parquet shards which columns hold what, and
+    which of the shards' own columns samples keep (the option fields: `curate ingest` and the pipelines declare
+    them from here)."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = DEFAULT_MAX_SIDE
@@ -47,6 +49,26 @@ class ReadOptions:
     url_column: str = "url"
     datacomp_embeddings: str = "l14"
     embedding_dtype: str = "float32"  # how DataComp .npz embeddings are stored in the run (float16 halves them)
+    columns: tuple[str, ...] | None = option(
+        None, "Parquet and Hugging Face inputs: the columns to keep, a,b (default: every scalar column besides "
+        "curate's own)",
+        type=name_list)
+    json_columns: tuple[str, ...] | None = option(
+        None, "WebDataset json: the top-level fields to keep as typed columns, a,b or all (the json column stays)",
+        type=name_list)
+    rename: tuple[tuple[str, str], ...] | None = option(
+        None, "kept columns under other names, old=new,old2=new2 (one that clashes with curate's must be)",
+        type=rename_pairs)
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", name_list(self.columns))
+        object.__setattr__(self, "json_columns", name_list(self.json_columns))
+        object.__setattr__(self, "rename", rename_pairs(self.rename))
+
+    @property
+    def plan(self) -> ColumnPlan:
+        """The shards' own columns to keep, as a worker applies them."""
+        return ColumnPlan(self.json_columns, self.rename)
 
 
 @dataclass
@@ -66,6 +88,8 @@ class RawSample:
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    cls: bytes | None = None  # a WebDataset .cls member
+    position: int | None = None  # the row in the reader's piece of a Parquet file, whose kept columns it holds
 
 
 def default_uid(shard_id: str, key: str) -> str:
@@ -78,10 +102,6 @@ def caption_too_large(size: int, limit: int) -> tuple[str, str]:
     return CAPTION_TOO_LARGE, f"caption is {size} bytes, over --max-caption-bytes {limit}"
 
 
-class SampleCheckError(Exception):
-    """A sample fails a check; args are (reason, detail)."""
-
-
 @dataclass
 class ShardTables:
     """Accumulates one shard's accepted samples and quarantine rows, and counts what was read."""
@@ -92,10 +112,20 @@ class ShardTables:
     quarantine: list[dict] = field(default_factory=list)
     read: int = 0
     keys: set[str] = field(default_factory=set)
+    values: list[dict] = field(default_factory=list)  # per accepted sample: its json and .cls columns
+    positions: list[int | None] = field(default_factory=list)  # per accepted sample: its row in `source`
+    source: pa.Table | None = None  # a Parquet reader's kept columns of its piece's rows
 
     def quarantine_shard(self, reason: str, detail: str = "") -> None:
         """Records a failure of the whole shard (or of its unread rest): a row with no key."""
         self.quarantine.append(dict(shard=self.task.url, key=None, uid=None, reason=reason, detail=detail))
+
+    def add_source(self, source: pa.Table, problems: list[str]) -> None:
+        """Takes a Parquet piece's kept columns, a row per its rows, and a shard row (no key) per problem found in
+        them."""
+        self.source = source
+        for problem in problems:
+            self.quarantine_shard("invalid column text", problem)
 
     def quarantine_sample(self, key: str, uid: str | None, reason: str, detail: str = "") -> None:
         """Records one read sample that could not be accepted."""
@@ -111,12 +141,13 @@ class ShardTables:
                 raise SampleCheckError("repeated key", "an earlier sample of this shard has the same key")
             if raw.problem:  # the reader could not take one of its members: nothing else about it can be trusted
                 raise SampleCheckError(*raw.problem)
-            meta, json_text = _parse_json(raw.json_text, json_expected)
+            meta, json_text = parse_json(raw.json_text, json_expected)
             uid = _uid_of(raw, meta, self.task.file_id)
             caption = _caption_of(raw, meta, self.options.max_caption_bytes)
             row = dict(uid=uid, shard=self.task.url, key=key, caption=caption, json=json_text,
                        url=_text(raw.url if raw.url is not None else (meta or {}).get("url"), "url"))
             row |= _metadata_facts(raw) if raw.metadata_only else self._image_fields(raw)
+            values = self._own_values(raw, meta)
         except SampleCheckError as exc:
             self.quarantine_sample(printable(raw.key), uid, *exc.args)
             return
@@ -126,6 +157,22 @@ class ShardTables:
         self.read += 1
         self.keys.add(key)
         self.samples.append(row)
+        self.values.append(values)
+        self.positions.append(raw.position)
+
+    def _own_values(self, raw: RawSample, meta: dict | None) -> dict:
+        """Returns column -> value of the sample's json fields and .cls member that become columns."""
+        plan = self.options.plan
+        try:
+            values = plan.json_values(meta)
+        except ValueError as exc:
+            raise SampleCheckError("invalid json column", str(exc)[:300]) from None
+        if raw.cls is not None:
+            try:
+                values[plan.target(CLS)] = cls_value(raw.cls)
+            except UnicodeDecodeError:
+                raise SampleCheckError("invalid cls", "the .cls member is not valid UTF-8") from None
+        return values
 
     def _image_fields(self, raw: RawSample) -> dict:
         if raw.image is None:
@@ -141,26 +188,28 @@ class ShardTables:
         )
 
     def tables(self) -> dict[str, pa.Table]:
-        """Returns the shard's samples and quarantine as Arrow tables."""
+        """Returns the shard's samples (curate's columns, then the shard's own kept ones) and quarantine as Arrow
+        tables."""
         try:
             samples = pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA)
         except (pa.ArrowException, ValueError, TypeError, OverflowError):
             samples = self._representable_samples()
+        samples = own_columns(samples, self.values, self.positions, self.source)
         return {"samples": samples, "quarantine": pa.Table.from_pylist(self.quarantine, schema=QUARANTINE_SCHEMA)}
 
     def _representable_samples(self) -> pa.Table:
         """Returns the accepted rows Arrow can hold, quarantining the others (the checks let nothing through
         that Arrow refuses; this keeps that promise if one ever does)."""
         kept = []
-        for row in self.samples:
+        for row, values, position in zip(self.samples, self.values, self.positions, strict=True):
             try:
                 pa.Table.from_pylist([row], schema=SAMPLES_SCHEMA)
-                kept.append(row)
+                kept.append((row, values, position))
             except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
                 self.quarantine.append(dict(shard=self.task.url, key=row["key"], uid=row["uid"],
                                             reason="unrepresentable value", detail=str(exc)[:300]))
-        self.samples = kept
-        return pa.Table.from_pylist(kept, schema=SAMPLES_SCHEMA)
+        self.samples, self.values, self.positions = ([k[i] for k in kept] for i in range(3))
+        return pa.Table.from_pylist(self.samples, schema=SAMPLES_SCHEMA)
 
     def counts(self) -> dict[str, int]:
         """Returns read, accepted and quarantined sample counts, and shard-level errors."""
@@ -173,19 +222,11 @@ class ShardTables:
 
 def printable(value: object) -> str | None:
     """Returns a key as text Arrow can store, whatever it holds: invalid Unicode escaped, non-text as its repr."""
-    if value is None or (isinstance(value, str) and _is_valid_text(value)):
+    if value is None or (isinstance(value, str) and is_valid_text(value)):
         return value
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
     return repr(value)[:200]
-
-
-def _is_valid_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _text(value: object, name: str) -> str | None:
@@ -200,42 +241,9 @@ def _text(value: object, name: str) -> str | None:
             raise SampleCheckError(f"invalid {name}", f"{name} is not valid UTF-8") from None
     if not isinstance(value, str):
         raise SampleCheckError(f"invalid {name}", f"{name} must be text, got {type(value).__name__}")
-    if not _is_valid_text(value):
+    if not is_valid_text(value):
         raise SampleCheckError(f"invalid {name}", f"{name} is not valid Unicode (a lone surrogate)")
     return value
-
-
-def _json_depth(value: object) -> int:
-    """Returns how deeply objects and arrays nest in parsed json (0 for a scalar), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        deepest = max(deepest, depth if isinstance(node, dict | list) else 0)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
-
-
-def _parse_json(text: bytes | str | None, expected: bool) -> tuple[dict | None, str | None]:
-    """Returns the sample's json as an object and as the text the catalog stores."""
-    if text is None:
-        if expected:
-            raise SampleCheckError("missing json", "other samples in this shard have a .json member")
-        return None, None
-    try:
-        meta = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SampleCheckError("invalid json", str(exc)[:200]) from None
-    except RecursionError:
-        raise SampleCheckError("invalid json", "nested too deeply to parse") from None
-    if not isinstance(meta, dict):
-        raise SampleCheckError("invalid json", f"expected an object, got {type(meta).__name__}")
-    if _json_depth(meta) > MAX_JSON_DEPTH:
-        raise SampleCheckError("invalid json", f"nested deeper than {MAX_JSON_DEPTH} levels")
-    stored = json.dumps(meta, ensure_ascii=False, sort_keys=True)
-    if not _is_valid_text(stored):
-        raise SampleCheckError("invalid json", "a string is not valid Unicode (a lone surrogate)")
-    return meta, stored
 
 
 def _uid_of(raw: RawSample, meta: dict | None, shard_id: str) -> str:

@@ -21,6 +21,9 @@ SAMPLES_SCHEMA = pa.schema(
     ]
 )
 
+# DataComp metadata's score columns, which ingest keeps in scores/datacomp.
+DATACOMP_SCORE_COLUMNS = ("clip_b32_similarity_score", "clip_l14_similarity_score", "face_bboxes")
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("shard", pa.string()),

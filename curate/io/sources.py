@@ -13,7 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import UsageError
+from curate.io.inputs import ARROW_SUFFIX
 from curate.io.parquet_shards import SchemaMismatch, image_parquet_columns, image_value_bytes
+from curate.io.readers import read_arrow_table
 from curate.io.samples import ReadOptions
 
 LOCATION_COLUMNS = ["uid", "key", "shard", "image_offset", "image_size", "sha256"]
@@ -62,11 +64,10 @@ class ParquetImageSource:
         self._file = fsspec.open(url, "rb").open()
         self._parquet = pq.ParquetFile(self._file)
         try:
-            self._column = image_parquet_columns(self._parquet.schema_arrow, options)["image"]
-        except SchemaMismatch as exc:
+            self._column = _image_column(url, self._parquet.schema_arrow, options)
+        except SourceChangedError:
             self._file.close()
-            raise SourceChangedError(f"{url} lost the image column it had at ingest: {exc}",
-                                     f"{CHANGED}: {url}") from None
+            raise
         meta = self._parquet.metadata
         self._starts = [0]
         for i in range(meta.num_row_groups):
@@ -89,10 +90,38 @@ class ParquetImageSource:
         self._file.close()
 
 
+class ArrowImageSource:
+    """One Arrow data file of a Hugging Face dataset folder; its image column is read once, whole (as ingest
+    read the file)."""
+
+    def __init__(self, url: str, options: ReadOptions):
+        table = read_arrow_table(url)
+        self._cells = table[_image_column(url, table.schema, options)]
+
+    def read(self, row: int, size: int) -> bytes:
+        """Returns the image bytes of row `row` (empty when the file has no such row or no image there)."""
+        if not 0 <= row < len(self._cells):
+            return b""
+        return image_value_bytes(self._cells[row].as_py()) or b""
+
+    def close(self) -> None:
+        """Lets the image column go."""
+        self._cells = pa.chunked_array([], pa.binary())
+
+
+def _image_column(url: str, schema: pa.Schema, options: ReadOptions) -> str:
+    """Returns the image column of a source shard's schema; raises SourceChangedError when it has none now."""
+    try:
+        return image_parquet_columns(schema, options)["image"]
+    except SchemaMismatch as exc:
+        raise SourceChangedError(f"{url} lost the image column it had at ingest: {exc}", f"{CHANGED}: {url}") from None
+
+
 # How a shard's images are re-read, by the suffix of its URL.
-SOURCES: dict[str, type[TarSource] | type[ParquetImageSource]] = {
+SOURCES: dict[str, type[TarSource] | type[ParquetImageSource] | type[ArrowImageSource]] = {
     ".tar": TarSource,
     ".parquet": ParquetImageSource,
+    ARROW_SUFFIX: ArrowImageSource,
 }
 
 
@@ -162,7 +191,7 @@ class SourceImages:
     def _connect(self, url: str) -> TarSource | ParquetImageSource:
         kind = next((cls for suffix, cls in SOURCES.items() if url.endswith(suffix)), None)
         if kind is None:
-            raise SourceChangedError(f"cannot re-read images from {url}: not a .tar or .parquet shard",
+            raise SourceChangedError(f"cannot re-read images from {url}: not a .tar, .parquet or .arrow shard",
                                      f"source shard unreadable: {url}")
         try:
             return kind(url, self._options)

@@ -98,4 +98,6 @@ def _assemble(key: str, members: dict[str, tuple[int, bytes]], problem: tuple[st
             break
     if "json" in members:
         raw.json_text = members["json"][1]
+    if "cls" in members:
+        raw.cls = members["cls"][1]
     return raw

@@ -8,14 +8,17 @@ from curate.catalogs.connection import open_database, run_file
 from curate.catalogs.views import DUPLICATES
 from curate.errors import UsageError
 from curate.graph import StageRun
-from curate.io.datacomp import DATACOMP_SCORE_COLUMNS
 from curate.io.inputs import ShardTask, expand_inputs, split_large_parquet
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
-from curate.io.schema import EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
 from curate.rundir import RunDir, check_run_folder, parquet_bytes
 from curate.runners import Runner, ShardJob, as_runner, run_shard_job
+from curate.stages.ingest_columns import check_own_columns, settle_column_types
 from curate.stages.step import stage_step
+
+# Read options added after runs were first recorded, with their defaults.
+LATER_DEFAULTS = {"embedding_dtype": "float32", "columns": None, "json_columns": None, "rename": None}
 
 
 @dataclass
@@ -46,19 +49,28 @@ def ingest(
         raise UsageError(f"unknown --dtype {options.embedding_dtype!r}; choose one of {', '.join(EMBEDDING_DTYPES)}")
     runner = as_runner(runner, **runner_options)
     tasks = split_large_parquet(expand_inputs(inputs, input_format))
-    recorded = {k: v for k, v in asdict(options).items() if k != "embedding_dtype" or v != "float32"}
     urls = list(dict.fromkeys(t.url for t in tasks))
-    config = dict(inputs=urls, input_format=input_format, options=recorded)  # as before dtypes
+    config = dict(inputs=urls, input_format=input_format, options=recorded_options(options))
     check_run_folder(run.path)
-    step = StageRun("ingest", config, columns=(*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS),
-                    score_folders=("datacomp",), refuse_changes=True, hint="curate ingest INPUTS --run RUN")
+    labels = check_own_columns(tasks, options)
+    columns = (*SAMPLES_SCHEMA.names, *DATACOMP_SCORE_COLUMNS)
+    step = StageRun("ingest", config, columns=columns, score_folders=("datacomp",), refuse_changes=True,
+                    hint="curate ingest INPUTS --run RUN")
     with stage_step(run, step) as (record, _):
         ran = run_shard_job(IngestJob(options), tasks, run, runner)
+        types = settle_column_types(run, tasks)
         write_duplicate_uids(run)
         build_catalog(run)
-        record.update(counts=accounting(run), shards=len(tasks), shards_run=ran)
+        record.update(counts=accounting(run), shards=len(tasks), shards_run=ran, columns=[*columns, *types],
+                      own_columns=types, class_labels={c: n for c, n in labels.items() if c in types})
     run.update_manifest(python=platform.python_version())
     return record["counts"]
+
+
+def recorded_options(options: ReadOptions) -> dict:
+    """Returns the read options as the ingest config records them: options added since runs were first recorded
+    are left out while they hold their defaults, so an older run still resumes."""
+    return {k: v for k, v in asdict(options).items() if LATER_DEFAULTS.get(k, object()) != v}
 
 
 def write_duplicate_uids(run: RunDir) -> None:

@@ -4,12 +4,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.catalogs.views import DUPLICATES
+from curate.io.schema import SAMPLES_SCHEMA
 from curate.rundir import RunDir
 
 
 def shard_samples(run: RunDir, shard_id: str, columns: list[str] | None = None) -> pa.Table:
-    """Returns the accepted samples of one shard, without the later copies of duplicate uids, in file order."""
-    table = pq.read_table(run.path / "samples" / f"{shard_id}.parquet", columns=columns and ["shard", "key", *columns])
+    """Returns the accepted samples of one shard, without the later copies of duplicate uids, in file order: curate's
+    columns (SAMPLES_SCHEMA), or `columns`. The shard's own kept columns are read through the catalog."""
+    names = ["shard", "key", *columns] if columns is not None else SAMPLES_SCHEMA.names
+    table = pq.read_table(run.path / "samples" / f"{shard_id}.parquet", columns=list(dict.fromkeys(names)))
     duplicates = run.path / DUPLICATES
     if duplicates.exists() and table.num_rows:
         dup = pq.read_table(duplicates, columns=["shard", "key"])

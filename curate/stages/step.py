@@ -106,8 +106,9 @@ def remove_outputs(run: RunDir, name: str) -> None:
 
 def _entry(step: StageRun, state: str, version: str, inputs: dict[str, str], **fields) -> dict:
     folders = [step.name] if step.score_folders is None else list(step.score_folders)
-    return dict(status=state, config=step.config, inputs=inputs, version=version, where=step.where,
-                columns=list(step.columns), score_folders=folders, hint=step.hint, **fields)
+    entry = dict(status=state, config=step.config, inputs=inputs, version=version, where=step.where,
+                 columns=list(step.columns), score_folders=folders, hint=step.hint)
+    return entry | fields  # a stage whose columns depend on its input (ingest) records them among its fields
 
 
 def check_predicate_runs(run: RunDir, where: str | None) -> None:

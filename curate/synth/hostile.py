@@ -128,16 +128,19 @@ TAR_FAULTS: dict[str, Fault] = {
                                          lambda rng, g: g.members(caption=huge_caption(rng).encode())),
     "caption in json over the size limit": Fault("caption too large", lambda rng, g: [
         g.members()[0], (f"{g.key}.json", json.dumps(_with(g, caption=huge_caption(rng))).encode(), 0)]),
+    ".cls not UTF-8": Fault("invalid cls", lambda rng, g: [*g.members(), (f"{g.key}.cls", b"\xff" + rng.bytes(3), 0)]),
+    "json column an object": Fault("invalid json column", lambda rng, g: g.members(meta=_with(g, label={"a": []}))),
 }
 MAX_MEMBER_BYTES = 40_000  # the --max-member-bytes hostile tars are to be read with
 MAX_CAPTION_BYTES = 1024  # the --max-caption-bytes hostile shards are to be read with
 
 
 def read_options():
-    """Returns the ReadOptions hostile shards are to be ingested with: MAX_MEMBER_BYTES and MAX_CAPTION_BYTES."""
+    """Returns the ReadOptions hostile shards are to be ingested with: MAX_MEMBER_BYTES and MAX_CAPTION_BYTES, and
+    the json field `label` kept as a column."""
     from curate.io.samples import ReadOptions
 
-    return ReadOptions(max_member_bytes=MAX_MEMBER_BYTES, max_caption_bytes=MAX_CAPTION_BYTES)
+    return ReadOptions(max_member_bytes=MAX_MEMBER_BYTES, max_caption_bytes=MAX_CAPTION_BYTES, json_columns="label")
 
 
 @dataclass
