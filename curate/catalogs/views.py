@@ -29,12 +29,15 @@ DISTILLED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # curate.dist
 LABELS, FINISHED = "labels.parquet", "distilled.json"  # a set's rows, and the file written when it is finished
 # Every view over the run's files checks that the manifest its relative paths reach is this run's: a catalog
 # opened by a plain DuckDB from inside another run's folder fails with this message instead of reading that run.
+# The manifest is read as text: DuckDB's JSON reader takes a 32 MiB buffer for each reference to a view, and the
+# stage counts view refers to samples once per stage (a run of a dozen stages went past 1 GB to build).
 GUARD = "curate_run_check"
 GUARD_MACRO = (
     f"CREATE MACRO {GUARD}() AS (SELECT CASE WHEN max(m.run_id) IS NOT DISTINCT FROM (SELECT run_id FROM catalog_info)"
     " THEN true ELSE error('this catalog.duckdb belongs to another run folder than the one its relative paths reach:"
     " open it from inside its own run folder, or with curate.catalogs.connect(RUN)') END"
-    f" FROM read_json({run_file('manifest.json')}, columns = {{run_id: 'VARCHAR'}}) AS m)"
+    " FROM (SELECT json_extract_string(content, '$.run_id') AS run_id"
+    f" FROM read_text({run_file('manifest.json')})) AS m)"
 )
 
 
