@@ -161,7 +161,7 @@ def test_a_killed_exports_staging_folder_and_a_failed_catalog_build_are_cleaned_
 def test_a_failed_catalog_build_leaves_no_file(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run.path, copy)
-    (copy / "_done" / "ingest" / "00000.json").write_text("{not json")
+    next((copy / "samples").glob("*.parquet")).write_bytes(b"not parquet")
     with pytest.raises(duckdb.Error):
         build_catalog(RunDir(copy))
     assert not list(copy.glob("catalog.duckdb.tmp-*"))
