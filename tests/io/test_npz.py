@@ -10,7 +10,7 @@ import pytest
 
 from curate.io.npz import NpzError, npz_rows, npz_shapes
 
-CASES = 300
+CASES = 150
 DTYPES = (np.float16, np.float32, np.float64, np.int8, np.uint16, bool, "U3", object, np.complex64)
 
 

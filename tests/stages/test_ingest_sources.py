@@ -133,7 +133,7 @@ def _ingested(run_path, shard, piece_rows, monkeypatch, embeddings=True) -> list
     `shard` ingested with files over `piece_rows` rows read in pieces."""
     monkeypatch.setattr("curate.io.inputs.PIECE_ROWS", piece_rows)
     run = RunDir(run_path)
-    counts = ingest([str(shard)], run, workers=2, progress=False)
+    counts = ingest([str(shard)], run, progress=False)  # pieces are planned on the driver: one worker shows them
     joined = ", image_embedding FROM samples JOIN embeddings USING (uid)" if embeddings else " FROM samples"
     rows = connect(run).execute(f"SELECT uid, key, caption, image_offset{joined} ORDER BY uid").fetchall()
     return [counts, sorted(m["shard_id"] for m in run.markers("ingest")), rows]
