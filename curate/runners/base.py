@@ -88,6 +88,11 @@ def encode_output(job: str, task: ShardTask, output: ShardOutput) -> dict[str, b
     return files
 
 
+def shard_files(job: ShardJob, task: ShardTask) -> dict[str, bytes]:
+    """Returns the files of one shard processed by a set-up job: encode_output of job.process(task)."""
+    return encode_output(job.name, task, job.process(task))
+
+
 @dataclass(frozen=True)
 class Runner(ABC):
     """Where jobs run. `workers`: how many run at once (None: the runner's default, in its docstring);

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from curate.errors import UsageError
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
-from curate.runners.base import Runner, ShardJob, encode_output
+from curate.runners.base import Runner, ShardJob, shard_files
 
 # The variables native thread pools size themselves by when a process starts.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -61,7 +61,7 @@ def _init_job(job: ShardJob) -> None:
 
 def _process_shard(task: ShardTask) -> dict[str, bytes]:
     job = _worker_state["job"]
-    return encode_output(job.name, task, job.process(task))
+    return shard_files(job, task)
 
 
 def _init_map(fn: Callable[[Any, Any], Any], shared: Any) -> None:
@@ -140,7 +140,7 @@ class LocalRunner(Runner):
             if (self.workers or 1) == 1:
                 job.setup()
                 for task in tasks:
-                    run.commit(encode_output(job.name, task, job.process(task)))
+                    run.commit(shard_files(job, task))
                     bar.update(1)
                 return
             with _pool_errors(), self._pool(_init_job, (job,), len(tasks)) as pool:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from curate.io.inputs import ShardTask
 from curate.rundir import RunDir
-from curate.runners.base import ModelJob, Runner, ShardJob, encode_output
+from curate.runners.base import ModelJob, Runner, ShardJob, encode_output, shard_files
 from curate.runners.corelogs import core_logs_off
 
 # Set (to anything but 0) to see Ray's own logs on the console: its INFO lines, Ray Data's execution plans and
@@ -116,7 +116,7 @@ def _shard_files(shared: tuple[str, ShardJob], task: ShardTask) -> dict[str, byt
         job.setup()
         _SET_UP[token] = job
     job = _SET_UP[token]
-    return encode_output(job.name, task, job.process(task))
+    return shard_files(job, task)
 
 
 class _JobActor:
@@ -132,7 +132,7 @@ class _JobActor:
 
     def files(self, task: ShardTask) -> dict[str, bytes]:
         """Returns the shard's encoded files."""
-        return encode_output(self.job.name, task, self.job.process(task))
+        return shard_files(self.job, task)
 
 
 def _prepare(batch: pa.Table, job: ModelJob) -> pa.Table:
