@@ -1,15 +1,19 @@
 """Embedding throughput: the embed stage on the local and Ray runners beside the decode-only ceiling.
 
-    python benchmarks/embed.py [--models curate-tiny ViT-B-32] [--samples N] [--repeats R] [--device cpu|cuda]
+    python benchmarks/embed.py [--models curate-tiny ViT-B-32] [--samples N] [--repeats R] [--workers W]
+                               [--device cpu|cuda]
 
 For each model (random weights: throughput does not depend on them), on the same shards: the decode-only
 ceiling (re-read + decode + resize to the model's input, no model), the model alone on pre-decoded pixels,
-and the whole stage with each runner. Prints a table, writes benchmarks/results/embed[-<device>].json.
+and the whole stage: on the local runner and on Ray at the same worker count (default: the CPU count; worker
+processes on both), and on the local runner in its own process (its default, one worker, no pool). Prints a
+table, writes benchmarks/results/embed[-<device>].json.
 On a GPU machine, `--device cuda --models ViT-B-16` measures the real actor path (num_gpus=1, bf16) and
 samples GPU utilization with nvidia-smi while it runs.
 """
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -73,17 +77,19 @@ def model_only(job: EmbedJob, prepared, device: str) -> int:
     return sum(t.num_rows for t in prepared)
 
 
-def stage(run_template: Path, work: Path, spec: ModelSpec, runner: str, batch: int, device: str) -> int:
+def stage(run_template: Path, work: Path, spec: ModelSpec, runner: str, workers: int, batch: int,
+          device: str) -> int:
     """Runs the embed stage on a fresh copy of the ingested run; returns the embedded count."""
     run = work / f"run-{runner}"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(run_template, run)
-    return embed(RunDir(run), spec, runner, batch, device, progress=False)["embedded"]
+    return embed(RunDir(run), spec, runner, batch, device, workers=workers, progress=False)["embedded"]
 
 
 def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
     """Returns {case: samples, samples/s, ratio to the decode ceiling, GPU utilization} for decode only, model
-    only and the embed stage on the local and Ray runners (median of args.repeats, interleaved), and "ray / local"."""
+    only and the embed stage on the runners (median of args.repeats, interleaved), and "ray / local" (at the same
+    worker count) and "ray / local in-process"."""
     spec = ModelSpec(name, random_weights=True)
     run = RunDir(run_template)
     tasks = [ShardTask(m["shard_id"], m["shard"], m["kind"]) for m in run.markers("ingest")]
@@ -93,8 +99,12 @@ def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
     cases = {
         "decode only (ceiling)": lambda: decode_only(job, tasks),
         "model only": lambda: model_only(job, prepared, args.device),
-        "embed stage, local": lambda: stage(run_template, work, spec, "local", args.batch_size, args.device),
-        "embed stage, ray": lambda: stage(run_template, work, spec, "ray", args.batch_size, args.device),
+        "embed stage, local in-process": lambda: stage(run_template, work, spec, "local", 1, args.batch_size,
+                                                       args.device),
+        "embed stage, local": lambda: stage(run_template, work, spec, "local", args.workers, args.batch_size,
+                                            args.device),
+        "embed stage, ray": lambda: stage(run_template, work, spec, "ray", args.workers, args.batch_size,
+                                          args.device),
     }
     seconds, counts, gpu = {k: [] for k in cases}, {}, {}
     for _ in range(args.repeats):
@@ -110,9 +120,11 @@ def measure_model(name: str, run_template: Path, work: Path, args) -> dict:
         rows[label] = dict(samples=counts[label], samples_per_s=rate, vs_decode_ceiling=rate / ceiling,
                            gpu_util_percent=gpu[label])
         print(f"{name:14s} {label:24s} {rate:9.1f} samples/s  x{rate / ceiling:.2f} of decode ceiling")
-    ratio = rows["embed stage, ray"]["samples_per_s"] / rows["embed stage, local"]["samples_per_s"]
-    print(f"{name:14s} ray / local: {ratio:.2f}")
-    return rows | {"ray / local": ratio}
+    ray = rows["embed stage, ray"]["samples_per_s"]
+    ratios = {"ray / local": ray / rows["embed stage, local"]["samples_per_s"],
+              "ray / local in-process": ray / rows["embed stage, local in-process"]["samples_per_s"]}
+    print(f"{name:14s} " + "  ".join(f"{label}: {value:.2f}" for label, value in ratios.items()))
+    return rows | ratios
 
 
 def main() -> None:
@@ -122,6 +134,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes of the local and Ray cases")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench-embed")
     parser.add_argument("--name", help="the results file's name (default: embed, or embed-<device> off the CPU)")
@@ -133,7 +147,7 @@ def main() -> None:
     init_ray()
     results = {name: measure_model(name, template, args.work, args) for name in args.models}
     name = args.name or ("embed" if args.device == "cpu" else f"embed-{args.device}")
-    path = write_results(name, dict(pool_samples=args.samples, batch_size=args.batch_size,
+    path = write_results(name, dict(pool_samples=args.samples, batch_size=args.batch_size, workers=args.workers,
                                                 device=args.device, repeats=args.repeats, results=results))
     print(f"wrote {path}")
 
