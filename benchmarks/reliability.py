@@ -196,13 +196,15 @@ def catalog_state(run: Path) -> dict:
         con.close()
 
 
-def reference(work: Path, synth: Path, model: Path, startup: str = "each",
-              forks: ForkServer | None = None) -> list[dict]:
+def reference(work: Path, synth: Path, model: Path, startup: str = "each", forks: ForkServer | None = None,
+              stages: tuple[str, ...] | None = None) -> list[dict]:
     """Runs the pipeline uninterrupted (its commands forked by `forks`, if given); returns per stage its arguments,
     a copy of the run before it, its duration, its start-up (the duration of its command's `--help`: for each
     stage, or with startup="first" the first stage's for all) and the catalog after it."""
     run, states = work / "reference", []
     for stage, args in stage_commands(run, synth, model):
+        if stages is not None and stage not in stages:
+            continue
         before = work / f"before-{stage}"
         if run.exists():
             shutil.copytree(run, before)
@@ -241,13 +243,15 @@ def kill_and_resume(state: dict, run: Path, rng: np.random.Generator,
     return killed, catalog_state(run) == state["after"]
 
 
-def measure_kills(work: Path, samples: int, kills: int, startup: str = "each", fork: bool = False) -> dict:
+def measure_kills(work: Path, samples: int, kills: int, startup: str = "each", fork: bool = False,
+                  stages: tuple[str, ...] | None = None) -> dict:
     """Returns per stage: trials, how many were killed before finishing, and how many ended identical (`startup`:
-    see reference; `fork`: every command forked by a ForkServer instead of a fresh interpreter)."""
+    see reference; `fork`: every command forked by a ForkServer instead of a fresh interpreter; `stages`: those of
+    stage_commands to run, default all)."""
     synth = ensure_synth(work / "synth", samples, hq_samples=0, heldout_per_concept=0)
     forks = ForkServer(work / "commands", PRELOAD, ENV) if fork else None
     try:
-        states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"), startup, forks)
+        states = reference(work / "ref", synth, checkpoint(work / "tiny.pt"), startup, forks, stages)
         rng, rows = np.random.default_rng(0), {}
         for state in states:
             rows[state["stage"]] = kill_rows(state, work, kills, rng, forks)

@@ -174,7 +174,7 @@ def training_state(loaded: LoadedModel, pairs: PairDataset,
         raise ValueError("this model has a logit_bias (SigLIP); it trains with the sigmoid loss, not CLIP's")
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(param_groups(loaded.model, config.weight_decay), lr=config.lr, betas=config.betas,
-                                  eps=config.eps)
+                                  eps=config.eps, fused=True)
     return generator, loaded.tokenizer(pairs.captions), optimizer
 
 

@@ -79,7 +79,7 @@ def oracle(run: RunDir, eps: float | None, fraction: float | None) -> tuple:
 
 def test_semdedup_and_dbp_on_the_partition_decide_as_the_in_memory_oracle(run):
     options = dict(keep_fraction=0.8)  # the eps from an exact rank over the buckets' files, then the same rule as --eps
-    counts = SemDeDup(**options, **KMEANS).apply(run, "local", workers=2, progress=False)
+    counts = SemDeDup(**options, **KMEANS).apply(run, progress=False)
     partition = read_partition(run)
     assert len(partition.bounds) - 1 >= 4  # many buckets, each written once, the parts gone
     assert sorted(p.name for p in (run.path / PARTITION).iterdir()) == [p.name for p in partition.bucket_files(run)]
