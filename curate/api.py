@@ -4,6 +4,7 @@
     run = curate.open("runs/demo")
     run.stages()                                      # the stage graph: options, counts, current or stale
     run.filter("dfn", keep_fraction=0.3)              # any registered method, with its options
+    run.annotate("aesthetic", scores_frame, on="url")  # your own columns: aesthetic_score, ... in samples
     run.distill("tesla-ipc10", label_column="label", where="dfn_keep", ipc=10)   # RUN/distilled/tesla-ipc10/
     run.sql("SELECT caption, dfn_score FROM samples ORDER BY dfn_score DESC LIMIT 5")   # a Polars DataFrame
     subset = run.samples(where="dfn_keep AND basic_keep")                               # lazy: nothing runs yet
@@ -99,6 +100,20 @@ class Run:
             raise UsageError(f"{method}: {exc}") from None
         chosen = runner if not isinstance(runner, str) else as_runner(runner, workers=workers, progress=progress)
         return instance.apply(self.dir, chosen)
+
+    def annotate(self, name: str, table: pa.Table | pl.DataFrame | str | os.PathLike, on: str = "uid",
+                 columns: list[str] | None = None, prefix: bool = True) -> dict:
+        """Joins `table` (a Polars or pandas DataFrame, an Arrow table, or a Parquet, CSV or JSON-lines file) to the
+        samples on the column `on` (uid, key, url or sha256) as the stage `name`, as `curate annotate` does: its
+        other columns (or `columns`) become columns of samples named <name>_<column> (as they are with
+        prefix=False); returns the counts (rows, matched, unmatched_rows, rows_without_key,
+        samples_without_row)."""
+        from curate.stages.annotate import Annotation, annotate
+
+        if not isinstance(table, str | os.PathLike | pa.Table):
+            table = table.to_arrow() if hasattr(table, "to_arrow") else pa.Table.from_pandas(table,
+                                                                                             preserve_index=False)
+        return annotate(self.dir, table, Annotation(name, on, tuple(columns) if columns else None, prefix))
 
     def distill(self, name: str, label_column: str | None = None, where: str | None = None,
                 runner: str | Runner = "local", workers: int | None = None, progress: bool = False, **options) -> dict:

@@ -19,6 +19,7 @@ COMMANDS = {
     "status": "curate.cli.status",
     "export": "curate.cli.export",
     "embed": "curate.cli.embed",
+    "annotate": "curate.cli.annotate",
     "filter": "curate.cli.filter",
     "decontaminate": "curate.cli.decontaminate",
     "report": "curate.cli.report",
