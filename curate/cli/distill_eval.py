@@ -21,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a run folder holding the distilled set")
     parser.add_argument("--name", required=True, help="the distilled set (RUN/distilled/NAME)")
     parser.add_argument("--test", required=True,
-                        help="held-out images: Parquet file (jpg, label) or a folder of class folders")
+                        help="held-out images: a Parquet file (jpg, label), a folder of class folders, or labelled "
+                             "inputs ingest reads (WebDataset shards with .cls, Hugging Face Parquet or folders)")
+    parser.add_argument("--test-label-column", metavar="COLUMN",
+                        help="with labelled inputs: the column holding the class (default: cls, else label); classes "
+                             "are matched to the set's by name")
     parser.add_argument("--seeds", type=seed_list, default=list(defaults.seeds),
                         help="comma-separated seeds, one network each (default 0)")
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs,
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from curate.distill.eval_set import SetEvalOptions, evaluate_distilled
 
     options = SetEvalOptions(test=args.test, seeds=tuple(args.seeds), epochs=args.epochs, stored=args.stored,
-                             baselines=args.baselines, relabel=args.relabel)
+                             baselines=args.baselines, relabel=args.relabel,
+                             test_label_column=args.test_label_column)
     result = evaluate_distilled(existing_run(args.run), args.name, options, runner_from(args, progress=True))
     for row in result["summary"]:
         print(f"{row['method']:10s} n={row['size']:<7d} top-1 {row['mean']:.4f} ± {row['std']:.4f} "

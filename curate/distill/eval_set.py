@@ -47,7 +47,8 @@ ROW_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class SetEvalOptions:
-    """How a distilled set is evaluated: the held-out set (Parquet or class folder), the seeds (one network each),
+    """How a distilled set is evaluated: the held-out set (a held-out Parquet file or class folder, or labelled shards
+    and the column holding their class: curate.distill.test_set), the seeds (one network each),
     the protocol's epochs, which stored form of the set trains (float or png), the baselines to run beside it
     (random, herding, full), and whether the set trains on its soft crops when it has them."""
 
@@ -57,6 +58,7 @@ class SetEvalOptions:
     stored: str = "float"
     baselines: tuple[str, ...] = ()
     relabel: bool = True
+    test_label_column: str | None = None
 
     def check(self) -> None:
         """Raises UsageError for options no evaluation can run with."""
@@ -136,15 +138,16 @@ def normalize(pixels: np.ndarray, normalization: dict) -> torch.Tensor:
     return (torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255) - mean) / std
 
 
-def test_tensors(meta: dict, path: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Returns (normalized test images, class indices in the set's class order, images that did not decode) of the
-    held-out set at `path`; raises UsageError when it holds a class the set does not have."""
+def test_tensors(meta: dict, path: str, label_column: str | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Returns (normalized test images, class indices in the set's class order, images left out) of the held-out
+    set at `path`, its classes matched to the set's by name; raises UsageError when it holds a class the set does
+    not have."""
     import torch
 
-    from curate.models.heldout import load_heldout
+    from curate.distill.test_set import load_test_set
 
     try:
-        heldout = load_heldout(path, int(meta["options"]["image_size"]))
+        heldout = load_test_set(path, int(meta["options"]["image_size"]), label_column)
     except UsageError as exc:  # its messages name the evaluate command's flag
         raise UsageError(str(exc).replace("--heldout", "--test", 1)) from None
     position = {name: i for i, name in enumerate(meta["classnames"])}
@@ -174,8 +177,9 @@ def train_and_test(shared: tuple, seed: int) -> dict:
 def evaluation_name(name: str, options: SetEvalOptions) -> str:
     """Returns the evaluation's name: distill-<set>-<hash of the options and the test set's path>."""
     described = asdict(options) | dict(test=str(Path(options.test).absolute()))
-    if options.relabel:  # the default: names of evaluations made before the option existed stay the same
-        del described["relabel"]
+    for option, default in (("relabel", True), ("test_label_column", None)):
+        if described[option] == default:  # names of evaluations made before the option existed stay the same
+            del described[option]
     return f"distill-{name}-{hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -191,7 +195,7 @@ def evaluate_distilled(run: RunDir, name: str, options: SetEvalOptions, runner: 
     options.check()
     meta, rows = read_set(run, name)
     images, labels, soft = set_tensors(run, name, meta, rows, options.stored)
-    test_images, test_labels, undecoded = test_tensors(meta, options.test)
+    test_images, test_labels, undecoded = test_tensors(meta, options.test, options.test_label_column)
     config = EvalConfig(epochs=options.epochs, width=meta["options"]["width"], depth=meta["options"]["depth"])
     crops = set_crops(run, name, meta, len(images), options)
     sets = [TrainingSet(meta["method"], images, labels if soft is None else soft, meta.get("lr"), crops=crops)]
