@@ -3,6 +3,7 @@ be, and tracked by the stage graph."""
 
 import json
 import random
+import shutil
 
 import polars as pl
 import pyarrow as pa
@@ -14,12 +15,21 @@ from curate.cli.main import main
 from curate.errors import UsageError
 from curate.filters.dq import DQ
 from curate.graph import status
+from curate.rundir import RunDir
 from tests.shards import ingested_tars
 
 
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """A run of 10 samples (keys 000000000..000000009) that no test changes: the refusals use it as it is."""
+    return ingested_tars(tmp_path_factory.mktemp("annotate"), shards=2, per_shard=5)
+
+
 @pytest.fixture
-def run(tmp_path):
-    return ingested_tars(tmp_path / "pool", shards=2, per_shard=5)  # keys 000000000..000000009
+def run(ingested, tmp_path):
+    """A copy of the ingested run for a test that annotates it (the shards stay where the run recorded them)."""
+    shutil.copytree(ingested.path, tmp_path / "run")
+    return RunDir(tmp_path / "run")
 
 
 def samples(run, columns: str) -> list[tuple]:
@@ -90,7 +100,8 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("text", "extra", "message"), REFUSALS)
-def test_a_refused_table_is_one_line_and_changes_nothing(run, tmp_path, capsys, text, extra, message):
+def test_a_refused_table_is_one_line_and_changes_nothing(ingested, tmp_path, capsys, text, extra, message):
+    run = ingested
     table = tmp_path / "t.csv"
     table.write_text(text)
     before = snapshot(run)
@@ -103,7 +114,8 @@ def test_a_refused_table_is_one_line_and_changes_nothing(run, tmp_path, capsys, 
     assert snapshot(run) == before
 
 
-def test_a_key_of_another_type_and_an_unreadable_table_are_one_line(run, tmp_path):
+def test_a_key_of_another_type_and_an_unreadable_table_are_one_line(ingested, tmp_path):
+    run = ingested
     pq.write_table(pa.table({"uid": [1, 2], "score": [1.0, 2.0]}), tmp_path / "ints.parquet")
     with pytest.raises(UsageError, match="holds int64 values, the run's uid is text"):
         curate.open(run.path).annotate("a", tmp_path / "ints.parquet")
