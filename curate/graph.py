@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from curate.errors import UsageError
 from curate.rundir import RunDir
 
+ANNOTATION = "annotation"  # a field of the entries of `curate annotate` stages, whose columns are the user's
 COMPLETE, RUNNING, STALE = "complete", "running", "stale"
 # How to make a stage that a step needs and the run lacks.
 MISSING_HINTS = {

@@ -2,12 +2,13 @@
 it names."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import duckdb
 import pyarrow as pa
 
+from curate.catalogs.views import quoted
 from curate.errors import UsageError
 from curate.io.schema import SAMPLES_SCHEMA
 
@@ -118,17 +119,20 @@ def selected_query(con: duckdb.DuckDBPyConnection, where: str | None, columns: s
 
 
 def iter_selected(
-    con: duckdb.DuckDBPyConnection, selection: Selection, batch_rows: int
+    con: duckdb.DuckDBPyConnection, selection: Selection, batch_rows: int, extra: Sequence[str] = ()
 ) -> Iterator[pa.Table]:
-    """Yields the selected samples' catalog rows (SAMPLES_SCHEMA) that the writer can hold, at most `batch_rows` a
-    table, in ORDER."""
-    columns = ", ".join(SAMPLES_SCHEMA.names)
+    """Yields the selected samples' catalog rows (SAMPLES_SCHEMA, then the samples columns `extra` as they are)
+    that the writer can hold, at most `batch_rows` a table, in ORDER."""
+    columns = ", ".join([*SAMPLES_SCHEMA.names, *(quoted(c) for c in extra)])
     sql = f"SELECT {columns} FROM samples WHERE (\n{selection.predicate}\n) AND {WRITABLE} ORDER BY {ORDER}"
     try:
         reader = con.sql(sql, params=selection.writable.params()).to_arrow_reader(batch_rows)
         for batch in reader:
             if batch.num_rows:
-                yield pa.Table.from_batches([batch]).cast(SAMPLES_SCHEMA)
+                table = pa.Table.from_batches([batch])
+                own = table.select(range(len(SAMPLES_SCHEMA))).cast(SAMPLES_SCHEMA)
+                yield pa.Table.from_arrays([*own.columns, *table.columns[len(SAMPLES_SCHEMA):]],
+                                           names=[*SAMPLES_SCHEMA.names, *extra])
     except duckdb.Error as exc:
         raise _predicate_error(selection.where, exc) from None
 

@@ -5,13 +5,15 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from curate.export.carried import CarriedColumns
+
 
 class ExportWriter:
     """Writes selected samples into a folder, one Arrow table of catalog rows at a time.
 
-    Tables carry the SAMPLES_SCHEMA columns, plus `image` (the verified bytes) when `needs_images`; they hold only
-    samples the writer can write (its uid pattern, and image bytes when it needs them): the export skips and
-    reports the others, the same way in every format.
+    Tables carry the SAMPLES_SCHEMA columns, then the `carried` ones, plus `image` (the verified bytes) when
+    `needs_images`; they hold only samples the writer can write (its uid pattern, and image bytes when it needs
+    them): the export skips and reports the others, the same way in every format.
     """
 
     format_name: ClassVar[str]  # the --format name the registry lists it under
@@ -19,6 +21,7 @@ class ExportWriter:
     batch_rows: ClassVar[int] = 512  # samples per table given to write(); with images, what memory holds
     uid_pattern: ClassVar[str | None] = None  # a regex a uid must fully match to be written, None for any uid
     uid_rule: ClassVar[str] = ""  # the pattern in words, for the export's report of skipped samples
+    carried: CarriedColumns = CarriedColumns()  # the user's columns its tables hold after curate's, set by the export
 
     def __init__(self, folder: Path, shard_size: int, progress: bool = True):
         self.folder = folder

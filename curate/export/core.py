@@ -11,6 +11,7 @@ from curate.catalogs import connect
 from curate.catalogs.selection import Selection, Writable, iter_selected, select
 from curate.errors import UsageError
 from curate.export.base import ExportWriter
+from curate.export.carried import carried_columns
 from curate.export.datacomp import DataCompWriter
 from curate.export.hf import HFWriter
 from curate.export.parquet import ParquetWriter
@@ -65,6 +66,7 @@ def export_subset(
         _check_selection(selection, writer_class)
         with staged_folder(out, overwrite) as staging:
             writer = _make_writer(writer_class, staging, shard_size, progress, dropper)
+            writer.carried = carried_columns(run)
             files, samples, selection = _write_all(con, selection, writer, options, progress)
             summary = dict(
                 format=fmt, where=where, samples=samples, files=files, shard_size=shard_size,
@@ -182,7 +184,7 @@ def _write_all(
     bar = tqdm(total=selection.samples, desc=desc, unit="sample", disable=not progress)
     samples, selected = 0, selection
     try:
-        for table in iter_selected(con, selection, writer.batch_rows):
+        for table in iter_selected(con, selection, writer.batch_rows, writer.carried.names):
             bar.update(table.num_rows)
             if writer.needs_images:
                 table, lost = images.attach_available(table)

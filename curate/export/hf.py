@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import pyarrow.parquet as pq
 
+from curate.export.carried import CarriedColumns
 from curate.export.parquet import ParquetWriter, export_features
 
 WORK = ".hf-work"  # parts and the datasets cache, inside the export's temporary folder, removed on close
@@ -28,14 +29,16 @@ def progress_bars(enabled: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def save_parquet_as_dataset(parts: list[Path], out: Path, cache_dir: Path, progress: bool = True) -> None:
-    """Saves the parquet `parts` as one `datasets` dataset in `out`, one arrow shard per part.
+def save_parquet_as_dataset(parts: list[Path], out: Path, cache_dir: Path, carried: CarriedColumns,
+                            progress: bool = True) -> None:
+    """Saves the parquet `parts` (with the `carried` columns) as one `datasets` dataset in `out`, one arrow shard
+    per part.
 
     The conversion's cache goes to `cache_dir`, never to the user's Hugging Face cache.
     """
     import datasets
 
-    features = export_features()
+    features = export_features(carried)
     with progress_bars(progress):
         if sum(pq.ParquetFile(p).metadata.num_rows for p in parts):
             paths, cache = [str(p) for p in parts], str(cache_dir)
@@ -58,6 +61,6 @@ class HFWriter(ParquetWriter):
         """Writes the dataset from the parquet parts, then removes them; returns the dataset's files."""
         super().close()
         parts = [self.parts_folder / name for name in self.part_files]
-        save_parquet_as_dataset(parts, self.folder, self.folder / WORK / "cache", self.progress)
+        save_parquet_as_dataset(parts, self.folder, self.folder / WORK / "cache", self.carried, self.progress)
         shutil.rmtree(self.folder / WORK)
         return sorted(str(p.relative_to(self.folder)) for p in self.folder.rglob("*") if p.is_file())

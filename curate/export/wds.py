@@ -8,6 +8,7 @@ from typing import BinaryIO, ClassVar
 import pyarrow as pa
 
 from curate.export.base import ShardedWriter
+from curate.io.columns import CLS
 
 # Fields the exported json carries from the catalog row where the source's json has none of its own (the
 # source's fields are kept as they were), and the name of curate's hash of the stored image bytes, which differs
@@ -76,6 +77,12 @@ def sample_members(row: dict, extra: dict | None = None) -> list[tuple[str, byte
     ]
 
 
+def cls_member(row: dict) -> list[tuple[str, bytes]]:
+    """Returns the sample's `.cls` member (its class as text, webdataset's convention), or none without a class."""
+    value = row.get(CLS)
+    return [] if value is None else [(f"{row['uid']}.{CLS}", str(value).encode("utf-8"))]
+
+
 class WebDatasetWriter(ShardedWriter):
     """Writes 00000.tar, 00001.tar, ... as img2dataset does, readable by webdataset and open_clip's loader."""
 
@@ -97,8 +104,10 @@ class WebDatasetWriter(ShardedWriter):
         self._file = open(path, "wb")  # noqa: SIM115 (closed in close_part)
 
     def members_of(self, table: pa.Table) -> list[list[tuple[str, bytes]]]:
-        """Returns each sample's (member name, bytes), in the table's order."""
-        return [sample_members(row) for row in table.to_pylist()]
+        """Returns each sample's (member name, bytes), in the table's order: its image, caption and json (with the
+        carried columns' values), and its class as a `.cls` member where the run has a `cls` column."""
+        return [sample_members(row, self.carried.json_fields(row)) + cls_member(row)
+                for row in table.to_pylist()]
 
     def write_part(self, table: pa.Table) -> None:
         """Appends each sample's members, adjacent and in order, to the open tar."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 from curate.catalogs.connection import CATALOG, open_database
 from curate.catalogs.views import STAGE_NAME, quoted, sample_columns
 from curate.errors import UsageError
-from curate.graph import StageRun, entries
+from curate.graph import ANNOTATION, StageRun, entries
 from curate.io.columns import STAGE_PREFIXES, check_targets, is_scalar
 from curate.rundir import RunDir
 from curate.stages.step import stage_step
@@ -78,7 +78,7 @@ def annotate(run: RunDir, source: str | os.PathLike | pa.Table, annotation: Anno
         # earlier columns (and files).
         with stage_step(run, step, lambda: _check_unique(con, label, annotation.on)) as (record, _), \
                 _source(run, source, label, annotation.on) as current:
-            record.update(counts=_join(current, run, annotation, columns))
+            record.update({"counts": _join(current, run, annotation, columns), ANNOTATION: True})
     return record["counts"]
 
 
