@@ -5,6 +5,7 @@ line, and a value of another type than its column's is the sample's problem, nev
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -103,9 +104,21 @@ class ColumnPlan:
                                      ", not a scalar: --json-columns keeps only text, numbers and booleans")
                 out[self.target(field)] = value
             return out
-        return {self.target(f): v for f, v in meta.items() if not isinstance(v, dict | list)
-                and self.target(f) != self.target(CLS) and name_problem(self.target(f)) is None
-                and clash_of(self.target(f)) is None}
+        out = {}
+        for field, value in meta.items():
+            column = self._all_target(field)
+            if column is not None and not isinstance(value, dict | list):
+                out[column] = value
+        return out
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a frozen plan, hashable, lives as long as its read options
+    def _all_target(self, field: str) -> str | None:
+        """Returns the column a json field becomes under `all`, or None when it stays in json only (its name clashes
+        with `cls` or curate's columns, or cannot be a column): the same few names come in every sample."""
+        column = self.target(field)
+        if column == self.target(CLS) or name_problem(column) is not None or clash_of(column) is not None:
+            return None
+        return column
 
 
 def cls_value(data: bytes) -> int | str | None:
