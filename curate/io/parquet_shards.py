@@ -18,8 +18,16 @@ class SchemaMismatch(Exception):
     """The Parquet file lacks the columns this reader needs; str() says which and what it has."""
 
 
+def check_unique_names(schema: pa.Schema) -> None:
+    """Raises SchemaMismatch when the file names two columns alike: which one a name means would be a guess."""
+    repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
+    if repeated:
+        raise SchemaMismatch(f"columns named more than once: {', '.join(map(repr, repeated))}")
+
+
 def image_parquet_columns(schema: pa.Schema, options: ReadOptions) -> dict[str, str | None]:
     """Returns the columns to read for image, caption, key, uid and url; raises SchemaMismatch."""
+    check_unique_names(schema)
     names = set(schema.names)
     image = _pick(options.image_column, IMAGE_COLUMNS, names, "image")
     caption = _pick(options.caption_column, CAPTION_COLUMNS, names, "caption")

@@ -12,6 +12,7 @@ from curate.io.datacomp import DATACOMP_MAPPED, is_datacomp_schema, read_datacom
 from curate.io.inputs import ARROW_SUFFIX, ShardTask
 from curate.io.parquet_shards import (
     SchemaMismatch,
+    check_unique_names,
     image_parquet_columns,
     image_samples,
     iter_image_parquet,
@@ -46,9 +47,10 @@ def read_webdataset(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]
 def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     """Reads a Parquet shard: image bytes and captions, or DataComp metadata when that is its schema."""
     schema = shard_schema(task.url)
-    if is_datacomp_schema(schema) and not _has_image_column(schema, tables.options):
-        return read_datacomp(task, tables)
     try:
+        check_unique_names(schema)
+        if is_datacomp_schema(schema) and not _has_image_column(schema, tables.options):
+            return read_datacomp(task, tables)
         columns = image_parquet_columns(schema, tables.options)
     except SchemaMismatch as exc:
         with fsspec.open(task.url, "rb") as f:
@@ -101,9 +103,10 @@ def shard_schema(url: str) -> pa.Schema:
 def mapped_columns(schema: pa.Schema, options: ReadOptions) -> set[str] | None:
     """Returns the columns of a Parquet file of this schema that curate maps into its own (a DataComp metadata
     file's or an image shard's), or None when its reader would quarantine the file."""
-    if is_datacomp_schema(schema) and not _has_image_column(schema, options):
-        return set(DATACOMP_MAPPED)
     try:
+        check_unique_names(schema)
+        if is_datacomp_schema(schema) and not _has_image_column(schema, options):
+            return set(DATACOMP_MAPPED)
         return {c for c in image_parquet_columns(schema, options).values() if c is not None}
     except SchemaMismatch:
         return None

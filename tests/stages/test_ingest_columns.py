@@ -205,3 +205,20 @@ def test_a_hugging_face_dataset_folder_is_an_input_with_its_class_names(tmp_path
     datasets.Dataset.from_dict({"text": ["no image"] * 2}).save_to_disk(str(tmp_path / "textonly"))
     _, counts = ingested(tmp_path, [tmp_path / "textonly"], "textrun")
     assert counts == dict(read=2, kept=0, quarantined=2, shard_errors=0)
+
+
+def test_a_file_naming_two_columns_alike_is_quarantined_row_by_row_not_a_crash(tmp_path):
+    # An image file whose extra column is named twice, and DataComp metadata whose uid is: which one is meant would
+    # be a guess, so every row goes to the quarantine with the names, and the counts add up.
+    image = labelled_parquet(tmp_path / "a.parquet", 3)
+    table = pq.read_table(image)
+    table = pa.Table.from_arrays([*table.columns, pa.array([1, 2, 3]), pa.array([4, 5, 6])],
+                                 names=[*table.column_names, "score", "score"])
+    pq.write_table(table, image)
+    meta = pa.Table.from_arrays([pa.array(["u1", "u2"]), pa.array(["x", "y"]), pa.array(["u3", "u4"])],
+                                names=["uid", "text", "uid"])
+    pq.write_table(meta, tmp_path / "b.parquet")
+    run, counts = ingested(tmp_path, [image, tmp_path / "b.parquet"])
+    assert counts == dict(read=5, kept=0, quarantined=5, shard_errors=0)
+    details = rows(run, "SELECT DISTINCT detail FROM quarantine ORDER BY 1")
+    assert details == [("columns named more than once: 'score'",), ("columns named more than once: 'uid'",)]
