@@ -39,12 +39,21 @@ def positive_float(text: str) -> float:
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, type: Any = None, choices: Any = None,
-           group: str | None = None, required_group: bool = True) -> Any:
+           group: str | None = None, required_group: bool = True, methods: tuple[str, ...] = ()) -> Any:
     """Returns a dataclass field that is also a command-line option: its help text, an optional parser (`type`),
-    choices, and the mutually exclusive `group` it belongs to (one of which is required unless
-    required_group=False)."""
-    metadata = dict(help=help, type=type, choices=choices, group=group, required_group=required_group)
+    choices, the mutually exclusive `group` it belongs to (one of which is required unless required_group=False),
+    and, in a class of several methods' options, the `methods` that take it (none: every method; its help then
+    starts with their names)."""
+    if methods:
+        help = f"{', '.join(methods)}: {help}"
+    metadata = dict(help=help, type=type, choices=choices, group=group, required_group=required_group,
+                    methods=methods)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_methods(field: dataclasses.Field) -> tuple[str, ...]:
+    """Returns the methods that take an option field (empty: every one)."""
+    return field.metadata.get("methods", ())
 
 
 def option_fields(cls: type) -> list[dataclasses.Field]:

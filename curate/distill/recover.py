@@ -71,9 +71,6 @@ def check_options(options: Any) -> None:
         raise UsageError(str(exc)) from None
     if options.teacher not in ARCHS:
         raise UsageError(f"unknown --teacher {options.teacher!r}; choose one of {', '.join(ARCHS)}")
-    for flag in ("teacher_epochs", "teacher_batch"):
-        if getattr(options, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(options, flag)}")
     if not options.teacher_lr > 0:
         raise UsageError(f"--teacher-lr must be positive, got {options.teacher_lr}")
     if options.teacher_checkpoint is not None and not Path(options.teacher_checkpoint).is_file():

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from curate.distill.layout import OPTIONS, RESULT, SOURCE, distilled_sets, set_folder
 from curate.errors import UsageError
+from curate.options import non_negative_int, option, option_fields, option_methods, positive_int
 from curate.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -40,49 +41,64 @@ __all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert
            "stage_versions"]
 
 
+TESLA, RECOVERY = ("tesla",), ("cda", "sre2l")  # the methods that take a setting (curate.distill.recover: RECOVERY)
+
+
 @dataclass(frozen=True)
 class DistillOptions:
     """Everything that decides a distilled set: the source (predicate, image size, and the labels: a samples
     column, or the class names of zero-shot labels by the run's embedding model, curate.distill.zeroshot), the
-    method and its settings: TESLA's and its experts' (reference defaults, curate.distill.tesla), or CDA's and
-    SRe2L's teacher and recovery (curate.distill.teacher, curate.distill.cda; TESLA_ONLY and RECOVERY_ONLY say
-    which fields belong to which). `iterations` and `curriculum` left None take the method's default."""
+    method and its settings, each an `option` naming the methods that take it: TESLA's and its experts' (reference
+    defaults, curate.distill.tesla), or CDA's and SRe2L's teacher and recovery (curate.distill.teacher,
+    curate.distill.cda). The `curate distill` flags, pipelines/distill.py's and the refusal of another method's
+    settings come from these fields. `iterations` and `curriculum` left None take the method's default."""
 
     label_column: str | None = None
     zeroshot_classes: tuple[str, ...] | None = None
     where: str | None = None
     method: str = "tesla"
-    ipc: int = 10
-    image_size: int = 32
-    experts: int = 5
-    expert_epochs: int = 50
-    iterations: int | None = None  # None: the method's default (ITERATIONS)
-    syn_steps: int = 20
-    expert_epochs_match: int = 3
-    max_start_epoch: int = 25
-    lr_img: float = 1000.0
-    lr_lr: float = 1e-5
-    lr_teacher: float = 0.01
-    batch_syn: int | None = None
-    soft_labels: bool = False
-    width: int = 128
-    depth: int = 3
-    seed: int = 0
-    teacher: str = "resnet18"
-    teacher_epochs: int = 200
-    teacher_lr: float = 0.1
-    teacher_batch: int = 128
-    teacher_checkpoint: str | None = None
-    recover_lr: float = 0.25
-    r_bn: float = 0.01
-    first_bn_multiplier: float = 10.0
-    jitter: int = 4
-    curriculum: str | None = None  # None: cosine for cda, none for sre2l
-    milestone: float = 1.0
-    min_scale: float = 0.08
-    class_batch: int = 100
-    relabel_epochs: int = 300
-    relabel_temperature: float = 20.0
+    ipc: int = option(10, "synthetic images per class", type=positive_int)
+    image_size: int = option(32, "side the real images are decoded to (center crop)", type=positive_int)
+    experts: int = option(5, "expert trajectories to train", type=positive_int, methods=TESLA)
+    expert_epochs: int = option(50, "epochs each expert trains", type=positive_int, methods=TESLA)
+    iterations: int | None = option(None, "distillation iterations; for cda and sre2l, recovery iterations of each "
+                                    "image (default 5000 for tesla, 1000 for cda and sre2l)", type=positive_int)
+    syn_steps: int = option(20, "student steps on the synthetic images per iteration", type=positive_int,
+                            methods=TESLA)
+    expert_epochs_match: int = option(3, "expert epochs the student steps must match", type=positive_int,
+                                      methods=TESLA)
+    max_start_epoch: int = option(25, "start epochs are drawn below this", type=positive_int, methods=TESLA)
+    lr_img: float = option(1000.0, "learning rate of the synthetic pixels", methods=TESLA)
+    lr_lr: float = option(1e-5, "learning rate of the learned student learning rate", methods=TESLA)
+    lr_teacher: float = option(0.01, "initial student learning rate", methods=TESLA)
+    batch_syn: int | None = option(None, "synthetic images per student step (default: all)", type=positive_int,
+                                   methods=TESLA)
+    soft_labels: bool = option(False, "learn against the experts' soft labels")
+    width: int = option(128, "ConvNet width of the experts and the student", type=positive_int)
+    depth: int = option(3, "ConvNet depth", type=positive_int)
+    seed: int = option(0, "seed of every random choice")
+    teacher: str = option("resnet18", "the batch-norm teacher, resnet18 (small-image) or convnet (ConvNet with BN, "
+                          "--width/--depth)", methods=RECOVERY)
+    teacher_epochs: int = option(200, "epochs the teacher trains", type=positive_int, methods=RECOVERY)
+    teacher_lr: float = option(0.1, "the teacher's SGD learning rate (cosine)", methods=RECOVERY)
+    teacher_batch: int = option(128, "the teacher's batch", type=positive_int, methods=RECOVERY)
+    teacher_checkpoint: str | None = option(None, "a PyTorch state_dict FILE of the --teacher architecture over the "
+                                            "selection's classes, used instead of training one", methods=RECOVERY)
+    recover_lr: float = option(0.25, "Adam learning rate of the pixels (cosine)", methods=RECOVERY)
+    r_bn: float = option(0.01, "weight of the BN-statistics matching loss", methods=RECOVERY)
+    first_bn_multiplier: float = option(10.0, "extra weight of the first BN layer", methods=RECOVERY)
+    jitter: int = option(4, "largest random roll, in pixels", methods=RECOVERY)
+    curriculum: str | None = option(None, "how the crop's lower scale bound falls from 1 to --min-scale: cosine, "
+                                    "linear, step or none (default cosine for cda, none for sre2l)",
+                                    methods=RECOVERY)
+    milestone: float = option(1.0, "share of the iterations by which the curriculum reaches --min-scale",
+                              methods=RECOVERY)
+    min_scale: float = option(0.08, "the crop's lowest scale bound", methods=RECOVERY)
+    class_batch: int = option(100, "classes recovered together (sharing BN statistics) in one slice",
+                              type=positive_int, methods=RECOVERY)
+    relabel_epochs: int = option(300, "student epochs of FKD soft labels (the teacher's logits on stored crops; 0: "
+                                 "hard labels only)", type=non_negative_int, methods=RECOVERY)
+    relabel_temperature: float = option(20.0, "the soft labels' KD temperature", methods=RECOVERY)
 
     def __post_init__(self) -> None:
         if self.iterations is None:
@@ -103,17 +119,17 @@ class DistillOptions:
             check_classes(self.zeroshot_classes)
         if self.method not in METHODS:
             raise UsageError(f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for flag in ("ipc", "image_size", "experts", "expert_epochs", "iterations", "syn_steps",
-                     "expert_epochs_match", "max_start_epoch", "width", "depth"):
-            if getattr(self, flag) < 1:
-                raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(self, flag)}")
-        defaults = DistillOptions()
-        for name in self._others():
-            if getattr(self, name) != getattr(defaults, name):
-                raise UsageError(f"--{name.replace('_', '-')} is a setting of --method "
-                                 f"{'tesla' if name in TESLA_ONLY else ' and '.join(RECOVERY_METHODS)}, "
-                                 f"not {self.method}")
-        if self.method in RECOVERY_METHODS:
+        for field in option_fields(DistillOptions):  # the command line's parsers check them; Python's callers not
+            value, flag = getattr(self, field.name), f"--{field.name.replace('_', '-')}"
+            if field.metadata["type"] is positive_int and value is not None and value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}")
+        defaults = DistillOptions(method=self.method)  # a None default resolved for the method, as this one's
+        for field in option_fields(DistillOptions):
+            methods = option_methods(field)
+            if methods and self.method not in methods and getattr(self, field.name) != getattr(defaults, field.name):
+                raise UsageError(f"--{field.name.replace('_', '-')} is a setting of --method "
+                                 f"{' and '.join(methods)}, not {self.method}")
+        if self.method in RECOVERY:
             from curate.distill.recover import check_options
 
             check_options(self)
@@ -121,13 +137,11 @@ class DistillOptions:
         if self.max_start_epoch + self.expert_epochs_match > self.expert_epochs:
             raise UsageError(f"--max-start-epoch {self.max_start_epoch} + --expert-epochs-match "
                              f"{self.expert_epochs_match} exceeds the experts' --expert-epochs {self.expert_epochs}")
-        if self.batch_syn is not None and self.batch_syn < 1:
-            raise UsageError(f"--batch-syn must be at least 1, got {self.batch_syn}")
 
     def _others(self) -> tuple[str, ...]:
-        """Returns the fields that are other methods' settings (RECOVERY_ONLY for tesla, TESLA_ONLY for cda and
-        sre2l)."""
-        return TESLA_ONLY if self.method in RECOVERY_METHODS else RECOVERY_ONLY
+        """Returns the fields that are other methods' settings."""
+        return tuple(f.name for f in option_fields(DistillOptions)
+                     if option_methods(f) and self.method not in option_methods(f))
 
     def as_dict(self) -> dict[str, Any]:
         """Returns the options as a JSON-ready dict without the other methods' settings (so a TESLA set's is what
@@ -138,13 +152,6 @@ class DistillOptions:
         return options if classes is None else options | {"zeroshot_classes": list(classes)}
 
 
-# The settings of one method only: a set's options.json records its own method's, and giving another's is an error.
-TESLA_ONLY = ("experts", "expert_epochs", "syn_steps", "expert_epochs_match", "max_start_epoch", "lr_img", "lr_lr",
-              "lr_teacher", "batch_syn")
-RECOVERY_ONLY = ("teacher", "teacher_epochs", "teacher_lr", "teacher_batch", "teacher_checkpoint", "recover_lr",
-                 "r_bn", "first_bn_multiplier", "jitter", "curriculum", "milestone", "min_scale", "class_batch",
-                 "relabel_epochs", "relabel_temperature")
-RECOVERY_METHODS = ("cda", "sre2l")  # curate.distill.recover
 ITERATIONS = {"tesla": 5000, "cda": 1000, "sre2l": 1000}  # --iterations when not given
 
 
