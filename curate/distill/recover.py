@@ -60,8 +60,6 @@ def cda_config(options: Any) -> CDAConfig:
 
 def check_options(options: Any) -> None:
     """Raises UsageError (one line) for CDA/SRe2L settings no recovery or teacher can run with."""
-    from curate.distill.teacher import ARCHS
-
     if options.method == "sre2l" and options.curriculum != "none":
         raise UsageError(f"--method sre2l has no curriculum (it is CDA with --curriculum none), got --curriculum "
                          f"{options.curriculum}; use --method cda")
@@ -69,6 +67,14 @@ def check_options(options: Any) -> None:
         cda_config(options).check()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    check_teacher(options)
+
+
+def check_teacher(options: Any) -> None:
+    """Raises UsageError (one line) for teacher settings no teacher can be trained or loaded with, or TESLA's soft
+    labels asked of a method whose labels are the teacher's."""
+    from curate.distill.teacher import ARCHS
+
     if options.teacher not in ARCHS:
         raise UsageError(f"unknown --teacher {options.teacher!r}; choose one of {', '.join(ARCHS)}")
     if not options.teacher_lr > 0:

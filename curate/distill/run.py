@@ -21,6 +21,7 @@ instead, and the catalog's `distilled` view lists every finished set.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ __all__ = ["METHODS", "DistillOptions", "distill_run", "distilled_sets", "expert
            "stage_versions"]
 
 
-TESLA, RECOVERY = ("tesla",), ("cda", "sre2l")  # the methods that take a setting (curate.distill.recover: RECOVERY)
+# The methods that take a setting: TESLA's, the recovering ones' (curate.distill.recover), those with a teacher
+# (the recovering ones and relabel, curate.distill.realset), those that iterate.
+TESLA, RECOVERY = ("tesla",), ("cda", "sre2l")
+TEACHER, ITERATING = (*RECOVERY, "relabel"), (*TESLA, *RECOVERY)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class DistillOptions:
     experts: int = option(5, "expert trajectories to train", type=positive_int, methods=TESLA)
     expert_epochs: int = option(50, "epochs each expert trains", type=positive_int, methods=TESLA)
     iterations: int | None = option(None, "distillation iterations; for cda and sre2l, recovery iterations of each "
-                                    "image (default 5000 for tesla, 1000 for cda and sre2l)", type=positive_int)
+                                    "image (default 5000 for tesla, 1000 for cda and sre2l)", type=positive_int,
+                                    methods=ITERATING)
     syn_steps: int = option(20, "student steps on the synthetic images per iteration", type=positive_int,
                             methods=TESLA)
     expert_epochs_match: int = option(3, "expert epochs the student steps must match", type=positive_int,
@@ -78,12 +83,12 @@ class DistillOptions:
     depth: int = option(3, "ConvNet depth", type=positive_int)
     seed: int = option(0, "seed of every random choice")
     teacher: str = option("resnet18", "the batch-norm teacher, resnet18 (small-image) or convnet (ConvNet with BN, "
-                          "--width/--depth)", methods=RECOVERY)
-    teacher_epochs: int = option(200, "epochs the teacher trains", type=positive_int, methods=RECOVERY)
-    teacher_lr: float = option(0.1, "the teacher's SGD learning rate (cosine)", methods=RECOVERY)
-    teacher_batch: int = option(128, "the teacher's batch", type=positive_int, methods=RECOVERY)
+                          "--width/--depth)", methods=TEACHER)
+    teacher_epochs: int = option(200, "epochs the teacher trains", type=positive_int, methods=TEACHER)
+    teacher_lr: float = option(0.1, "the teacher's SGD learning rate (cosine)", methods=TEACHER)
+    teacher_batch: int = option(128, "the teacher's batch", type=positive_int, methods=TEACHER)
     teacher_checkpoint: str | None = option(None, "a PyTorch state_dict FILE of the --teacher architecture over the "
-                                            "selection's classes, used instead of training one", methods=RECOVERY)
+                                            "selection's classes, used instead of training one", methods=TEACHER)
     recover_lr: float = option(0.25, "Adam learning rate of the pixels (cosine)", methods=RECOVERY)
     r_bn: float = option(0.01, "weight of the BN-statistics matching loss", methods=RECOVERY)
     first_bn_multiplier: float = option(10.0, "extra weight of the first BN layer", methods=RECOVERY)
@@ -97,13 +102,15 @@ class DistillOptions:
     class_batch: int = option(100, "classes recovered together (sharing BN statistics) in one slice",
                               type=positive_int, methods=RECOVERY)
     relabel_epochs: int = option(300, "student epochs of FKD soft labels (the teacher's logits on stored crops; 0: "
-                                 "hard labels only)", type=non_negative_int, methods=RECOVERY)
-    relabel_temperature: float = option(20.0, "the soft labels' KD temperature", methods=RECOVERY)
+                                 "hard labels only)", type=non_negative_int, methods=TEACHER)
+    relabel_temperature: float = option(20.0, "the soft labels' KD temperature", methods=TEACHER)
+    pick: str = option("herding", "how each class's real images are chosen: herding on their pixels, or random",
+                       choices=("herding", "random"), methods=("relabel",))
 
     def __post_init__(self) -> None:
         if self.iterations is None:
-            object.__setattr__(self, "iterations", ITERATIONS.get(self.method, ITERATIONS["tesla"]))
-        if self.curriculum is None:
+            object.__setattr__(self, "iterations", ITERATIONS.get(self.method))
+        if self.curriculum is None and self.method in RECOVERY:
             object.__setattr__(self, "curriculum", "none" if self.method == "sre2l" else "cosine")
 
     def check(self) -> None:
@@ -127,12 +134,11 @@ class DistillOptions:
         for field in option_fields(DistillOptions):
             methods = option_methods(field)
             if methods and self.method not in methods and getattr(self, field.name) != getattr(defaults, field.name):
-                raise UsageError(f"--{field.name.replace('_', '-')} is a setting of --method "
-                                 f"{' and '.join(methods)}, not {self.method}")
-        if self.method in RECOVERY:
-            from curate.distill.recover import check_options
-
-            check_options(self)
+                named = " and ".join([", ".join(methods[:-1]), methods[-1]] if len(methods) > 1 else methods)
+                raise UsageError(f"--{field.name.replace('_', '-')} is a setting of --method {named}, not "
+                                 f"{self.method}")
+        if self.method in CHECKS:
+            importlib.import_module(CHECKS[self.method]).check_options(self)
             return
         if self.max_start_epoch + self.expert_epochs_match > self.expert_epochs:
             raise UsageError(f"--max-start-epoch {self.max_start_epoch} + --expert-epochs-match "
@@ -183,9 +189,20 @@ def _recover(data: LabelledImages, options: DistillOptions, folder: Path, map_fn
     return distill_cda(data, options, folder, map_fn, progress, checkpoint_every)
 
 
+def _real(data: LabelledImages, options: DistillOptions, folder: Path, map_fn: Callable = map,
+          progress: bool = False, checkpoint_every: int = 100) -> DistillResult:
+    """Keeps real images relabelled by the teacher (curate.distill.realset); returns its DistillResult."""
+    from curate.distill.realset import distill_real
+
+    return distill_real(data, options, folder, map_fn, progress, checkpoint_every)
+
+
 # A method: (labelled images, options, set folder, map_fn for parallel work, progress, checkpoint_every) ->
 # DistillResult, resuming from what the folder holds.
-METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla, "cda": _recover, "sre2l": _recover}
+METHODS: dict[str, Callable[..., DistillResult]] = {"tesla": _tesla, "cda": _recover, "sre2l": _recover,
+                                                    "relabel": _real}
+# method -> the module whose check_options(options) checks its own settings (TESLA's are checked here).
+CHECKS = {"cda": "curate.distill.recover", "sre2l": "curate.distill.recover", "relabel": "curate.distill.realset"}
 
 
 def expert_map(runner: str | Runner, desc: str = "experts") -> Callable:

@@ -206,7 +206,7 @@ def test_distill_eval_reads_a_cda_set(run, tmp_path, capsys):
     (["--method", "sre2l", "--curriculum", "cosine"], "--method sre2l has no curriculum"),
     (["--soft-labels"], "--soft-labels is TESLA's; --method cda relabels by the teacher"),
     (["--relabel-temperature", "0"], "--relabel-temperature must be positive, got 0.0"),
-    (["--method", "tesla"], "--teacher is a setting of --method cda and sre2l, not tesla"),
+    (["--method", "tesla"], "--teacher is a setting of --method cda, sre2l and relabel, not tesla"),
 ])
 def test_bad_cda_options_are_one_line_errors(run, capsys, extra, message):
     assert main(["distill", str(run.path), "--name", "fresh", *TINY_CDA, *extra]) == 2
