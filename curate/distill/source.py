@@ -5,6 +5,7 @@ fixed size and normalized per channel."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,13 +20,14 @@ if TYPE_CHECKING:
     import torch
 
 BATCH_ROWS = 1024
+INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 ONE_LABEL_SOURCE = "give either label_column (--label-column COLUMN) or zeroshot_classes (--labels zeroshot:FILE)"
 
 
 @dataclass
 class LabelledImages:
     """Real images for distillation: float N x 3 x S x S images normalized per channel ((x - mean) / std, x in
-    [0, 1]), int64 class indices into `classnames` (the sorted distinct label values), the samples' uids, and how
+    [0, 1]), int64 class indices into `classnames` (the distinct label values: class_order), the samples' uids, and how
     many selected samples were left out: `unlabelled` (a null label; for zero-shot labels, no image embedding)
     and `skipped` (reason -> count: no image bytes, or an image that did not decode), with the uids of the samples
     whose image did not decode (`undecodable`: the set records them, so none vanishes unnamed)."""
@@ -92,8 +94,9 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str | None,
         missing = label_column if zeroshot_classes is None else "image embedding"
         raise UsageError(f"no labelled images to distill{matching}: {unlabelled} selected samples have no "
                          f"{missing}, {sum(skipped.values())} have no usable image")
+    declared = entry.get("class_labels", {}).get(label_column, []) if label_column is not None else []
     data = _normalized(pixels, names, uids, selection.samples + sum(selection.skipped.values()), unlabelled,
-                       skipped)
+                       skipped, class_order(set(names), declared))
     data.undecodable = undecodable
     return data
 
@@ -166,16 +169,24 @@ def _try(decode: Callable[[bytes, int], np.ndarray], data: bytes | None, size: i
         return None
 
 
+def class_order(present: set[str], declared: Sequence[str]) -> list[str]:
+    """Returns the classes in index order: those a Hugging Face ClassLabel `declared`, in its order, then the
+    others, integers (a `.cls`) by value before other names in text order."""
+    first = [name for name in dict.fromkeys(declared) if name in present]
+    rest = present - set(first)
+    return first + sorted(rest, key=lambda n: (0, int(n), "") if INTEGER.fullmatch(n) else (1, 0, n))
+
+
 def _normalized(pixels: list[np.ndarray], names: list[str], uids: list[str], selected: int, unlabelled: int,
-                skipped: dict[str, int]) -> LabelledImages:
-    """Returns the LabelledImages of decoded pixels, normalized by their own per-channel mean and std."""
+                skipped: dict[str, int], classnames: list[str]) -> LabelledImages:
+    """Returns the LabelledImages of decoded pixels, normalized by their own per-channel mean and std, their labels
+    indices into `classnames`."""
     import torch
 
     images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255)
     mean = images.mean(dim=(0, 2, 3))
     std = images.std(dim=(0, 2, 3)).clamp(min=1e-3)
     images = (images - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
-    classnames = sorted(set(names))
     index = {name: i for i, name in enumerate(classnames)}
     labels = torch.tensor([index[n] for n in names], dtype=torch.int64)
     return LabelledImages(images.contiguous(), labels, classnames, uids, tuple(mean.tolist()), tuple(std.tolist()),

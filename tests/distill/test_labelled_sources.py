@@ -66,3 +66,23 @@ def test_hugging_face_class_labels_are_the_test_sets_class_names(tmp_path):
     assert held.pixels.shape == (3, 8, 8, 3)
     with pytest.raises(UsageError, match="no label column 'cls'"):
         load_test_set(str(path), 8, "cls")
+
+
+def test_a_class_label_keeps_its_order_from_ingest_to_a_distilled_hf_export(tmp_path):
+    from datasets import load_from_disk
+
+    from curate.distill.source import class_order
+
+    features = {"image": {"_type": "Image"}, "label": {"names": ["zebra", "ant", "owl"], "_type": "ClassLabel"}}
+    metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    path = labelled_parquet(tmp_path / "train.parquet", 6, {"label": pa.array([0, 1, 0, 1, 0, 1])}, metadata)
+    run = tmp_path / "run"
+    assert main(["ingest", str(path), "--run", str(run)]) == 0
+    assert main(["distill", str(run), "--name", "hf", "--label-column", "label", "--method", "relabel", "--ipc", "1",
+                 "--image-size", "8", "--width", "4", "--depth", "1", "--teacher", "convnet", "--teacher-epochs",
+                 "1", "--relabel-epochs", "1"]) == 0
+    assert main(["export", str(run), "--distilled", "hf", "--format", "hf", "--out", str(tmp_path / "out")]) == 0
+    dataset = load_from_disk(str(tmp_path / "out"))
+    assert dataset.features["label"].names == ["zebra", "ant"]  # the declared order; owl has no image
+    assert sorted(dataset["label"]) == [0, 1]
+    assert class_order({"10", "2", "b", "a"}, []) == ["2", "10", "a", "b"]  # .cls integers by value
