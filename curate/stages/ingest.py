@@ -4,16 +4,15 @@ import platform
 from dataclasses import asdict, dataclass
 
 from curate.catalogs import build_catalog, connect
-from curate.catalogs.connection import open_database, run_file
-from curate.catalogs.views import DUPLICATES
 from curate.errors import UsageError
 from curate.graph import StageRun
 from curate.io.inputs import ShardTask, expand_inputs, split_large_parquet
 from curate.io.readers import ShardOutput, read_shard
 from curate.io.samples import ReadOptions
-from curate.io.schema import DATACOMP_SCORE_COLUMNS, EMBEDDING_DTYPES, QUARANTINE_SCHEMA, SAMPLES_SCHEMA
-from curate.rundir import RunDir, check_run_folder, parquet_bytes
+from curate.io.schema import DATACOMP_SCORE_COLUMNS, EMBEDDING_DTYPES, SAMPLES_SCHEMA
+from curate.rundir import RunDir, check_run_folder
 from curate.runners import Runner, ShardJob, as_runner, run_shard_job
+from curate.stages.duplicates import write_duplicate_uids
 from curate.stages.ingest_columns import check_own_columns, settle_column_types
 from curate.stages.step import stage_step
 
@@ -71,30 +70,6 @@ def recorded_options(options: ReadOptions) -> dict:
     """Returns the read options as the ingest config records them: options added since runs were first recorded
     are left out while they hold their defaults, so an older run still resumes."""
     return {k: v for k, v in asdict(options).items() if LATER_DEFAULTS.get(k, object()) != v}
-
-
-def write_duplicate_uids(run: RunDir) -> None:
-    """Quarantines every copy of a uid after the first (ordered by shard, then key), as one Parquet file."""
-    con = open_database(":memory:", run, read_only=False)
-    table = con.sql(
-        f"""
-        SELECT shard, key, uid, 'duplicate uid' AS reason,
-               'first seen in ' || first_shard || ' key ' || first_key AS detail
-        FROM (SELECT shard, key, uid,
-                     first_value(shard) OVER w AS first_shard, first_value(key) OVER w AS first_key,
-                     row_number() OVER w AS copy
-              FROM read_parquet({run_file('samples/*.parquet')})
-              WINDOW w AS (PARTITION BY uid ORDER BY shard, key))
-        WHERE copy > 1
-        ORDER BY shard, key
-        """
-    ).to_arrow_table()
-    con.close()
-    target = run.path / DUPLICATES
-    if table.num_rows:
-        run.write_bytes(DUPLICATES, parquet_bytes(table.select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)))
-    elif target.exists():
-        target.unlink()
 
 
 def accounting(run: RunDir) -> dict:

@@ -161,3 +161,32 @@ def test_an_image_parquet_file_larger_than_a_task_is_read_in_pieces_with_the_sam
     assert pieces[1] == [f"images.part{i:04d}" for i in range(3)]
     assert pieces[0] == whole[0] and pieces[2] == whole[2]
     assert [row[3] for row in sorted(whole[2], key=lambda r: r[1])] == list(range(5))  # offsets in the file
+
+
+def test_a_uid_repeated_across_datacomp_shards_is_one_sample_with_one_embedding_and_score(tmp_path):
+    # A later shard repeats the first shard's first uid: its copy is quarantined, and its .npz embedding and scores
+    # leave the views with it (they doubled the sample's rows in samples and in the whole-pool stages' input).
+    vectors = np.random.default_rng(0).normal(size=(6, 8))
+    first = datacomp_shard(tmp_path, vectors[:3], "0000", 1)
+    datacomp_shard(tmp_path, vectors[3:], "0001", 2)
+    later = pq.read_table(tmp_path / "0001.parquet")
+    pq.write_table(later.set_column(0, "uid", pa.array([first[0], *later["uid"].to_pylist()[1:]])),
+                   tmp_path / "0001.parquet")
+    run = RunDir(tmp_path / "run")
+    inputs = [str(tmp_path / "0000.parquet"), str(tmp_path / "0001.parquet")]
+    options = ReadOptions(datacomp_embeddings="l14")
+    assert ingest(inputs, run, options=options, progress=False) == dict(read=6, kept=5, quarantined=1,
+                                                                         shard_errors=0)
+    con = connect(run)
+    try:
+        for view in ("samples", "embeddings"):
+            assert con.execute(f"SELECT count(*), count(DISTINCT uid) FROM {view}").fetchone() == (5, 5), view
+        kept = con.execute("SELECT clip_l14_similarity_score FROM samples WHERE uid = ?", [first[0]]).fetchall()
+        vector = con.execute("SELECT image_embedding FROM embeddings WHERE uid = ?", [first[0]]).fetchone()[0]
+    finally:
+        con.close()
+    original = pq.read_table(tmp_path / "0000.parquet")["clip_l14_similarity_score"][0].as_py()
+    assert kept == [(pytest.approx(original),)]
+    expected = vectors[0] / np.linalg.norm(vectors[0])
+    assert np.allclose(vector, expected, atol=2e-3)  # the first shard's, not the later copy's
+    assert ingest(inputs, run, options=options, progress=False)["kept"] == 5  # a rerun changes nothing
