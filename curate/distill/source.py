@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 BATCH_ROWS = 1024
+MAX_CLASSES = 10_000  # ImageNet-21k's order of magnitude; more is an id or a caption, not a class
 INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 ONE_LABEL_SOURCE = "give either label_column (--label-column COLUMN) or zeroshot_classes (--labels zeroshot:FILE)"
 
@@ -83,6 +84,7 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str | None,
         if selection.samples + sum(selection.skipped.values()) == 0:
             raise UsageError(f"no samples to distill: the run has none{matching}")
         labels = label_of(con, selection.predicate)
+        _check_class_count(labels, label_column)
         pixels, names, uids, undecodable = _decode(iter_selected(con, selection, BATCH_ROWS), labels, sources,
                                                    image_size, progress)
     finally:
@@ -99,6 +101,16 @@ def labelled_selection(run: RunDir, where: str | None, label_column: str | None,
                        skipped, class_order(set(names), declared))
     data.undecodable = undecodable
     return data
+
+
+def _check_class_count(labels: dict[str, str | None], column: str | None) -> None:
+    """Raises UsageError before any image is decoded when the labels hold more classes than a set can have (a
+    column of ids or captions named as the label, most likely)."""
+    classes = len({value for value in labels.values() if value is not None})
+    if classes > MAX_CLASSES:
+        raise UsageError(f"--label-column {column} has {classes:,} distinct values among the selected samples, more "
+                         f"than the {MAX_CLASSES:,} classes a distilled set can hold: is it a class column? narrow "
+                         "the selection with --where, or label another column")
 
 
 def _label_reader(run: RunDir, label_column: str | None,
