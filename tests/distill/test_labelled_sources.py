@@ -88,15 +88,13 @@ def test_a_class_label_keeps_its_order_from_ingest_to_a_distilled_hf_export(tmp_
     assert class_order({"10", "2", "b", "a"}, []) == ["2", "10", "a", "b"]  # .cls integers by value
 
 
-def test_a_label_column_of_too_many_values_is_refused_before_decoding(tmp_path, monkeypatch, capsys):
+def test_a_label_column_of_too_many_values_is_refused_before_decoding(distilled, monkeypatch, capsys):
     import curate.distill.source as source
 
-    monkeypatch.setattr(source, "MAX_CLASSES", 3)  # the bound is 10,000: four uids stand for a million here
-    pool = cls_shards(tmp_path / "pool", [b"0", b"1"], 2)
-    run = tmp_path / "run"
-    assert main(["ingest", str(pool), "--run", str(run)]) == 0
+    _, run = distilled
+    monkeypatch.setattr(source, "MAX_CLASSES", 3)  # the bound is 10,000: eight uids stand for a million here
     capsys.readouterr()
     assert main(["distill", str(run), "--name", "keys", "--label-column", "uid", *LABELLED]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--label-column uid has 4 distinct values" in err and "\n" not in err
-    assert not (run / "distilled").exists()
+    assert "--label-column uid has 8 distinct values" in err and "\n" not in err
+    assert not (run / "distilled" / "keys").exists()
