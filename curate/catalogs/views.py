@@ -215,12 +215,20 @@ def stages_table(run: RunDir) -> pa.Table:
     })
 
 
-def _samples_view(run: RunDir, stages: list[str]) -> str:
-    sql = "CREATE VIEW samples AS SELECT * FROM ingested"
+def ingested_samples(run: RunDir) -> str:
+    """Returns a SELECT of the run's accepted samples with ingest's columns only: `samples` without the stages'
+    joins, for a query that needs no stage's column (DuckDB keeps a view's LEFT JOINs even when nothing reads
+    them)."""
+    sql = "SELECT * FROM ingested"
     if (run.path / DUPLICATES).exists():
         # Later copies of a uid are quarantined (see the quarantine view), not shown twice here.
         sql += (f" ANTI JOIN read_parquet({run_file(DUPLICATES)}) AS d"
                 " ON ingested.shard = d.shard AND ingested.key = d.key")
+    return sql
+
+
+def _samples_view(run: RunDir, stages: list[str]) -> str:
+    sql = "CREATE VIEW samples AS " + ingested_samples(run)
     for stage in stages:
         sql += f" LEFT JOIN scores_{stage} USING (uid)"
     return sql

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from curate.catalogs.connection import CATALOG, open_database
-from curate.catalogs.views import STAGE_NAME, quoted, sample_columns
+from curate.catalogs.views import STAGE_NAME, ingested_samples, quoted, sample_columns
 from curate.errors import UsageError
 from curate.graph import ANNOTATION, StageRun, entries
 from curate.io.columns import STAGE_PREFIXES, check_targets, is_scalar
@@ -189,7 +189,8 @@ def _join(con: duckdb.DuckDBPyConnection, run: RunDir, annotation: Annotation, c
     counts."""
     on = quoted(annotation.on)
     picked = ", ".join(f"a.{quoted(c)} AS {quoted(annotation.target(c))}" for c in columns)
-    query = (f"SELECT s.uid, {picked} FROM (SELECT uid, {on} AS match_key FROM samples) AS s"
+    samples = f"({ingested_samples(run)})"  # ingest's columns alone: the stages' joins would cost a join each
+    query = (f"SELECT s.uid, {picked} FROM (SELECT uid, {on} AS match_key FROM {samples}) AS s"
              f" JOIN annotation_source AS a ON s.match_key = a.{on} ORDER BY s.uid")
     matched = 0
 
@@ -203,13 +204,13 @@ def _join(con: duckdb.DuckDBPyConnection, run: RunDir, annotation: Annotation, c
         reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
         run.write_batches(f"scores/{annotation.name}/{OUTPUT}", reader.schema, counted(reader))
         rows, keyless, used = con.execute(
-            f"SELECT count(*), count(*) FILTER ({on} IS NULL), count(*) FILTER ({on} IN (SELECT {on} FROM samples))"
+            f"SELECT count(*), count(*) FILTER ({on} IS NULL), count(*) FILTER ({on} IN (SELECT {on} FROM {samples}))"
             " FROM annotation_source").fetchone()
-        samples = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        total = con.execute(f"SELECT count(*) FROM {samples}").fetchone()[0]
     except duckdb.Error as exc:
         raise UsageError(f"annotate {annotation.name}: the join failed: {_first_line(exc)}") from None
     return dict(rows=rows, matched=matched, unmatched_rows=rows - keyless - used, rows_without_key=keyless,
-                samples_without_row=samples - matched)
+                samples_without_row=total - matched)
 
 
 def _first_line(exc: Exception) -> str:

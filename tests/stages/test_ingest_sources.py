@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import curate
 from curate.catalogs import connect
 from curate.cli.main import main
 from curate.errors import UsageError
@@ -190,3 +191,5 @@ def test_a_uid_repeated_across_datacomp_shards_is_one_sample_with_one_embedding_
     expected = vectors[0] / np.linalg.norm(vectors[0])
     assert np.allclose(vector, expected, atol=2e-3)  # the first shard's, not the later copy's
     assert ingest(inputs, run, options=options, progress=False)["kept"] == 5  # a rerun changes nothing
+    annotated = curate.open(run.path).annotate("mine", pa.table({"uid": [first[0]], "score": [1.0]}))
+    assert annotated["matched"] == 1 and annotated["samples_without_row"] == 4  # its later copy is not a sample
