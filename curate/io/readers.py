@@ -48,10 +48,9 @@ def read_parquet(task: ShardTask, tables: ShardTables) -> dict[str, pa.Table]:
     """Reads a Parquet shard: image bytes and captions, or DataComp metadata when that is its schema."""
     schema = shard_schema(task.url)
     try:
-        check_unique_names(schema)
-        if is_datacomp_schema(schema) and not _has_image_column(schema, tables.options):
+        columns = parquet_columns(schema, tables.options)
+        if columns is None:
             return read_datacomp(task, tables)
-        columns = image_parquet_columns(schema, tables.options)
     except SchemaMismatch as exc:
         with fsspec.open(task.url, "rb") as f:
             rows = pq.ParquetFile(f).metadata.num_rows
@@ -104,20 +103,22 @@ def mapped_columns(schema: pa.Schema, options: ReadOptions) -> set[str] | None:
     """Returns the columns of a Parquet file of this schema that curate maps into its own (a DataComp metadata
     file's or an image shard's), or None when its reader would quarantine the file."""
     try:
-        check_unique_names(schema)
-        if is_datacomp_schema(schema) and not _has_image_column(schema, options):
-            return set(DATACOMP_MAPPED)
-        return {c for c in image_parquet_columns(schema, options).values() if c is not None}
+        columns = parquet_columns(schema, options)
     except SchemaMismatch:
         return None
+    return set(DATACOMP_MAPPED) if columns is None else {c for c in columns.values() if c is not None}
 
 
-def _has_image_column(schema: pa.Schema, options: ReadOptions) -> bool:
+def parquet_columns(schema: pa.Schema, options: ReadOptions) -> dict[str, str | None] | None:
+    """Returns the columns an image shard of this schema is read from (image_parquet_columns), or None for DataComp
+    metadata without images; raises SchemaMismatch for neither, or for columns named alike (either kind)."""
     try:
-        image_parquet_columns(schema, options)
+        return image_parquet_columns(schema, options)  # checks the names too
     except SchemaMismatch:
-        return False
-    return True
+        if not is_datacomp_schema(schema):
+            raise
+    check_unique_names(schema)
+    return None
 
 
 def _quarantine_rows(tables: ShardTables, rows: range, reason: str) -> None:
