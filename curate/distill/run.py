@@ -131,9 +131,9 @@ class DistillOptions:
             if field.metadata["type"] is positive_int and value is not None and value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         defaults = DistillOptions(method=self.method)  # a None default resolved for the method, as this one's
-        for field in option_fields(DistillOptions):
-            methods = option_methods(field)
-            if methods and self.method not in methods and getattr(self, field.name) != getattr(defaults, field.name):
+        for field in self._others():
+            if getattr(self, field.name) != getattr(defaults, field.name):
+                methods = option_methods(field)
                 named = " and ".join([", ".join(methods[:-1]), methods[-1]] if len(methods) > 1 else methods)
                 raise UsageError(f"--{field.name.replace('_', '-')} is a setting of --method {named}, not "
                                  f"{self.method}")
@@ -144,16 +144,16 @@ class DistillOptions:
             raise UsageError(f"--max-start-epoch {self.max_start_epoch} + --expert-epochs-match "
                              f"{self.expert_epochs_match} exceeds the experts' --expert-epochs {self.expert_epochs}")
 
-    def _others(self) -> tuple[str, ...]:
-        """Returns the fields that are other methods' settings."""
-        return tuple(f.name for f in option_fields(DistillOptions)
-                     if option_methods(f) and self.method not in option_methods(f))
+    def _others(self) -> list[dataclasses.Field]:
+        """Returns the option fields that are other methods' settings."""
+        return [f for f in option_fields(DistillOptions) if option_methods(f) and self.method not in option_methods(f)]
 
     def as_dict(self) -> dict[str, Any]:
         """Returns the options as a JSON-ready dict without the other methods' settings (so a TESLA set's is what
         it was before CDA) and without zeroshot_classes when the labels are a column (as sets made before zero-shot
         labels recorded them)."""
-        options = {k: v for k, v in dataclasses.asdict(self).items() if k not in self._others()}
+        others = {f.name for f in self._others()}
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k not in others}
         classes = options.pop("zeroshot_classes")
         return options if classes is None else options | {"zeroshot_classes": list(classes)}
 
