@@ -3,3 +3,9 @@
 
 class UsageError(Exception):
     """A bad argument or input the user can correct; the message says what to fix."""
+
+
+def first_line(exc: BaseException) -> str:
+    """Returns the first line of an exception's message (a library's may span many), or its type's name when it
+    has none."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from curate.catalogs.views import quoted
-from curate.errors import UsageError
+from curate.errors import UsageError, first_line
 from curate.io.schema import SAMPLES_SCHEMA
 
 # Ordered as the source shards lie, so each shard is opened once and read front to back.
@@ -138,7 +138,7 @@ def iter_selected(
 
 
 def _predicate_error(where: str | None, exc: duckdb.Error) -> UsageError:
-    return invalid_predicate(where, (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    return invalid_predicate(where, first_line(exc))
 
 
 def invalid_predicate(where: str | None, message: str) -> UsageError:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.concepts.kmeans import KMeansConfig, assign, train_centroids
-from curate.errors import UsageError
+from curate.errors import UsageError, first_line
 from curate.graph import StageRun, current_versions, entries
 from curate.rundir import DONE, RunDir
 from curate.runners import Runner, quiet
@@ -123,9 +123,8 @@ def _embedding_files(run: RunDir, kind: str) -> _Files:
         try:
             rows.append(pq.ParquetFile(path).metadata.num_rows)
         except (OSError, pa.ArrowException) as exc:
-            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise UsageError(f"{path} is unreadable ({reason}); rerun the {stage} stage in a new run, or restore the "
-                             "file") from None
+            raise UsageError(f"{path} is unreadable ({first_line(exc)}); rerun the {stage} stage in a new run, or "
+                             "restore the file") from None
     return _Files(paths, column, np.array(rows, dtype=np.int64))
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from curate.catalogs.connection import CATALOG, open_database
 from curate.catalogs.views import STAGE_NAME, ingested_samples, quoted, sample_columns
-from curate.errors import UsageError
+from curate.errors import UsageError, first_line
 from curate.graph import ANNOTATION, StageRun, entries
 from curate.io.columns import STAGE_PREFIXES, check_targets, is_scalar
 from curate.rundir import RunDir
@@ -126,7 +126,7 @@ def _read(con: duckdb.DuckDBPyConnection, source: str | os.PathLike | pa.Table, 
             relation = _read_file(con, label)
         con.register("annotation_source", relation)
     except duckdb.Error as exc:
-        raise UsageError(f"--from {label}: cannot read it as a table: {_first_line(exc)}") from None
+        raise UsageError(f"--from {label}: cannot read it as a table: {first_line(exc)}") from None
 
 
 def _read_file(con: duckdb.DuckDBPyConnection, path: str) -> duckdb.DuckDBPyRelation:
@@ -208,10 +208,6 @@ def _join(con: duckdb.DuckDBPyConnection, run: RunDir, annotation: Annotation, c
             " FROM annotation_source").fetchone()
         total = con.execute(f"SELECT count(*) FROM {samples}").fetchone()[0]
     except duckdb.Error as exc:
-        raise UsageError(f"annotate {annotation.name}: the join failed: {_first_line(exc)}") from None
+        raise UsageError(f"annotate {annotation.name}: the join failed: {first_line(exc)}") from None
     return dict(rows=rows, matched=matched, unmatched_rows=rows - keyless - used, rows_without_key=keyless,
                 samples_without_row=total - matched)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
