@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from curate.catalogs import connect
-from curate.catalogs.views import quoted, sample_columns
 from curate.graph import ANNOTATION, entries, status
 from curate.io.columns import CLS
 from curate.rundir import RunDir
@@ -39,17 +38,14 @@ def carried_columns(run: RunDir) -> CarriedColumns:
     wanted = list(ingest.get("own_columns", {}))
     wanted += [c for name, entry in recorded.items() if entry.get(ANNOTATION) and states.get(name) == "current"
                for c in entry.get("columns", ())]
-    present = sample_columns(run)
-    names = tuple(c for c in dict.fromkeys(wanted) if c in present)
-    labels = {c: list(n) for c, n in ingest.get("class_labels", {}).items() if c in names}
-    if not names:
-        return CarriedColumns()
     con = connect(run)
     try:
-        schema = con.sql(f"SELECT {', '.join(quoted(c) for c in names)} FROM samples LIMIT 0").to_arrow_table().schema
+        schema = con.sql("SELECT * FROM samples LIMIT 0").to_arrow_table().schema
     finally:
         con.close()
-    return CarriedColumns(names, labels, {f.name: f.type for f in schema})
+    names = tuple(c for c in dict.fromkeys(wanted) if c in schema.names)
+    labels = {c: list(n) for c, n in ingest.get("class_labels", {}).items() if c in names}
+    return CarriedColumns(names, labels, {name: schema.field(name).type for name in names})
 
 
 def _json_value(value: object) -> object:
