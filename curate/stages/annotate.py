@@ -98,10 +98,10 @@ def _source(run: RunDir, source: str | os.PathLike | pa.Table, label: str,
 def _describe(source: str | os.PathLike | pa.Table) -> tuple[str, str]:
     """Returns (how the config names the source: its absolute path, or "a table from Python"), its SHA-256)."""
     if isinstance(source, pa.Table):
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, source.schema) as writer:
-            writer.write_table(source)
-        return "a table from Python", hashlib.sha256(sink.getvalue()).hexdigest()
+        digest = hashlib.sha256(source.schema.serialize())
+        for batch in source.to_batches():  # one batch's bytes at a time, not a copy of the table
+            digest.update(batch.serialize())
+        return "a table from Python", digest.hexdigest()
     path = Path(source).absolute()
     if path.suffix.lower() not in READERS:
         raise UsageError(f"--from {path}: give a .parquet, .csv, .tsv, .jsonl or .json file")
