@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curate.distill.layout import OPTIONS, RESULT, SOURCE, distilled_sets, set_folder
+from curate.distill.realset import PICKS
 from curate.errors import UsageError
 from curate.options import non_negative_int, option, option_fields, option_methods, positive_int
 from curate.rundir import RunDir
@@ -105,7 +106,7 @@ class DistillOptions:
                                  "hard labels only)", type=non_negative_int, methods=TEACHER)
     relabel_temperature: float = option(20.0, "the soft labels' KD temperature", methods=TEACHER)
     pick: str = option("herding", "how each class's real images are chosen: herding on their pixels, or random",
-                       choices=("herding", "random"), methods=("relabel",))
+                       choices=tuple(PICKS), methods=("relabel",))
 
     def __post_init__(self) -> None:
         if self.iterations is None:
