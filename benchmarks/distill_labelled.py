@@ -16,7 +16,6 @@ import argparse
 import io
 import json
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import write_results
 
 from curate.cli.main import main as curate
+from curate.synth.hostile import write_tar
 
 SHARD = 200
 METHODS = {"relabel": ["--method", "relabel", "--pick", "herding"],
@@ -56,18 +56,15 @@ def write_digits(folder: Path) -> tuple[Path, Path]:
 
 
 def _write_shard(path: Path, images: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
-    with tarfile.open(path, "w") as tar:
-        for row in rows:
-            pixels = np.repeat(np.repeat((images[row] * 255 / 16).astype(np.uint8), 4, 0), 4, 1)
-            png = io.BytesIO()
-            Image.fromarray(np.stack([pixels] * 3, axis=-1)).save(png, format="PNG")
-            key = f"{row:05d}"
-            members = {"png": png.getvalue(), "cls": str(int(labels[row])).encode(),
-                       "txt": f"a handwritten {int(labels[row])}".encode()}
-            for suffix, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{suffix}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+    samples = []
+    for row in rows:
+        pixels = np.repeat(np.repeat((images[row] * 255 / 16).astype(np.uint8), 4, 0), 4, 1)
+        png = io.BytesIO()
+        Image.fromarray(np.stack([pixels] * 3, axis=-1)).save(png, format="PNG")
+        key, label = f"{row:05d}", int(labels[row])
+        members = {"png": png.getvalue(), "cls": str(label).encode(), "txt": f"a handwritten {label}".encode()}
+        samples.append((key, [(f"{key}.{suffix}", data, 0) for suffix, data in members.items()]))
+    write_tar(path, samples)
 
 
 def run_command(arguments: list[str]) -> dict:

@@ -11,7 +11,6 @@ through the catalog. Writes benchmarks/results/ingest_columns.json.
 """
 
 import argparse
-import io
 import json
 import shutil
 import statistics
@@ -31,6 +30,7 @@ from curate.catalogs import connect
 from curate.io.samples import ReadOptions
 from curate.rundir import RunDir
 from curate.stages.ingest import ingest
+from curate.synth.hostile import write_tar
 
 EXTRA = 20
 KINDS = ("int", "float", "text", "bool")
@@ -86,14 +86,12 @@ def write_layouts(rows: list[dict], folder: Path, shard_size: int = 500) -> dict
 
 
 def _write_tar(path: Path, rows: list[dict], extra: dict[str, list] | None) -> None:
-    with tarfile.open(path, "w") as tar:
-        for i, row in enumerate(rows):
-            meta = row["meta"] | ({n: v[i] for n, v in extra.items()} if extra else {})
-            for suffix, data in (("jpg", row["jpg"]), ("txt", row["caption"].encode()),
-                                 ("json", json.dumps(meta).encode())):
-                info = tarfile.TarInfo(f"{row['key']}.{suffix}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+    samples = []
+    for i, row in enumerate(rows):
+        meta = row["meta"] | ({n: v[i] for n, v in extra.items()} if extra else {})
+        members = (("jpg", row["jpg"]), ("txt", row["caption"].encode()), ("json", json.dumps(meta).encode()))
+        samples.append((row["key"], [(f"{row['key']}.{suffix}", data, 0) for suffix, data in members]))
+    write_tar(path, samples)
 
 
 def ingest_once(source: Path, run: Path, with_columns: bool) -> tuple[float, dict]:
